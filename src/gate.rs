@@ -1,0 +1,452 @@
+//! The request gate: what happens to an HTTP request on its way to an MCP server.
+//!
+//! The glue calls [`Gate::on_head`] with the request headers and, when the gate asks to
+//! inspect the body, [`Gate::on_body`] with the complete body. Nothing is forwarded until
+//! the gate approves, and everything it cannot understand is refused.
+
+use crate::config::{Access, Config};
+use crate::jsonrpc::{parse_body, Body, BodyError};
+use crate::reject::{Code, Rejection};
+use crate::revision::{check_headers, RoutingHeaders};
+
+/// The parts of a request head the gate decides on.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_length: Option<u64>,
+    pub routing: RoutingHeaders,
+    /// The request has no body (headers ended the stream).
+    pub end_of_stream: bool,
+}
+
+impl RequestHead {
+    /// Records one request header (name in lower case, pseudo-headers included). Values are
+    /// bytes because HTTP allows non-UTF-8 octets in them.
+    pub fn observe(&mut self, name: &str, value: &[u8]) {
+        let text = || String::from_utf8_lossy(value).into_owned();
+        match name {
+            ":method" => self.method = text(),
+            ":path" => self.path = text(),
+            "content-type" => self.content_type = Some(text()),
+            "content-encoding" => self.content_encoding = Some(text()),
+            "content-length" => self.content_length = text().trim().parse().ok(),
+            _ => self.routing.observe(name, value),
+        }
+    }
+}
+
+/// What to do after the request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadVerdict {
+    /// Not for the gate (a path outside the MCP endpoints, allowed by config): forward as is.
+    Forward,
+    /// Hold the request and hand its body to [`Gate::on_body`].
+    InspectBody(BodyRule),
+    Reject(Rejection),
+}
+
+/// How the held body is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRule {
+    /// A POST: JSON-RPC messages for the policy.
+    JsonRpc,
+    /// A GET or DELETE: allowed only when it turns out to have no body.
+    MustBeEmpty,
+}
+
+/// The request gate for one configuration.
+pub struct Gate<'c> {
+    pub config: &'c Config,
+}
+
+impl Gate<'_> {
+    pub fn on_head(&self, head: &RequestHead) -> HeadVerdict {
+        let path = head.path.split(['?', '#']).next().unwrap_or_default();
+        if !self.config.endpoints.is_match(path) {
+            return match self.config.other_paths {
+                Access::Allow => HeadVerdict::Forward,
+                Access::Deny => reject(
+                    Code::Forbidden,
+                    format!("path {path:?} is not an MCP endpoint"),
+                ),
+            };
+        }
+        let rule = match head.method.as_str() {
+            "POST" => return self.on_post_head(head),
+            "GET" => ("GET stream", self.config.get_stream),
+            "DELETE" => ("DELETE session", self.config.delete_session),
+            other => {
+                return reject(
+                    Code::MethodNotAllowed,
+                    format!("HTTP method {other} is not used by MCP"),
+                )
+            }
+        };
+        match rule {
+            (what, Access::Deny) => reject(Code::Forbidden, format!("{what} is denied by policy")),
+            (_, Access::Allow) if head.end_of_stream || head.content_length == Some(0) => {
+                HeadVerdict::Forward
+            }
+            (_, Access::Allow) => HeadVerdict::InspectBody(BodyRule::MustBeEmpty),
+        }
+    }
+
+    fn on_post_head(&self, head: &RequestHead) -> HeadVerdict {
+        if let Some(enc) = head.content_encoding.as_deref() {
+            if !enc.trim().eq_ignore_ascii_case("identity") {
+                return reject(
+                    Code::UnsupportedMediaType,
+                    format!(
+                        "Content-Encoding {enc:?} cannot be inspected; send the body uncompressed"
+                    ),
+                );
+            }
+        }
+        if let Err(reason) = check_content_type(head.content_type.as_deref()) {
+            return reject(Code::UnsupportedMediaType, reason);
+        }
+        match head.content_length {
+            Some(n) if n > self.config.max_body_bytes => self.too_large(),
+            _ if head.end_of_stream => reject(Code::ParseError, "empty request body"),
+            _ => HeadVerdict::InspectBody(BodyRule::JsonRpc),
+        }
+    }
+
+    /// The answer for a body that grew past `max_body_bytes`.
+    pub fn too_large(&self) -> HeadVerdict {
+        reject(
+            Code::PayloadTooLarge,
+            format!("request body exceeds {} bytes", self.config.max_body_bytes),
+        )
+    }
+
+    /// Judges a complete body held under `rule`.
+    pub fn on_body(
+        &self,
+        rule: BodyRule,
+        head: &RequestHead,
+        body: &[u8],
+    ) -> Result<(), Rejection> {
+        match rule {
+            BodyRule::MustBeEmpty if body.is_empty() => Ok(()),
+            BodyRule::MustBeEmpty => Err(Rejection::new(
+                Code::InvalidRequest,
+                format!("{} on an MCP endpoint must not carry a body", head.method),
+            )),
+            BodyRule::JsonRpc => self.on_json_rpc(head, body),
+        }
+    }
+
+    fn on_json_rpc(&self, head: &RequestHead, body: &[u8]) -> Result<(), Rejection> {
+        if body.is_empty() {
+            return Err(Rejection::new(Code::ParseError, "empty request body"));
+        }
+        let parsed = parse_body(body).map_err(|e| match e {
+            BodyError::Parse(reason) => Rejection::new(Code::ParseError, reason),
+            BodyError::InvalidRequest { reason, id } => {
+                Rejection::new(Code::InvalidRequest, reason).with_id(id.as_deref())
+            }
+            BodyError::InvalidParams { reason, id } => {
+                Rejection::new(Code::InvalidParams, reason).with_id(id.as_deref())
+            }
+        })?;
+        let id = match &parsed {
+            Body::Single(m) => m.id,
+            Body::Batch(_) => None,
+        };
+        check_headers(&parsed, &head.routing)
+            .map_err(|reason| Rejection::new(Code::HeaderMismatch, reason).with_id(id))?;
+        for (i, message) in parsed.messages().iter().enumerate() {
+            self.config.policy.check(message).map_err(|reason| {
+                let reason = match parsed {
+                    Body::Batch(_) => format!("batch[{i}]: {reason}"),
+                    Body::Single(_) => reason,
+                };
+                Rejection::new(Code::Forbidden, reason).with_id(id)
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn reject(code: Code, reason: impl Into<String>) -> HeadVerdict {
+    HeadVerdict::Reject(Rejection::new(code, reason))
+}
+
+/// Accepts `application/json` with no parameter but an optional UTF-8 charset.
+fn check_content_type(value: Option<&str>) -> Result<(), String> {
+    let Some(value) = value else {
+        return Err("a POST to an MCP endpoint needs Content-Type: application/json".into());
+    };
+    let mut parts = value.split(';');
+    let media = parts.next().unwrap_or_default().trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(format!("Content-Type {value:?} is not application/json"));
+    }
+    for param in parts {
+        let (k, v) = param.split_once('=').unwrap_or((param, ""));
+        let v = v.trim().trim_matches('"');
+        if !(k.trim().eq_ignore_ascii_case("charset") && v.eq_ignore_ascii_case("utf-8")) {
+            return Err(format!(
+                "Content-Type parameter {:?} is not supported",
+                param.trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> RequestHead {
+        let mut h = RequestHead {
+            end_of_stream,
+            ..RequestHead::default()
+        };
+        h.observe(":method", method.as_bytes());
+        h.observe(":path", path.as_bytes());
+        for (k, v) in headers {
+            h.observe(k, v.as_bytes());
+        }
+        h
+    }
+
+    const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+
+    fn verdict(config: &str, h: &RequestHead) -> HeadVerdict {
+        let config = Config::from_json(config.as_bytes()).unwrap();
+        Gate { config: &config }.on_head(h)
+    }
+
+    fn rejected(v: HeadVerdict) -> (Code, String) {
+        match v {
+            HeadVerdict::Reject(r) => (r.code, r.reason),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn head_table() {
+        let inspect = HeadVerdict::InspectBody(BodyRule::JsonRpc);
+        assert_eq!(verdict("{}", &head("POST", "/mcp", JSON, false)), inspect);
+        assert_eq!(
+            verdict(
+                "{}",
+                &head(
+                    "POST",
+                    "/mcp?session=1",
+                    &[("content-type", "Application/JSON; charset=UTF-8")],
+                    false
+                )
+            ),
+            inspect
+        );
+        assert_eq!(
+            verdict("{}", &head("GET", "/mcp", &[], true)),
+            HeadVerdict::Forward
+        );
+        assert_eq!(
+            verdict("{}", &head("DELETE", "/mcp", &[], true)),
+            HeadVerdict::Forward
+        );
+        assert_eq!(
+            verdict("{}", &head("GET", "/mcp", &[], false)),
+            HeadVerdict::InspectBody(BodyRule::MustBeEmpty)
+        );
+        assert_eq!(
+            verdict("{}", &head("POST", "/other", &[], false)),
+            HeadVerdict::Forward
+        );
+        assert_eq!(
+            verdict(
+                r#"{"endpoints":["/mcp","/messages/"]}"#,
+                &head("POST", "/messages/?session_id=abc", JSON, false)
+            ),
+            inspect
+        );
+
+        let cases: Vec<(&str, RequestHead, Code, &str)> = vec![
+            (
+                r#"{"other_paths":"deny"}"#,
+                head("GET", "/admin", &[], true),
+                Code::Forbidden,
+                "path \"/admin\" is not an MCP endpoint",
+            ),
+            (
+                r#"{"get_stream":"deny"}"#,
+                head("GET", "/mcp", &[], true),
+                Code::Forbidden,
+                "GET stream is denied by policy",
+            ),
+            (
+                r#"{"delete_session":"deny"}"#,
+                head("DELETE", "/mcp", &[], true),
+                Code::Forbidden,
+                "DELETE session is denied by policy",
+            ),
+            (
+                "{}",
+                head("PUT", "/mcp", JSON, false),
+                Code::MethodNotAllowed,
+                "HTTP method PUT is not used by MCP",
+            ),
+            (
+                "{}",
+                head(
+                    "POST",
+                    "/mcp",
+                    &[
+                        ("content-type", "application/json"),
+                        ("content-encoding", "gzip"),
+                    ],
+                    false,
+                ),
+                Code::UnsupportedMediaType,
+                "Content-Encoding \"gzip\" cannot be inspected; send the body uncompressed",
+            ),
+            (
+                "{}",
+                head("POST", "/mcp", &[("content-type", "text/plain")], false),
+                Code::UnsupportedMediaType,
+                "Content-Type \"text/plain\" is not application/json",
+            ),
+            (
+                "{}",
+                head(
+                    "POST",
+                    "/mcp",
+                    &[("content-type", "application/json; charset=latin1")],
+                    false,
+                ),
+                Code::UnsupportedMediaType,
+                "Content-Type parameter \"charset=latin1\" is not supported",
+            ),
+            (
+                "{}",
+                head("POST", "/mcp", &[], false),
+                Code::UnsupportedMediaType,
+                "a POST to an MCP endpoint needs Content-Type: application/json",
+            ),
+            (
+                r#"{"max_body_bytes":10}"#,
+                head(
+                    "POST",
+                    "/mcp",
+                    &[
+                        ("content-type", "application/json"),
+                        ("content-length", "11"),
+                    ],
+                    false,
+                ),
+                Code::PayloadTooLarge,
+                "request body exceeds 10 bytes",
+            ),
+            (
+                "{}",
+                head("POST", "/mcp", JSON, true),
+                Code::ParseError,
+                "empty request body",
+            ),
+        ];
+        for (config, h, code, reason) in cases {
+            assert_eq!(
+                rejected(verdict(config, &h)),
+                (code, reason.to_owned()),
+                "{config} {h:?}"
+            );
+        }
+        let identity = head(
+            "POST",
+            "/mcp",
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "identity"),
+            ],
+            false,
+        );
+        assert_eq!(verdict("{}", &identity), inspect);
+    }
+
+    #[test]
+    fn body_decisions() {
+        let config = Config::from_json(br#"{"policy":{"deny":{"tools":["delete_*"]}}}"#).unwrap();
+        let gate = Gate { config: &config };
+        let post = head("POST", "/mcp", JSON, false);
+        let ok = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
+        assert_eq!(gate.on_body(BodyRule::JsonRpc, &post, ok), Ok(()));
+
+        let denied = br#"{"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"delete_\u0066ile"}}"#;
+        let r = gate.on_body(BodyRule::JsonRpc, &post, denied).unwrap_err();
+        assert_eq!(
+            (r.code, r.reason.as_str(), r.id.as_deref()),
+            (
+                Code::Forbidden,
+                "tool \"delete_file\" is denied by policy",
+                Some("\"q\"")
+            )
+        );
+
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file"}}]"#;
+        let r = gate.on_body(BodyRule::JsonRpc, &post, batch).unwrap_err();
+        assert_eq!(
+            (r.code, r.reason.as_str(), r.id),
+            (
+                Code::Forbidden,
+                "batch[1]: tool \"delete_file\" is denied by policy",
+                None
+            )
+        );
+
+        let mismatch = head(
+            "POST",
+            "/mcp",
+            &[("content-type", "application/json"), ("mcp-name", "echo")],
+            false,
+        );
+        let r = gate
+            .on_body(BodyRule::JsonRpc, &mismatch, denied)
+            .unwrap_err();
+        assert_eq!(
+            (r.code, r.id.as_deref()),
+            (Code::HeaderMismatch, Some("\"q\""))
+        );
+
+        let r = gate.on_body(BodyRule::JsonRpc, &post, b"{").unwrap_err();
+        assert_eq!(r.code, Code::ParseError);
+        let r = gate
+            .on_body(
+                BodyRule::JsonRpc,
+                &post,
+                br#"{"jsonrpc":"2.0","id":5,"method":"tools/call"}"#,
+            )
+            .unwrap_err();
+        assert_eq!((r.code, r.id.as_deref()), (Code::InvalidParams, Some("5")));
+        let r = gate
+            .on_body(
+                BodyRule::JsonRpc,
+                &post,
+                br#"{"jsonrpc":"2.0","id":5,"id":6,"method":"ping"}"#,
+            )
+            .unwrap_err();
+        assert_eq!(r.code, Code::InvalidRequest);
+
+        let get = head("GET", "/mcp", &[], false);
+        assert_eq!(gate.on_body(BodyRule::MustBeEmpty, &get, b""), Ok(()));
+        assert_eq!(
+            gate.on_body(BodyRule::MustBeEmpty, &get, b"{}")
+                .unwrap_err()
+                .code,
+            Code::InvalidRequest
+        );
+    }
+}

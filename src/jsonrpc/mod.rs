@@ -1,0 +1,7 @@
+//! JSON-RPC 2.0 as MCP uses it: a strict, selective reader and message classification.
+
+mod message;
+mod reader;
+
+pub use message::{parse_body, Body, BodyError, Kind, Message, Target, META_PROTOCOL_VERSION};
+pub use reader::{Reader, SyntaxError, MAX_DEPTH};

@@ -1,0 +1,495 @@
+//! A validating JSON reader that decodes only what the caller asks for.
+//!
+//! The filter must read a body exactly as a strict upstream would, but it must not build a
+//! tree of tool arguments it never looks at. This reader walks the text once: callers pull
+//! the keys and strings they care about, and [`Reader::skip_value`] validates everything
+//! else (strings, escapes, numbers, nesting) without allocating.
+
+use std::borrow::Cow;
+
+/// Deepest nesting accepted; deeper bodies are refused rather than guessed at.
+pub const MAX_DEPTH: u32 = 128;
+
+/// Where and why a body is not valid JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub offset: usize,
+    pub reason: &'static str,
+}
+
+pub type Result<T> = std::result::Result<T, SyntaxError>;
+
+/// Cursor over a UTF-8 JSON text.
+pub struct Reader<'a> {
+    src: &'a str,
+    pos: usize,
+    depth: u32,
+    /// Bit `d` is set when the container at depth `d + 1` is an object.
+    objects: u128,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(src: &'a str) -> Reader<'a> {
+        Reader {
+            src,
+            pos: 0,
+            depth: 0,
+            objects: 0,
+        }
+    }
+
+    fn err<T>(&self, reason: &'static str) -> Result<T> {
+        Err(SyntaxError {
+            offset: self.pos,
+            reason,
+        })
+    }
+
+    fn byte(&self) -> Option<u8> {
+        self.src.as_bytes().get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.byte() {
+            self.pos += 1;
+        }
+    }
+
+    /// The next significant byte, after whitespace.
+    pub fn peek(&mut self) -> Option<u8> {
+        self.skip_ws();
+        self.byte()
+    }
+
+    /// Byte offset of the cursor.
+    pub fn offset(&self) -> usize {
+        self.pos
+    }
+
+    /// Byte offset of the next significant byte.
+    pub fn offset_after_ws(&mut self) -> usize {
+        self.skip_ws();
+        self.pos
+    }
+
+    /// The source text between two offsets (empty if out of range).
+    pub fn slice(&self, start: usize, end: usize) -> &'a str {
+        self.src.get(start..end).unwrap_or_default()
+    }
+
+    /// Succeeds when only whitespace is left.
+    pub fn finish(&mut self) -> Result<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => self.err("trailing bytes after the JSON value"),
+        }
+    }
+
+    fn expect(&mut self, want: u8, reason: &'static str) -> Result<()> {
+        if self.peek() == Some(want) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            self.err(reason)
+        }
+    }
+
+    fn open(&mut self, object: bool) -> Result<()> {
+        if self.depth >= MAX_DEPTH {
+            return self.err("nesting deeper than 128 levels");
+        }
+        let bit = 1u128 << self.depth;
+        if object {
+            self.objects |= bit;
+        } else {
+            self.objects &= !bit;
+        }
+        self.depth += 1;
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn in_object(&self) -> bool {
+        self.depth > 0 && self.objects & (1u128 << (self.depth - 1)) != 0
+    }
+
+    /// Consumes `{`; follow with [`Reader::next_key`] until it returns `None`.
+    pub fn begin_object(&mut self) -> Result<()> {
+        match self.peek() {
+            Some(b'{') => self.open(true),
+            _ => self.err("expected an object"),
+        }
+    }
+
+    /// The next key of the current object (cursor then sits on its value), or `None` at `}`.
+    pub fn next_key(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>> {
+        match self.peek() {
+            Some(b'}') => {
+                self.pos += 1;
+                self.depth -= 1;
+                return Ok(None);
+            }
+            Some(b',') if !*first => self.pos += 1,
+            _ if !*first => return self.err("expected ',' or '}' in object"),
+            _ => {}
+        }
+        *first = false;
+        let key = self.read_string()?;
+        self.expect(b':', "expected ':' after key")?;
+        Ok(Some(key))
+    }
+
+    /// Consumes `[`; follow with [`Reader::next_element`] until it returns `false`.
+    pub fn begin_array(&mut self) -> Result<()> {
+        match self.peek() {
+            Some(b'[') => self.open(false),
+            _ => self.err("expected an array"),
+        }
+    }
+
+    /// Whether another element follows (cursor then sits on it); `false` at `]`.
+    pub fn next_element(&mut self, first: &mut bool) -> Result<bool> {
+        let was_first = std::mem::replace(first, false);
+        match self.peek() {
+            Some(b']') => {
+                self.pos += 1;
+                self.depth -= 1;
+                Ok(false)
+            }
+            Some(b',') if !was_first => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(_) if was_first => Ok(true),
+            _ => self.err("expected ',' or ']' in array"),
+        }
+    }
+
+    /// Reads a string, decoding escapes; borrows from the source when there are none.
+    pub fn read_string(&mut self) -> Result<Cow<'a, str>> {
+        let mut decoded = String::new();
+        let (start, end, escaped) = self.scan_string(Some(&mut decoded))?;
+        if escaped {
+            Ok(Cow::Owned(decoded))
+        } else {
+            Ok(Cow::Borrowed(self.slice(start, end)))
+        }
+    }
+
+    /// Walks a string literal, validating escapes; when `out` is given and the string has
+    /// escapes, the decoded text is written to it. Returns the raw span and whether any
+    /// escape was seen.
+    fn scan_string(&mut self, mut out: Option<&mut String>) -> Result<(usize, usize, bool)> {
+        match self.peek() {
+            Some(b'"') => self.pos += 1,
+            None => return self.err("unexpected end of input"),
+            Some(_) => return self.err("expected a string"),
+        }
+        let start = self.pos;
+        let mut run = start;
+        let mut escaped = false;
+        loop {
+            match self.byte() {
+                None => return self.err("unterminated string"),
+                Some(b'"') => {
+                    let end = self.pos;
+                    if let (true, Some(out)) = (escaped, out.as_deref_mut()) {
+                        out.push_str(self.slice(run, end));
+                    }
+                    self.pos += 1;
+                    return Ok((start, end, escaped));
+                }
+                Some(b'\\') => {
+                    if let Some(out) = out.as_deref_mut() {
+                        out.push_str(self.slice(run, self.pos));
+                    }
+                    escaped = true;
+                    self.pos += 1;
+                    let c = self.escape()?;
+                    if let Some(out) = out.as_deref_mut() {
+                        out.push(c);
+                    }
+                    run = self.pos;
+                }
+                Some(0..=0x1f) => return self.err("control character in string"),
+                Some(_) => self.pos += 1,
+            }
+        }
+    }
+
+    /// Decodes one escape after the backslash.
+    fn escape(&mut self) -> Result<char> {
+        let b = self.byte();
+        self.pos += 1;
+        Ok(match b {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => {
+                let hi = self.hex4()?;
+                let code = match hi {
+                    0xD800..=0xDBFF => {
+                        if self.byte() != Some(b'\\')
+                            || self.src.as_bytes().get(self.pos + 1) != Some(&b'u')
+                        {
+                            return self.err("unpaired surrogate escape");
+                        }
+                        self.pos += 2;
+                        let lo = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&lo) {
+                            return self.err("unpaired surrogate escape");
+                        }
+                        0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return self.err("unpaired surrogate escape"),
+                    _ => hi,
+                };
+                match char::from_u32(code) {
+                    Some(c) => c,
+                    None => return self.err("invalid unicode escape"),
+                }
+            }
+            _ => return self.err("invalid escape"),
+        })
+    }
+
+    fn hex4(&mut self) -> Result<u32> {
+        let mut v = 0u32;
+        for _ in 0..4 {
+            let d = match self.byte() {
+                Some(b @ b'0'..=b'9') => b - b'0',
+                Some(b @ b'a'..=b'f') => b - b'a' + 10,
+                Some(b @ b'A'..=b'F') => b - b'A' + 10,
+                _ => return self.err("invalid unicode escape"),
+            };
+            v = v * 16 + u32::from(d);
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+
+    /// Reads a number per RFC 8259 and returns its text.
+    pub fn read_number(&mut self) -> Result<&'a str> {
+        self.skip_ws();
+        let start = self.pos;
+        if self.byte() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.byte() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return self.err("invalid number"),
+        }
+        if self.byte() == Some(b'.') {
+            self.pos += 1;
+            if !matches!(self.byte(), Some(b'0'..=b'9')) {
+                return self.err("invalid number");
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.byte() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.byte() {
+                self.pos += 1;
+            }
+            if !matches!(self.byte(), Some(b'0'..=b'9')) {
+                return self.err("invalid number");
+            }
+            self.digits();
+        }
+        Ok(self.slice(start, self.pos))
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.byte() {
+            self.pos += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &'static str) -> Result<()> {
+        if self.src.as_bytes().get(self.pos..self.pos + word.len()) == Some(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            self.err("invalid literal")
+        }
+    }
+
+    /// Validates and skips one complete value of any kind, without recursion or allocation.
+    pub fn skip_value(&mut self) -> Result<()> {
+        let base = self.depth;
+        loop {
+            // A value starts here.
+            match self.peek() {
+                Some(b'{') => {
+                    self.open(true)?;
+                    if self.peek() == Some(b'}') {
+                        self.pos += 1;
+                        self.depth -= 1;
+                    } else {
+                        self.member_key()?;
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    self.open(false)?;
+                    if self.peek() == Some(b']') {
+                        self.pos += 1;
+                        self.depth -= 1;
+                    } else {
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    self.scan_string(None)?;
+                }
+                Some(b'-' | b'0'..=b'9') => {
+                    self.read_number()?;
+                }
+                Some(b't') => self.literal("true")?,
+                Some(b'f') => self.literal("false")?,
+                Some(b'n') => self.literal("null")?,
+                None => return self.err("unexpected end of input"),
+                Some(_) => return self.err("expected a value"),
+            }
+            // A value ended: close containers until the next value starts or we are done.
+            loop {
+                if self.depth == base {
+                    return Ok(());
+                }
+                let object = self.in_object();
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if object {
+                            self.member_key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if object => {
+                        self.pos += 1;
+                        self.depth -= 1;
+                    }
+                    Some(b']') if !object => {
+                        self.pos += 1;
+                        self.depth -= 1;
+                    }
+                    _ => return self.err("expected ',' or a closing bracket"),
+                }
+            }
+        }
+    }
+
+    fn member_key(&mut self) -> Result<()> {
+        self.scan_string(None)?;
+        self.expect(b':', "expected ':' after key")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skip_all(text: &str) -> Result<()> {
+        let mut r = Reader::new(text);
+        r.skip_value()?;
+        r.finish()
+    }
+
+    #[test]
+    fn skips_valid_json() {
+        for ok in [
+            "0",
+            "-0.5e+10",
+            "\"a\\u00e9\\ud83d\\ude00\"",
+            "[]",
+            "{}",
+            "[1,[2,{\"a\":[true,false,null]}],{}]",
+            " {\"k\" : {\"n\":{}} } ",
+            "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+        ] {
+            assert_eq!(skip_all(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_json() {
+        let cases = [
+            ("", "unexpected end of input"),
+            ("01", "trailing bytes after the JSON value"),
+            ("1.", "invalid number"),
+            ("-", "invalid number"),
+            ("1e", "invalid number"),
+            ("[1,]", "expected a value"),
+            ("[1 2]", "expected ',' or a closing bracket"),
+            ("{\"a\"1}", "expected ':' after key"),
+            ("{\"a\":1,}", "expected a string"),
+            ("{1:2}", "expected a string"),
+            ("\"abc", "unterminated string"),
+            ("\"a\u{1}\"", "control character in string"),
+            ("\"\\x\"", "invalid escape"),
+            ("\"\\u12G4\"", "invalid unicode escape"),
+            ("\"\\ud800\"", "unpaired surrogate escape"),
+            ("\"\\udc00\"", "unpaired surrogate escape"),
+            ("\"\\ud800\\u0041\"", "unpaired surrogate escape"),
+            ("tru", "invalid literal"),
+            ("nul1", "invalid literal"),
+            ("{} {}", "trailing bytes after the JSON value"),
+            ("'a'", "expected a value"),
+            ("[1]]", "trailing bytes after the JSON value"),
+            ("[1}", "expected ',' or a closing bracket"),
+        ];
+        for (text, reason) in cases {
+            assert_eq!(
+                skip_all(text).map_err(|e| e.reason),
+                Err(reason),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let ok = "[".repeat(128) + &"]".repeat(128);
+        assert_eq!(skip_all(&ok), Ok(()));
+        let deep = "[".repeat(129) + &"]".repeat(129);
+        assert_eq!(
+            skip_all(&deep).map_err(|e| e.reason),
+            Err("nesting deeper than 128 levels")
+        );
+        let deep_objects = "{\"a\":".repeat(200);
+        assert!(skip_all(&deep_objects).is_err());
+    }
+
+    #[test]
+    fn decodes_strings_and_borrows_plain_ones() {
+        let mut r = Reader::new(r#""plain""#);
+        assert!(matches!(r.read_string(), Ok(Cow::Borrowed("plain"))));
+        let mut r = Reader::new(r#""\u0064elete \ud83d\ude00 \"q\"""#);
+        assert_eq!(r.read_string().unwrap(), "delete \u{1F600} \"q\"");
+    }
+
+    #[test]
+    fn walks_objects_and_arrays() {
+        let mut r = Reader::new(r#"{"a": [1, "x"], "b\u0021": {}}"#);
+        r.begin_object().unwrap();
+        let mut first = true;
+        assert_eq!(r.next_key(&mut first).unwrap().unwrap(), "a");
+        r.begin_array().unwrap();
+        let mut f = true;
+        assert!(r.next_element(&mut f).unwrap());
+        assert_eq!(r.read_number().unwrap(), "1");
+        assert!(r.next_element(&mut f).unwrap());
+        assert_eq!(r.read_string().unwrap(), "x");
+        assert!(!r.next_element(&mut f).unwrap());
+        assert_eq!(r.next_key(&mut first).unwrap().unwrap(), "b!");
+        r.skip_value().unwrap();
+        assert_eq!(r.next_key(&mut first).unwrap(), None);
+        r.finish().unwrap();
+    }
+}

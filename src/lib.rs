@@ -1,0 +1,14 @@
+//! mcp-guard: a policy layer for MCP tool calls, as a proxy-wasm filter.
+//!
+//! Everything but [`filter`] is the pure core: plain Rust with no host dependency, unit
+//! tested natively. [`filter`] is the thin glue that talks to the proxy-wasm host.
+
+pub mod config;
+pub mod gate;
+pub mod glob;
+pub mod jsonrpc;
+pub mod policy;
+pub mod reject;
+pub mod revision;
+
+pub mod filter;

@@ -1,0 +1,177 @@
+//! Rejections: the JSON-RPC error object and HTTP status every refused request gets.
+
+use std::fmt::Write;
+
+/// Why the filter refused a request; fixes the JSON-RPC code and the HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// The body is not valid JSON.
+    ParseError,
+    /// Valid JSON, but not a JSON-RPC 2.0 message MCP accepts, or ambiguous (duplicate keys).
+    InvalidRequest,
+    /// A request without the parameter its method needs (e.g. `tools/call` without a name).
+    InvalidParams,
+    /// `Mcp-Method`, `Mcp-Name` or `MCP-Protocol-Version` disagree with the body (2026-07-28).
+    HeaderMismatch,
+    /// The policy does not allow this method, tool, prompt, resource, path or stream.
+    Forbidden,
+    /// The HTTP method has no meaning on an MCP endpoint.
+    MethodNotAllowed,
+    /// The body is larger than `max_body_bytes`.
+    PayloadTooLarge,
+    /// The body cannot be inspected: not JSON, or content-encoded.
+    UnsupportedMediaType,
+    /// The filter cannot decide (no valid configuration, a failed host call): fail closed.
+    Internal,
+}
+
+impl Code {
+    /// The JSON-RPC `error.code`.
+    pub fn json_rpc(self) -> i32 {
+        match self {
+            Code::ParseError => -32700,
+            Code::InvalidRequest => -32600,
+            Code::InvalidParams => -32602,
+            Code::HeaderMismatch => -32020,
+            Code::Forbidden => -32003,
+            Code::MethodNotAllowed => -32005,
+            Code::PayloadTooLarge => -32013,
+            Code::UnsupportedMediaType => -32015,
+            Code::Internal => -32603,
+        }
+    }
+
+    /// The HTTP status of the response.
+    pub fn http_status(self) -> u32 {
+        match self {
+            Code::ParseError
+            | Code::InvalidRequest
+            | Code::InvalidParams
+            | Code::HeaderMismatch => 400,
+            Code::Forbidden => 403,
+            Code::MethodNotAllowed => 405,
+            Code::PayloadTooLarge => 413,
+            Code::UnsupportedMediaType => 415,
+            Code::Internal => 500,
+        }
+    }
+
+    /// The JSON-RPC `error.message`.
+    pub fn message(self) -> &'static str {
+        match self {
+            Code::ParseError => "Parse error",
+            Code::InvalidRequest => "Invalid Request",
+            Code::InvalidParams => "Invalid params",
+            Code::HeaderMismatch => "Header mismatch",
+            Code::Forbidden => "Forbidden",
+            Code::MethodNotAllowed => "Method not allowed",
+            Code::PayloadTooLarge => "Request body too large",
+            Code::UnsupportedMediaType => "Unsupported media type",
+            Code::Internal => "Internal error",
+        }
+    }
+}
+
+/// A refused request: what to tell the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: Code,
+    /// A precise, secret-free explanation, sent as `error.data.reason`.
+    pub reason: String,
+    /// The request's `id` as JSON text, when it is known.
+    pub id: Option<String>,
+}
+
+impl Rejection {
+    pub fn new(code: Code, reason: impl Into<String>) -> Rejection {
+        Rejection {
+            code,
+            reason: reason.into(),
+            id: None,
+        }
+    }
+
+    pub fn with_id(mut self, id: Option<&str>) -> Rejection {
+        self.id = id.map(str::to_owned);
+        self
+    }
+
+    /// The response body: `{"jsonrpc":"2.0","id":…,"error":{"code":…,"message":…,"data":{"reason":…}}}`.
+    pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(96 + self.reason.len());
+        out.push_str("{\"jsonrpc\":\"2.0\",\"id\":");
+        // `id` was validated as JSON by the reader, so it is inserted verbatim.
+        out.push_str(self.id.as_deref().unwrap_or("null"));
+        let _ = write!(
+            out,
+            ",\"error\":{{\"code\":{},\"message\":",
+            self.code.json_rpc()
+        );
+        push_json_string(&mut out, self.code.message());
+        out.push_str(",\"data\":{\"reason\":");
+        push_json_string(&mut out, &self.reason);
+        out.push_str("}}}");
+        out
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_json_rpc_error() {
+        let r = Rejection::new(Code::Forbidden, "tool \"rm\"\n is denied").with_id(Some("\"a\""));
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"jsonrpc":"2.0","id":"a","error":{"code":-32003,"message":"Forbidden",
+                "data":{"reason":"tool \"rm\"\n is denied"}}})
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&Rejection::new(Code::ParseError, "\u{1}").to_json()).unwrap();
+        assert_eq!(v["id"], serde_json::Value::Null);
+        assert_eq!(v["error"]["data"]["reason"], "\u{1}");
+    }
+
+    #[test]
+    fn statuses_fit_codes() {
+        let table = [
+            (Code::ParseError, -32700, 400),
+            (Code::InvalidRequest, -32600, 400),
+            (Code::InvalidParams, -32602, 400),
+            (Code::HeaderMismatch, -32020, 400),
+            (Code::Forbidden, -32003, 403),
+            (Code::MethodNotAllowed, -32005, 405),
+            (Code::PayloadTooLarge, -32013, 413),
+            (Code::UnsupportedMediaType, -32015, 415),
+            (Code::Internal, -32603, 500),
+        ];
+        for (code, rpc, http) in table {
+            assert_eq!(
+                (code.json_rpc(), code.http_status()),
+                (rpc, http),
+                "{code:?}"
+            );
+        }
+    }
+}
