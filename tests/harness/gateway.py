@@ -1,0 +1,154 @@
+"""A real Envoy with the built mcp-guard .wasm, configured from envoy/demo.yaml.
+
+Tests change only what they must: listener and admin ports, upstream ports, extra routes
+and the filter's JSON configuration. Everything else (buffer limits, header hold, failure
+policy, trailers) is exactly what the demo ships.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .procs import LOOPBACK, REPO, Proc, free_port, start
+
+ENVOY = REPO / ".venv" / "bin" / "envoy"
+DEMO_YAML = REPO / "envoy" / "demo.yaml"
+WASM = REPO / "target" / "wasm32-wasip1" / "release" / "mcp_guard.wasm"
+
+
+def _wasm_filter(hcm: dict[str, Any]) -> dict[str, Any]:
+    return next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.wasm")
+
+
+def _cluster(name: str, port: int, template: dict[str, Any]) -> dict[str, Any]:
+    cluster = copy.deepcopy(template)
+    cluster["name"] = name
+    cluster["load_assignment"] = {
+        "cluster_name": name,
+        "endpoints": [
+            {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": LOOPBACK, "port_value": port}}}}]}
+        ],
+    }
+    return cluster
+
+
+def render_config(
+    *,
+    listen_port: int,
+    admin_port: int,
+    upstream_port: int,
+    filter_config: dict[str, Any] | str,
+    extra_routes: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """envoy/demo.yaml with new ports and filter configuration.
+
+    `extra_routes` maps a path prefix to an upstream port; each gets its own cluster and a
+    route placed before the catch-all route to the MCP server.
+    """
+    config = yaml.safe_load(DEMO_YAML.read_text())
+    config["admin"]["address"]["socket_address"]["port_value"] = admin_port
+    listener = config["static_resources"]["listeners"][0]
+    listener["address"]["socket_address"]["port_value"] = listen_port
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    wasm = _wasm_filter(hcm)["typed_config"]["config"]
+    wasm["vm_config"]["code"]["local"]["filename"] = str(WASM)
+    wasm["configuration"]["value"] = filter_config if isinstance(filter_config, str) else json.dumps(filter_config)
+
+    clusters = config["static_resources"]["clusters"]
+    template = clusters[0]
+    clusters[0] = _cluster(template["name"], upstream_port, template)
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    for i, (prefix, port) in enumerate((extra_routes or {}).items()):
+        name = f"extra_{i}"
+        clusters.append(_cluster(name, port, template))
+        route = copy.deepcopy(routes[-1])
+        route["match"] = {"prefix": prefix}
+        route["route"]["cluster"] = name
+        routes.insert(0, route)
+    return config
+
+
+@dataclass
+class Gateway:
+    proc: Proc
+    port: int
+    admin_port: int
+    config_path: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/mcp"
+
+    def log(self) -> str:
+        return self.proc.stderr() + self.proc.stdout()
+
+    def stats(self, prefix: str = "") -> dict[str, int]:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.admin_port}/stats?filter={prefix}", timeout=5) as r:
+            out: dict[str, int] = {}
+            for line in r.read().decode().splitlines():
+                name, _, value = line.partition(": ")
+                if value.strip().lstrip("-").isdigit():
+                    out[name] = int(value)
+            return out
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def launch(config: dict[str, Any], *, name: str = "envoy", log_dir: Path | None = None, concurrency: int = 1) -> Proc:
+    """Start Envoy on a rendered configuration without waiting for it (see `start_gateway`)."""
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="mcp-guard-envoy-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = log_dir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [str(ENVOY), "-c", str(path), "--concurrency", str(concurrency), "--use-dynamic-base-id", "-l", "info"]
+    return start(name, cmd, log_dir=log_dir)
+
+
+def start_gateway(
+    upstream_port: int,
+    filter_config: dict[str, Any] | str,
+    *,
+    extra_routes: dict[str, int] | None = None,
+    name: str = "envoy",
+    log_dir: Path | None = None,
+    timeout: float = 20.0,
+) -> Gateway:
+    """Start Envoy with mcp-guard and wait until its listener accepts requests."""
+    port, admin_port = free_port(), free_port()
+    config = render_config(
+        listen_port=port,
+        admin_port=admin_port,
+        upstream_port=upstream_port,
+        filter_config=filter_config,
+        extra_routes=extra_routes,
+    )
+    proc = launch(config, name=name, log_dir=log_dir)
+    gateway = Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{LOOPBACK}:{admin_port}/ready", timeout=1) as r:
+                if r.status == 200:
+                    return gateway
+        except OSError:
+            pass
+        if not proc.alive():
+            raise RuntimeError(f"envoy exited with {proc.popen.returncode}:\n{gateway.log()[-4000:]}")
+        if time.monotonic() > deadline:
+            proc.stop()
+            raise TimeoutError(f"envoy not ready after {timeout}s:\n{gateway.log()[-4000:]}")
+        time.sleep(0.05)
