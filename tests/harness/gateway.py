@@ -137,18 +137,23 @@ def start_gateway(
         extra_routes=extra_routes,
     )
     proc = launch(config, name=name, log_dir=log_dir)
-    gateway = Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"))
+    wait_ready(proc, admin_port, timeout)
+    return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"))
+
+
+def wait_ready(proc: Proc, admin_port: int, timeout: float = 20.0) -> None:
+    """Wait until Envoy's admin endpoint reports LIVE; fail with its log if it exits or hangs."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             with urllib.request.urlopen(f"http://{LOOPBACK}:{admin_port}/ready", timeout=1) as r:
                 if r.status == 200:
-                    return gateway
+                    return
         except OSError:
             pass
         if not proc.alive():
-            raise RuntimeError(f"envoy exited with {proc.popen.returncode}:\n{gateway.log()[-4000:]}")
+            raise RuntimeError(f"envoy exited with {proc.popen.returncode}:\n{(proc.stderr() + proc.stdout())[-4000:]}")
         if time.monotonic() > deadline:
             proc.stop()
-            raise TimeoutError(f"envoy not ready after {timeout}s:\n{gateway.log()[-4000:]}")
+            raise TimeoutError(f"envoy not ready after {timeout}s:\n{(proc.stderr() + proc.stdout())[-4000:]}")
         time.sleep(0.05)
