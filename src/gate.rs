@@ -109,15 +109,15 @@ impl Gate<'_> {
             return reject(Code::UnsupportedMediaType, reason);
         }
         match head.content_length {
-            Some(n) if n > self.config.max_body_bytes => self.too_large(),
+            Some(n) if n > self.config.max_body_bytes => HeadVerdict::Reject(self.too_large()),
             _ if head.end_of_stream => reject(Code::ParseError, "empty request body"),
             _ => HeadVerdict::InspectBody(BodyRule::JsonRpc),
         }
     }
 
     /// The answer for a body that grew past `max_body_bytes`.
-    pub fn too_large(&self) -> HeadVerdict {
-        reject(
+    pub fn too_large(&self) -> Rejection {
+        Rejection::new(
             Code::PayloadTooLarge,
             format!("request body exceeds {} bytes", self.config.max_body_bytes),
         )

@@ -109,19 +109,17 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let State::Holding { rule, .. } = self.state else {
-            return Action::Continue;
+        let rule = match self.state {
+            State::Holding { rule, .. } => rule,
+            State::Passing => return Action::Continue,
+            State::Rejected => return Action::Pause,
         };
-        let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
-        if body_size as u64 > max {
-            let verdict = self
-                .config
-                .as_ref()
-                .map(|c| (Gate { config: c }).too_large());
-            return match verdict {
-                Some(HeadVerdict::Reject(rejection)) => self.reject(&rejection),
-                _ => self.internal("no valid configuration"),
-            };
+        let Some(config) = self.config.clone() else {
+            return self.internal("no valid configuration");
+        };
+        // Checked on every chunk: a body is refused as soon as it outgrows the limit.
+        if body_size as u64 > config.max_body_bytes {
+            return self.reject(&Gate { config: &config }.too_large());
         }
         if !end_of_stream {
             self.state = State::Holding { rule, body_size };

@@ -8,6 +8,10 @@ pub use root::Root;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
+    // The release build aborts on panic; say why first, loudly, in Envoy's log.
+    std::panic::set_hook(Box::new(|info| {
+        log(LogLevel::Critical, &format!("mcp-guard: panic: {info}"));
+    }));
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
         Box::new(Root::default())
     });

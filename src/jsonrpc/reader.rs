@@ -85,7 +85,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn expect(&mut self, want: u8, reason: &'static str) -> Result<()> {
+    fn consume(&mut self, want: u8, reason: &'static str) -> Result<()> {
         if self.peek() == Some(want) {
             self.pos += 1;
             Ok(())
@@ -135,7 +135,7 @@ impl<'a> Reader<'a> {
         }
         *first = false;
         let key = self.read_string()?;
-        self.expect(b':', "expected ':' after key")?;
+        self.consume(b':', "expected ':' after key")?;
         Ok(Some(key))
     }
 
@@ -387,7 +387,7 @@ impl<'a> Reader<'a> {
 
     fn member_key(&mut self) -> Result<()> {
         self.scan_string(None)?;
-        self.expect(b':', "expected ':' after key")
+        self.consume(b':', "expected ':' after key")
     }
 }
 
