@@ -211,7 +211,11 @@ def test_legacy_sse_transport_gets_the_same_checks(gateway: Any, mcp_server: pro
     ok = procs.run_py_client(f"{gateway.base}/sse", "call", "echo", '{"text":"old"}', transport="sse", no_validate=True)
     assert ok.first("call")["ok"], ok.lines
     assert ok.first("call")["result"]["content"][0]["text"] == "old"
-    denied = procs.run_py_client(f"{gateway.base}/sse", "call", "delete_file", '{"path":"/x"}', transport="sse", no_validate=True)
+    # The legacy transport answers on the SSE stream; a refused POST leaves the SDK waiting
+    # for that answer until its own timeout.
+    denied = procs.run_py_client(
+        f"{gateway.base}/sse", "call", "delete_file", '{"path":"/x"}', transport="sse", no_validate=True, client_timeout=3
+    )
     assert not denied.first("call")["ok"]
     assert any(r["path"].startswith("/messages/") for r in mcp_server.seen())
     assert not any("delete_file" in b for b in seen_bodies(mcp_server))

@@ -310,6 +310,7 @@ def run_py_client(
     mode: str | None = None,
     transport: str | None = None,
     no_validate: bool = False,
+    client_timeout: float | None = None,
     timeout: float = 60.0,
 ) -> ClientRun:
     """Run tests/clients/py_client.py as a subprocess, e.g. run_py_client(url, "call", "echo", '{"text":"x"}')."""
@@ -322,5 +323,7 @@ def run_py_client(
         cmd += ["--transport", transport]
     if no_validate:
         cmd.append("--no-validate")
+    if client_timeout is not None:
+        cmd += ["--timeout", str(client_timeout)]
     cmd += list(args)
     return _run_json_lines(cmd, timeout)
