@@ -8,7 +8,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CARGO_FLAGS ?=
 
-.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk bench
 
 ## The rustup target for proxy-wasm modules.
 wasm-target:
@@ -51,3 +51,11 @@ test: lint unit integration
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+## Load generator for `make bench` (Debian's wrk).
+wrk:
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+## A (passthrough) vs B (Envoy's native MCP chain) vs C (mcp-guard), in alternating rounds; writes BENCHMARKS.md.
+bench: build venv wrk
+	$(PY) tests/bench/run.py

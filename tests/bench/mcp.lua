@@ -1,0 +1,37 @@
+-- wrk script for `make bench`: MCP POSTs with varied ids and tool names, so no layer can
+-- serve one cached body. MCP_WORKLOAD picks the request: call300, list, call64k, denied.
+local workload = os.getenv("MCP_WORKLOAD") or "call300"
+local path = os.getenv("MCP_PATH") or "/mcp"
+local allowed = { "echo", "add", "search", "db_query", "db_read" }
+local headers = {
+  ["content-type"] = "application/json",
+  ["accept"] = "application/json, text/event-stream",
+}
+local pad = ({ call300 = 170, call64k = 65400 })[workload] or 0
+local text = string.rep("a", pad)
+local counter = 0
+
+function request()
+  counter = counter + 1
+  local body
+  if workload == "list" then
+    body = string.format('{"jsonrpc":"2.0","id":%d,"method":"tools/list","params":{}}', counter)
+  else
+    local tool = allowed[(counter % #allowed) + 1]
+    if workload == "denied" then
+      tool = "delete_file"
+    end
+    body = string.format(
+      '{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"%s","arguments":{"text":"%s","n":%d}}}',
+      counter, tool, text, counter % 97)
+  end
+  return wrk.format("POST", path, headers, body)
+end
+
+function done(summary, latency, requests)
+  io.write(string.format(
+    'RESULT {"requests":%d,"duration_us":%d,"status_errors":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d,"mean_us":%.1f}\n',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.mean))
+end
