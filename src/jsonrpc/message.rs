@@ -98,9 +98,7 @@ pub fn parse_body(body: &[u8]) -> Result<Body<'_>, BodyError> {
     if body.starts_with(b"\xEF\xBB\xBF") {
         return Err(BodyError::Parse("byte order mark before JSON".into()));
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|e| BodyError::Parse(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
-    let mut r = Reader::new(text);
+    let mut r = Reader::new(body);
     let parsed = match r.peek() {
         Some(b'[') => {
             r.begin_array()?;

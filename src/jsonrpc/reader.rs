@@ -1,9 +1,11 @@
 //! A validating JSON reader that decodes only what the caller asks for.
 //!
 //! The filter must read a body exactly as a strict upstream would, but it must not build a
-//! tree of tool arguments it never looks at. This reader walks the text once: callers pull
+//! tree of tool arguments it never looks at. This reader walks the bytes once: callers pull
 //! the keys and strings they care about, and [`Reader::skip_value`] validates everything
-//! else (strings, escapes, numbers, nesting) without allocating.
+//! else (strings, escapes, numbers, nesting, UTF-8) without allocating. Outside strings the
+//! grammar admits only ASCII, so validating UTF-8 inside strings validates the whole body;
+//! strings are scanned eight bytes at a time, which is what large tool arguments cost.
 
 use std::borrow::Cow;
 
@@ -19,9 +21,9 @@ pub struct SyntaxError {
 
 pub type Result<T> = std::result::Result<T, SyntaxError>;
 
-/// Cursor over a UTF-8 JSON text.
+/// Cursor over a JSON text given as bytes.
 pub struct Reader<'a> {
-    src: &'a str,
+    src: &'a [u8],
     pos: usize,
     depth: u32,
     /// Bit `d` is set when the container at depth `d + 1` is an object.
@@ -29,7 +31,7 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub fn new(src: &'a str) -> Reader<'a> {
+    pub fn new(src: &'a [u8]) -> Reader<'a> {
         Reader {
             src,
             pos: 0,
@@ -46,7 +48,7 @@ impl<'a> Reader<'a> {
     }
 
     fn byte(&self) -> Option<u8> {
-        self.src.as_bytes().get(self.pos).copied()
+        self.src.get(self.pos).copied()
     }
 
     fn skip_ws(&mut self) {
@@ -72,9 +74,13 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
-    /// The source text between two offsets (empty if out of range).
+    /// The source text between two offsets of already validated input (empty if out of
+    /// range or not UTF-8, which validated ranges never are).
     pub fn slice(&self, start: usize, end: usize) -> &'a str {
-        self.src.get(start..end).unwrap_or_default()
+        self.src
+            .get(start..end)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
     }
 
     /// Succeeds when only whitespace is left.
@@ -189,6 +195,7 @@ impl<'a> Reader<'a> {
         let mut run = start;
         let mut escaped = false;
         loop {
+            self.skip_plain_string_bytes();
             match self.byte() {
                 None => return self.err("unterminated string"),
                 Some(b'"') => {
@@ -212,8 +219,52 @@ impl<'a> Reader<'a> {
                     run = self.pos;
                 }
                 Some(0..=0x1f) => return self.err("control character in string"),
+                Some(lead @ 0x80..) => self.pos += self.utf8_sequence(lead)?,
                 Some(_) => self.pos += 1,
             }
+        }
+    }
+
+    /// Advances over string bytes that need no attention (printable ASCII other than `"`
+    /// and `\`), eight at a time.
+    fn skip_plain_string_bytes(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+        while let Some(chunk) = self.src.get(self.pos..self.pos + 8) {
+            let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+                return;
+            };
+            let w = u64::from_le_bytes(bytes);
+            // Flags `"`, `\`, bytes below 0x20 and non-ASCII; only the lowest flag is exact,
+            // which is the one used.
+            let special = has_zero(w ^ (ONES * u64::from(b'"')))
+                | has_zero(w ^ (ONES * u64::from(b'\\')))
+                | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+                | (w & HIGH);
+            if special != 0 {
+                self.pos += (special.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.pos += 8;
+        }
+    }
+
+    /// Length of the valid UTF-8 sequence starting with `lead` at the cursor.
+    fn utf8_sequence(&self, lead: u8) -> Result<usize> {
+        let len = match lead {
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            _ => return self.err("invalid UTF-8"),
+        };
+        match self
+            .src
+            .get(self.pos..self.pos + len)
+            .map(std::str::from_utf8)
+        {
+            Some(Ok(_)) => Ok(len),
+            _ => self.err("invalid UTF-8"),
         }
     }
 
@@ -234,9 +285,7 @@ impl<'a> Reader<'a> {
                 let hi = self.hex4()?;
                 let code = match hi {
                     0xD800..=0xDBFF => {
-                        if self.byte() != Some(b'\\')
-                            || self.src.as_bytes().get(self.pos + 1) != Some(&b'u')
-                        {
+                        if self.byte() != Some(b'\\') || self.src.get(self.pos + 1) != Some(&b'u') {
                             return self.err("unpaired surrogate escape");
                         }
                         self.pos += 2;
@@ -312,7 +361,7 @@ impl<'a> Reader<'a> {
     }
 
     fn literal(&mut self, word: &'static str) -> Result<()> {
-        if self.src.as_bytes().get(self.pos..self.pos + word.len()) == Some(word.as_bytes()) {
+        if self.src.get(self.pos..self.pos + word.len()) == Some(word.as_bytes()) {
             self.pos += word.len();
             Ok(())
         } else {
@@ -396,7 +445,7 @@ mod tests {
     use super::*;
 
     fn skip_all(text: &str) -> Result<()> {
-        let mut r = Reader::new(text);
+        let mut r = Reader::new(text.as_bytes());
         r.skip_value()?;
         r.finish()
     }
@@ -453,6 +502,59 @@ mod tests {
         }
     }
 
+    /// The eight-byte fast path must agree with serde_json wherever the interesting byte falls.
+    #[test]
+    fn string_scan_agrees_with_serde_at_every_offset() {
+        let specials: &[&[u8]] = &[
+            b"\"",
+            b"\\n",
+            b"\\u00e9",
+            b"\x01",
+            b"\x1f",
+            b"\x7f",
+            b" ",
+            "é".as_bytes(),
+            "€".as_bytes(),
+            "😀".as_bytes(),
+            b"\xc0\x80",
+            b"\xed\xa0\x80",
+            b"\xf5\x80\x80\x80",
+            b"\xe2\x82",
+            b"\xff",
+            b"\x80",
+        ];
+        for special in specials {
+            for before in 0..18 {
+                for after in [0, 1, 7, 9] {
+                    let mut text = b"\"".to_vec();
+                    text.extend(std::iter::repeat_n(b'a', before));
+                    text.extend_from_slice(special);
+                    text.extend(std::iter::repeat_n(b'b', after));
+                    text.push(b'"');
+                    let ours = skip_all_bytes(&text).is_ok();
+                    let theirs = serde_json::from_slice::<String>(&text).is_ok();
+                    assert_eq!(ours, theirs, "{:?}", String::from_utf8_lossy(&text));
+                    if ours {
+                        let decoded = Reader::new(&text).read_string().unwrap().into_owned();
+                        assert_eq!(decoded, serde_json::from_slice::<String>(&text).unwrap());
+                    }
+                }
+            }
+        }
+    }
+
+    fn skip_all_bytes(text: &[u8]) -> Result<()> {
+        let mut r = Reader::new(text);
+        r.skip_value()?;
+        r.finish()
+    }
+
+    #[test]
+    fn non_ascii_outside_strings_is_refused() {
+        assert!(skip_all_bytes("[1,\u{a0}2]".as_bytes()).is_err());
+        assert!(skip_all_bytes(b"\xef\xbb\xbf{}").is_err());
+    }
+
     #[test]
     fn nesting_is_bounded() {
         let ok = "[".repeat(128) + &"]".repeat(128);
@@ -468,15 +570,15 @@ mod tests {
 
     #[test]
     fn decodes_strings_and_borrows_plain_ones() {
-        let mut r = Reader::new(r#""plain""#);
+        let mut r = Reader::new(br#""plain""#);
         assert!(matches!(r.read_string(), Ok(Cow::Borrowed("plain"))));
-        let mut r = Reader::new(r#""\u0064elete \ud83d\ude00 \"q\"""#);
+        let mut r = Reader::new(br#""\u0064elete \ud83d\ude00 \"q\"""#);
         assert_eq!(r.read_string().unwrap(), "delete \u{1F600} \"q\"");
     }
 
     #[test]
     fn walks_objects_and_arrays() {
-        let mut r = Reader::new(r#"{"a": [1, "x"], "b\u0021": {}}"#);
+        let mut r = Reader::new(br#"{"a": [1, "x"], "b\u0021": {}}"#);
         r.begin_object().unwrap();
         let mut first = true;
         assert_eq!(r.next_key(&mut first).unwrap().unwrap(), "a");
