@@ -206,10 +206,6 @@ def fmt_ratio(values: list[float]) -> str:
 
 def report(results: dict[tuple[str, int], dict[str, Cell]], rounds: int, seconds: float, extra: dict[str, str], micro: str, problems: list[str]) -> str:
     lines = [
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (tests/bench/run.py); do not edit by hand. Re-run to refresh.",
-        "",
         f"Command: `make bench` (BENCH_ROUNDS={rounds}, BENCH_SECONDS={seconds:g}). Envoy under test: `--concurrency 1`, pinned to core 0;",
         "wrk (1 thread) and the upstream (Envoy `direct_response`) share core 1. Each cell is the median of the rounds; a",
         "discarded warm-up precedes every measurement. Ratios are against A in the same round: median (min..max over rounds).",
@@ -236,14 +232,29 @@ def report(results: dict[tuple[str, int], dict[str, Cell]], rounds: int, seconds
             f"{fmt_ratio(ba)} | {fmt_ratio(ca)} | {fmt_ratio(cb)} | {trio('p50_us')} | {trio('p99_us')} | "
             f"{trio('cpu_us_per_req', '{:.1f}')} | {trio('cpu_util', '{:.0%}')} |"
         )
-        if conns == 1:
-            lines.append(f"|  | added median latency, C vs A: {c.median('p50_us') - a.median('p50_us'):.0f} us; B vs A: {b.median('p50_us') - a.median('p50_us'):.0f} us |||||||||||")
-    lines += ["", "## Run", ""]
+    latency = [
+        f"- added median latency at one connection ({w}): C vs A {cells['C'].median('p50_us') - cells['A'].median('p50_us'):.0f} us, "
+        f"B vs A {cells['B'].median('p50_us') - cells['A'].median('p50_us'):.0f} us"
+        for (w, conns), cells in results.items()
+        if conns == 1
+    ]
+    lines += ["", *latency, "", "### Run", ""]
     lines += [f"- {k}: {v}" for k, v in extra.items()]
     if problems:
-        lines += ["", "## Problems seen", ""] + [f"- {p}" for p in problems]
-    lines += ["", "## Pure core (native, `cargo bench --bench core`)", "", micro.strip(), ""]
+        lines += ["", "### Problems seen", ""] + [f"- {p}" for p in problems]
+    lines += ["", "### Pure core (native, `cargo bench --bench core`)", "", micro.strip()]
     return "\n".join(lines)
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def write_report(path: Path, section: str) -> None:
+    """Replaces the generated section of BENCHMARKS.md, keeping the hand-written notes around it."""
+    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    path.write_text(f"{head}{BEGIN}\n{section}\n{END}{tail}")
 
 
 def main() -> int:
@@ -289,7 +300,7 @@ def main() -> int:
             ["cargo", "bench", "-q", "-p", "mcp-guard", "--bench", "core"], capture_output=True, text=True, cwd=procs.REPO, check=True
         ).stdout
         text = report(results, args.rounds, args.seconds, extra, micro, problems)
-        args.out.write_text(text)
+        write_report(args.out, text)
         print(text)
         return 1 if problems else 0
     finally:
