@@ -8,8 +8,10 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::auth::{AuthDto, Authenticator};
 use crate::glob::PatternSet;
 use crate::policy::{Lists, Policy};
+use crate::upstream::{Upstream, UpstreamDto};
 
 /// Default cap on an inspected request body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
@@ -38,6 +40,9 @@ struct ConfigDto {
     delete_session: Access,
     #[serde(default)]
     policy: PolicyDto,
+    auth: Option<AuthDto>,
+    #[serde(default)]
+    upstream: UpstreamDto,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +74,10 @@ pub struct Config {
     /// `DELETE` on an endpoint: ends a session.
     pub delete_session: Access,
     pub policy: Policy,
+    /// Who may call; `None` means every caller is anonymous.
+    pub auth: Option<Authenticator>,
+    /// What approved requests carry upstream instead of the client's credentials.
+    pub upstream: Upstream,
 }
 
 /// A configuration error, with the path of the value at fault.
@@ -152,6 +161,8 @@ impl ConfigDto {
                 allow: allow.compile("policy.allow", true)?,
                 deny: deny.compile("policy.deny", false)?,
             },
+            auth: self.auth.map(|a| a.compile("auth")).transpose()?,
+            upstream: self.upstream.compile()?,
         })
     }
 }
@@ -215,7 +226,7 @@ mod tests {
             (r#"{"endpoints":[]}"#, "endpoints: at least one MCP endpoint path is required"),
             (r#"{"endpoints":["/mcp","mcp"]}"#, "endpoints[1]: path \"mcp\" must start with '/'"),
             (r#"{"other_paths":"maybe"}"#, "other_paths: unknown variant `maybe`, expected `allow` or `deny` at line 1 column 22"),
-            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy` at line 1 column 8"),
+            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream` at line 1 column 8"),
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),

@@ -9,7 +9,8 @@ use crate::jsonrpc::{parse_body, Body, BodyError};
 use crate::reject::{Code, Rejection};
 use crate::revision::{check_headers, RoutingHeaders};
 
-/// The parts of a request head the gate decides on.
+/// The request head as the gate sees it: the few fields it decides on, parsed once, and
+/// every header as received (moved in from the host, not copied).
 #[derive(Debug, Clone, Default)]
 pub struct RequestHead {
     pub method: String,
@@ -20,21 +21,43 @@ pub struct RequestHead {
     pub routing: RoutingHeaders,
     /// The request has no body (headers ended the stream).
     pub end_of_stream: bool,
+    /// All headers, names in lower case (pseudo-headers included); values are bytes because
+    /// HTTP allows non-UTF-8 octets in them.
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl RequestHead {
-    /// Records one request header (name in lower case, pseudo-headers included). Values are
-    /// bytes because HTTP allows non-UTF-8 octets in them.
-    pub fn observe(&mut self, name: &str, value: &[u8]) {
-        let text = || String::from_utf8_lossy(value).into_owned();
-        match name {
-            ":method" => self.method = text(),
-            ":path" => self.path = text(),
-            "content-type" => self.content_type = Some(text()),
-            "content-encoding" => self.content_encoding = Some(text()),
-            "content-length" => self.content_length = text().trim().parse().ok(),
-            _ => self.routing.observe(name, value),
+    pub fn new(headers: Vec<(String, Vec<u8>)>, end_of_stream: bool) -> RequestHead {
+        let mut head = RequestHead {
+            end_of_stream,
+            ..RequestHead::default()
+        };
+        for (name, value) in &headers {
+            let text = || String::from_utf8_lossy(value).into_owned();
+            match name.as_str() {
+                ":method" => head.method = text(),
+                ":path" => head.path = text(),
+                "content-type" => head.content_type = Some(text()),
+                "content-encoding" => head.content_encoding = Some(text()),
+                "content-length" => head.content_length = text().trim().parse().ok(),
+                _ => head.routing.observe(name, value),
+            }
         }
+        head.headers = headers;
+        head
+    }
+
+    /// Every value of header `name` (lower case), in order.
+    pub fn values<'h>(&'h self, name: &'h str) -> impl Iterator<Item = &'h [u8]> + 'h {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The request path without query string or fragment.
+    pub fn path_only(&self) -> &str {
+        self.path.split(['?', '#']).next().unwrap_or_default()
     }
 }
 
@@ -43,9 +66,20 @@ impl RequestHead {
 pub enum HeadVerdict {
     /// Not for the gate (a path outside the MCP endpoints, allowed by config): forward as is.
     Forward,
-    /// Hold the request and hand its body to [`Gate::on_body`].
-    InspectBody(BodyRule),
+    /// A request to an MCP endpoint: authenticate the caller, then forward it (`None`: it has
+    /// no body) or hold it and hand its body to [`Gate::on_body`].
+    Endpoint(Option<BodyRule>),
+    /// Answer locally (the protected-resource metadata document).
+    Respond(LocalReply),
     Reject(Rejection),
+}
+
+/// A response the filter sends itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub content_type: &'static str,
+    pub body: String,
 }
 
 /// How the held body is judged.
@@ -64,7 +98,7 @@ pub struct Gate<'c> {
 
 impl Gate<'_> {
     pub fn on_head(&self, head: &RequestHead) -> HeadVerdict {
-        let path = head.path.split(['?', '#']).next().unwrap_or_default();
+        let path = head.path_only();
         if !self.config.endpoints.is_match(path) {
             return match self.config.other_paths {
                 Access::Allow => HeadVerdict::Forward,
@@ -88,9 +122,9 @@ impl Gate<'_> {
         match rule {
             (what, Access::Deny) => reject(Code::Forbidden, format!("{what} is denied by policy")),
             (_, Access::Allow) if head.end_of_stream || head.content_length == Some(0) => {
-                HeadVerdict::Forward
+                HeadVerdict::Endpoint(None)
             }
-            (_, Access::Allow) => HeadVerdict::InspectBody(BodyRule::MustBeEmpty),
+            (_, Access::Allow) => HeadVerdict::Endpoint(Some(BodyRule::MustBeEmpty)),
         }
     }
 
@@ -111,7 +145,7 @@ impl Gate<'_> {
         match head.content_length {
             Some(n) if n > self.config.max_body_bytes => HeadVerdict::Reject(self.too_large()),
             _ if head.end_of_stream => reject(Code::ParseError, "empty request body"),
-            _ => HeadVerdict::InspectBody(BodyRule::JsonRpc),
+            _ => HeadVerdict::Endpoint(Some(BodyRule::JsonRpc)),
         }
     }
 
@@ -209,16 +243,12 @@ mod tests {
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> RequestHead {
-        let mut h = RequestHead {
-            end_of_stream,
-            ..RequestHead::default()
-        };
-        h.observe(":method", method.as_bytes());
-        h.observe(":path", path.as_bytes());
-        for (k, v) in headers {
-            h.observe(k, v.as_bytes());
-        }
-        h
+        let pairs = [(":method", method), (":path", path)]
+            .iter()
+            .chain(headers)
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        RequestHead::new(pairs, end_of_stream)
     }
 
     const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
@@ -237,7 +267,7 @@ mod tests {
 
     #[test]
     fn head_table() {
-        let inspect = HeadVerdict::InspectBody(BodyRule::JsonRpc);
+        let inspect = HeadVerdict::Endpoint(Some(BodyRule::JsonRpc));
         assert_eq!(verdict("{}", &head("POST", "/mcp", JSON, false)), inspect);
         assert_eq!(
             verdict(
@@ -253,15 +283,15 @@ mod tests {
         );
         assert_eq!(
             verdict("{}", &head("GET", "/mcp", &[], true)),
-            HeadVerdict::Forward
+            HeadVerdict::Endpoint(None)
         );
         assert_eq!(
             verdict("{}", &head("DELETE", "/mcp", &[], true)),
-            HeadVerdict::Forward
+            HeadVerdict::Endpoint(None)
         );
         assert_eq!(
             verdict("{}", &head("GET", "/mcp", &[], false)),
-            HeadVerdict::InspectBody(BodyRule::MustBeEmpty)
+            HeadVerdict::Endpoint(Some(BodyRule::MustBeEmpty))
         );
         assert_eq!(
             verdict("{}", &head("POST", "/other", &[], false)),

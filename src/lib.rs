@@ -3,12 +3,16 @@
 //! Everything but [`filter`] is the pure core: plain Rust with no host dependency, unit
 //! tested natively. [`filter`] is the thin glue that talks to the proxy-wasm host.
 
+pub mod auth;
+pub mod authn;
 pub mod config;
 pub mod gate;
 pub mod glob;
 pub mod jsonrpc;
+pub mod key_store;
 pub mod policy;
 pub mod reject;
 pub mod revision;
+pub mod upstream;
 
 pub mod filter;

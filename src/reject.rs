@@ -13,7 +13,10 @@ pub enum Code {
     InvalidParams,
     /// `Mcp-Method`, `Mcp-Name` or `MCP-Protocol-Version` disagree with the body (2026-07-28).
     HeaderMismatch,
-    /// The policy does not allow this method, tool, prompt, resource, path or stream.
+    /// No credentials, or credentials that do not verify.
+    Unauthenticated,
+    /// The policy does not allow this method, tool, prompt, resource, path or stream, or the
+    /// caller lacks a required scope.
     Forbidden,
     /// The HTTP method has no meaning on an MCP endpoint.
     MethodNotAllowed,
@@ -23,6 +26,8 @@ pub enum Code {
     UnsupportedMediaType,
     /// The filter cannot decide (no valid configuration, a failed host call): fail closed.
     Internal,
+    /// What a decision needs is not available yet (signing keys): fail closed, retry later.
+    Unavailable,
 }
 
 impl Code {
@@ -33,11 +38,12 @@ impl Code {
             Code::InvalidRequest => -32600,
             Code::InvalidParams => -32602,
             Code::HeaderMismatch => -32020,
+            Code::Unauthenticated => -32001,
             Code::Forbidden => -32003,
             Code::MethodNotAllowed => -32005,
             Code::PayloadTooLarge => -32013,
             Code::UnsupportedMediaType => -32015,
-            Code::Internal => -32603,
+            Code::Internal | Code::Unavailable => -32603,
         }
     }
 
@@ -48,11 +54,13 @@ impl Code {
             | Code::InvalidRequest
             | Code::InvalidParams
             | Code::HeaderMismatch => 400,
+            Code::Unauthenticated => 401,
             Code::Forbidden => 403,
             Code::MethodNotAllowed => 405,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
             Code::Internal => 500,
+            Code::Unavailable => 503,
         }
     }
 
@@ -63,11 +71,13 @@ impl Code {
             Code::InvalidRequest => "Invalid Request",
             Code::InvalidParams => "Invalid params",
             Code::HeaderMismatch => "Header mismatch",
+            Code::Unauthenticated => "Unauthorized",
             Code::Forbidden => "Forbidden",
             Code::MethodNotAllowed => "Method not allowed",
             Code::PayloadTooLarge => "Request body too large",
             Code::UnsupportedMediaType => "Unsupported media type",
             Code::Internal => "Internal error",
+            Code::Unavailable => "Service unavailable",
         }
     }
 }
@@ -80,6 +90,8 @@ pub struct Rejection {
     pub reason: String,
     /// The request's `id` as JSON text, when it is known.
     pub id: Option<String>,
+    /// A `WWW-Authenticate` challenge for 401 and 403 answers about credentials.
+    pub challenge: Option<String>,
 }
 
 impl Rejection {
@@ -88,6 +100,7 @@ impl Rejection {
             code,
             reason: reason.into(),
             id: None,
+            challenge: None,
         }
     }
 
@@ -164,7 +177,9 @@ mod tests {
             (Code::MethodNotAllowed, -32005, 405),
             (Code::PayloadTooLarge, -32013, 413),
             (Code::UnsupportedMediaType, -32015, 415),
+            (Code::Unauthenticated, -32001, 401),
             (Code::Internal, -32603, 500),
+            (Code::Unavailable, -32603, 503),
         ];
         for (code, rpc, http) in table {
             assert_eq!(

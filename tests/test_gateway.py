@@ -20,8 +20,8 @@ import pytest
 
 from harness import gateway as gw
 from harness import procs
+from harness.rpc import rpc_message, stateless
 
-META_VERSION = "io.modelcontextprotocol/protocolVersion"
 DENY_DELETE = {"deny": {"tools": ["delete_*"]}}
 MAIN_CONFIG = {
     "endpoints": ["/mcp", "/sse", "/messages/", "/sniff/mcp"],
@@ -55,33 +55,9 @@ def strict_gateway(_alpha: procs.McpServer, _sniffer: procs.Sniffer, log_dir: Pa
 # ---------------------------------------------------------------------------- helpers
 
 
-def stateless(method: str, params: dict[str, Any] | None = None, *, id: Any = 1, name: str | None = None) -> tuple[bytes, dict[str, str]]:
-    """A 2026-07-28 request as the Python SDK sends it: `_meta` in the body, routing headers."""
-    params = dict(params or {})
-    params["_meta"] = {META_VERSION: "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
-    body = json.dumps({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).encode()
-    headers = {
-        "content-type": "application/json",
-        "accept": "application/json, text/event-stream",
-        "mcp-protocol-version": "2026-07-28",
-        "mcp-method": method,
-    }
-    if name is not None:
-        headers["mcp-name"] = name
-    return body, headers
-
-
 def post(url: str, body: bytes | str, headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
     headers = {"content-type": "application/json", **(headers or {})}
     return httpx.post(url, content=body, headers=headers, timeout=10, **kw)
-
-
-def rpc_message(resp: httpx.Response) -> dict[str, Any]:
-    """The JSON-RPC message of a JSON or single-event SSE response."""
-    if resp.headers.get("content-type", "").startswith("text/event-stream"):
-        data = [line[5:].strip() for line in resp.text.splitlines() if line.startswith("data:")]
-        return json.loads(data[-1])
-    return resp.json()
 
 
 def assert_refused(resp: httpx.Response, status: int, code: int, reason: str, id: Any = None) -> None:

@@ -1,8 +1,11 @@
 //! The thin glue between the proxy-wasm host and the pure core: the only module that
 //! imports `proxy_wasm`. It moves headers and body bytes in, and decisions out.
 
+mod flow;
+mod host;
 mod http;
 mod root;
+mod shared;
 
 pub use root::Root;
 

@@ -5,20 +5,26 @@ use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType};
 
+use super::host;
 use super::http::Request;
 use super::log;
+use super::shared::Shared;
 use crate::config::Config;
+use crate::reject::{Code, Rejection};
 
-/// How often the VM's memory gauge is refreshed.
-const MEMORY_GAUGE_PERIOD: Duration = Duration::from_secs(5);
+/// The root's timer: JWKS refreshes, waiting-request deadlines, the memory gauge.
+const TICK: Duration = Duration::from_millis(200);
+/// The memory gauge is refreshed every this many ticks.
+const MEMORY_GAUGE_TICKS: u32 = 25;
 
 #[derive(Default)]
 pub struct Root {
-    config: Option<Rc<Config>>,
+    shared: Option<Rc<Shared>>,
     /// `mcp_guard.vm_memory_bytes`: this VM's linear memory (one VM per Envoy worker).
     memory_gauge: Option<u32>,
+    ticks: u32,
 }
 
 impl Root {
@@ -37,19 +43,38 @@ fn vm_memory_bytes() -> u64 {
     0
 }
 
-impl Context for Root {}
+impl Context for Root {
+    /// A JWKS fetch the root started (at start or on refresh) has answered.
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let Some(shared) = &self.shared {
+            shared.on_fetched(token_id, body_size);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
         self.memory_gauge =
             hostcalls::define_metric(MetricType::Gauge, "mcp_guard.vm_memory_bytes").ok();
-        let _ = hostcalls::set_tick_period(MEMORY_GAUGE_PERIOD);
+        let _ = hostcalls::set_tick_period(TICK);
         self.record_memory();
         true
     }
 
     fn on_tick(&mut self) {
-        self.record_memory();
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % MEMORY_GAUGE_TICKS == 0 {
+            self.record_memory();
+        }
+        if let Some(shared) = &self.shared {
+            shared.on_tick();
+        }
     }
 
     fn on_configure(&mut self, size: usize) -> bool {
@@ -65,7 +90,10 @@ impl RootContext for Root {
         };
         match Config::from_json(&bytes) {
             Ok(config) => {
-                self.config = Some(Rc::new(config));
+                let shared = Rc::new(Shared::new(config));
+                // Fetch remote keys now rather than on the first request.
+                shared.on_tick();
+                self.shared = Some(shared);
                 log(LogLevel::Info, "mcp-guard: configuration loaded");
                 true
             }
@@ -80,11 +108,30 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Request::new(self.config.clone())))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(match &self.shared {
+            Some(shared) => Box::new(Request::new(shared.clone(), context_id)),
+            // Without a valid configuration every request is refused (fail closed).
+            None => Box::new(Unconfigured),
+        })
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+/// The request context of a VM that has no valid configuration: refuses everything.
+struct Unconfigured;
+
+impl Context for Unconfigured {}
+
+impl HttpContext for Unconfigured {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        host::send_rejection(&Rejection::new(
+            Code::Internal,
+            "mcp-guard has no valid configuration",
+        ));
+        Action::Pause
     }
 }

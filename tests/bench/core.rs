@@ -1,8 +1,9 @@
 #![allow(clippy::expect_used, clippy::indexing_slicing)] // a benchmark binary, not filter code
 
 //! Microbenchmarks of the pure core (`make bench` runs them): body parsing by size, the
-//! header/body check, and the policy decision. Plain `std` timing, no extra dependencies:
-//! each case runs for a fixed wall time after a warm-up and reports the median of batches.
+//! header/body check, the policy decision, and JWT verification. Plain `std` timing, no
+//! extra dependencies: each case runs for a fixed wall time after a warm-up and reports the
+//! median of batches.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -78,17 +79,17 @@ fn main() {
         );
     }
 
-    let head = {
-        let mut h = RequestHead::default();
-        for (k, v) in [
+    let head = RequestHead::new(
+        [
             (":method", "POST"),
             (":path", "/mcp"),
             ("content-type", "application/json"),
-        ] {
-            h.observe(k, v.as_bytes());
-        }
-        h
-    };
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect(),
+        false,
+    );
     let tools: Vec<String> = (0..100).map(|i| format!("team{i}_*")).collect();
     for (label, config) in [
         ("gate: allow all", r#"{}"#.to_owned()),
@@ -104,5 +105,80 @@ fn main() {
             black_box(gate.on_body(BodyRule::JsonRpc, &head, black_box(&bodies[i])).is_ok());
         });
         report(&format!("{label}, 300 B call"), bodies[0].len(), t);
+    }
+    auth_cases(budget);
+}
+
+/// JWT verification per algorithm with a cold cache, and a cache hit (`auth::Authenticator`).
+fn auth_cases(budget: Duration) {
+    use jwt_simple::prelude::*;
+    use mcp_guard::auth::{AuthDto, Credentials, KeySet, TokenCache};
+
+    let b64 = |bytes: &[u8]| {
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+    };
+    let rsa = RS256KeyPair::generate(2048)
+        .expect("RSA key")
+        .with_key_id("rsa");
+    let ec = ES256KeyPair::generate().with_key_id("ec");
+    let ed = Ed25519KeyPair::generate().with_key_id("ed");
+    let (n, e) = {
+        let c = rsa.public_key().to_components();
+        (b64(&c.n), b64(&c.e))
+    };
+    let point = ec.public_key().public_key().to_bytes_uncompressed();
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "RSA", "kid": "rsa", "n": n, "e": e},
+        {"kty": "EC", "crv": "P-256", "kid": "ec", "x": b64(&point[1..33]), "y": b64(&point[33..])},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64(&ed.public_key().to_bytes())},
+    ]});
+    let config = serde_json::json!({"jwt_providers": [{"name": "idp", "issuer": "https://idp.example.com",
+        "audiences": ["https://mcp.example.com/mcp"], "jwks": jwks,
+        "claims": {"roles": "realm_access.roles"}}]});
+    let auth = serde_json::from_value::<AuthDto>(config)
+        .expect("auth config")
+        .compile("auth")
+        .expect("auth config");
+    let keys: Vec<Option<KeySet>> = Vec::new();
+    let now = Clock::now_since_epoch().as_secs();
+    let claims = || {
+        let roles = serde_json::json!({"realm_access": {"roles": ["dev", "ops"]}, "scope": "mcp:tools read"});
+        Claims::with_custom_claims(roles, Duration::from_hours(1))
+            .with_issuer("https://idp.example.com")
+            .with_audience("https://mcp.example.com/mcp")
+            .with_subject("alice")
+    };
+    let mut cache = TokenCache::default();
+    for (label, token) in [
+        ("RS256 (2048-bit)", rsa.sign(claims())),
+        ("ES256", ec.sign(claims())),
+        ("EdDSA", ed.sign(claims())),
+    ] {
+        let token = token.expect("sign");
+        let credentials = Credentials {
+            headers: [(
+                "authorization".into(),
+                format!("Bearer {token}").into_bytes(),
+            )]
+            .into(),
+            ..Credentials::default()
+        };
+        auth.authenticate(&credentials, &keys, &mut cache, now)
+            .expect("the token verifies");
+        let t = measure(budget, || {
+            let mut cold = TokenCache::new(1);
+            black_box(
+                auth.authenticate(black_box(&credentials), &keys, &mut cold, now)
+                    .is_ok(),
+            );
+        });
+        report(&format!("auth: verify {label}, no cache"), token.len(), t);
+        let t = measure(budget, || {
+            black_box(
+                auth.authenticate(black_box(&credentials), &keys, &mut cache, now)
+                    .is_ok(),
+            );
+        });
+        report(&format!("auth: {label}, cache hit"), token.len(), t);
     }
 }

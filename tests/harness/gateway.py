@@ -48,11 +48,13 @@ def render_config(
     upstream_port: int,
     filter_config: dict[str, Any] | str,
     extra_routes: dict[str, int] | None = None,
+    extra_clusters: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """envoy/demo.yaml with new ports and filter configuration.
 
     `extra_routes` maps a path prefix to an upstream port; each gets its own cluster and a
-    route placed before the catch-all route to the MCP server.
+    route placed before the catch-all route to the MCP server. `extra_clusters` adds named
+    clusters without routes (for the filter's own calls, e.g. a JWKS endpoint).
     """
     config = yaml.safe_load(DEMO_YAML.read_text())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
@@ -74,6 +76,8 @@ def render_config(
         route["match"] = {"prefix": prefix}
         route["route"]["cluster"] = name
         routes.insert(0, route)
+    for name, port in (extra_clusters or {}).items():
+        clusters.append(_cluster(name, port, template))
     return config
 
 
@@ -123,6 +127,7 @@ def start_gateway(
     filter_config: dict[str, Any] | str,
     *,
     extra_routes: dict[str, int] | None = None,
+    extra_clusters: dict[str, int] | None = None,
     name: str = "envoy",
     log_dir: Path | None = None,
     timeout: float = 20.0,
@@ -135,6 +140,7 @@ def start_gateway(
         upstream_port=upstream_port,
         filter_config=filter_config,
         extra_routes=extra_routes,
+        extra_clusters=extra_clusters,
     )
     proc = launch(config, name=name, log_dir=log_dir)
     wait_ready(proc, admin_port, timeout)

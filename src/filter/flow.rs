@@ -1,0 +1,271 @@
+//! One request's way through the gate, as a small state machine the host drives.
+//!
+//! The request head is held (`Pause` from the headers callback; the plugin must run with
+//! `allow_on_headers_stop_iteration: true` so the body keeps arriving) while two things
+//! complete in either order: authentication (which may wait for signing keys) and, for a
+//! POST, the body (buffered by Envoy, read once when the stream ends or trailers come).
+//! Only then does the gate decide. A flow is shared (`Rc<RefCell<_>>`) so that whichever
+//! context receives new keys can resume the requests waiting for them.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
+
+use super::host;
+use super::log;
+use super::shared::Shared;
+use crate::authn::{AuthStep, Peer};
+use crate::gate::{BodyRule, Gate, HeadVerdict, RequestHead};
+use crate::reject::{Code, Rejection};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not an MCP request, or approved: nothing more to do.
+    Passing,
+    /// Held until authentication and (if any) the body are complete.
+    Holding,
+    /// A local reply was sent.
+    Rejected,
+}
+
+pub struct Flow {
+    shared: Rc<Shared>,
+    context_id: u32,
+    head: RequestHead,
+    rule: Option<BodyRule>,
+    authenticated: bool,
+    /// Set while waiting for keys: the provider, and whether its keys lack the token's kid.
+    waiting: Option<(usize, bool)>,
+    /// When waiting for keys must end; set once, kept across retries.
+    wait_deadline_ms: Option<u64>,
+    body_size: usize,
+    body_complete: bool,
+    state: State,
+}
+
+impl Flow {
+    pub fn new(shared: Rc<Shared>, context_id: u32) -> Flow {
+        Flow {
+            shared,
+            context_id,
+            head: RequestHead::default(),
+            rule: None,
+            authenticated: false,
+            waiting: None,
+            wait_deadline_ms: None,
+            body_size: 0,
+            body_complete: false,
+            state: State::Passing,
+        }
+    }
+
+    fn gate(&self) -> Gate<'_> {
+        Gate {
+            config: &self.shared.config,
+        }
+    }
+
+    pub fn on_headers(this: &Rc<RefCell<Flow>>, end_of_stream: bool) -> Action {
+        let mut flow = this.borrow_mut();
+        let pairs = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(pairs) => pairs,
+            Err(status) => {
+                return flow.internal(&format!("cannot read request headers: {status:?}"))
+            }
+        };
+        flow.head = RequestHead::new(pairs, end_of_stream);
+        let gate = flow.gate();
+        let verdict = gate
+            .metadata_reply(&flow.head)
+            .unwrap_or_else(|| gate.on_head(&flow.head));
+        match verdict {
+            HeadVerdict::Forward => Action::Continue,
+            HeadVerdict::Respond(reply) => {
+                flow.state = State::Rejected;
+                host::send_reply(&reply);
+                Action::Pause
+            }
+            HeadVerdict::Reject(rejection) => flow.reject(&rejection),
+            HeadVerdict::Endpoint(rule) => {
+                flow.rule = rule;
+                flow.body_complete = rule.is_none();
+                flow.state = State::Holding;
+                flow.authenticate(this);
+                flow.advance()
+            }
+        }
+    }
+
+    pub fn on_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self.state {
+            State::Passing => return Action::Continue,
+            State::Rejected => return Action::Pause,
+            State::Holding => {}
+        }
+        // Checked on every chunk: a body is refused as soon as it outgrows the limit.
+        if body_size as u64 > self.shared.config.max_body_bytes {
+            let rejection = self.gate().too_large();
+            return self.reject(&rejection);
+        }
+        self.body_size = body_size;
+        self.body_complete = end_of_stream;
+        self.advance()
+    }
+
+    /// HTTP/2 and gRPC-style clients may end the body with trailers instead of END_STREAM.
+    pub fn on_trailers(&mut self) -> Action {
+        if self.state == State::Holding {
+            self.body_complete = true;
+        }
+        self.advance()
+    }
+
+    /// Keys of the provider this flow waits for changed (or the wait timed out): try again.
+    /// Called from another context's callback, with this flow's context made effective.
+    pub fn retry_authentication(this: &Rc<RefCell<Flow>>, timed_out: bool) {
+        let mut flow = this.borrow_mut();
+        let Some((provider, unknown_kid)) = flow.waiting.take() else {
+            return;
+        };
+        if timed_out {
+            let rejection = flow.gate().keys_unavailable(provider, unknown_kid);
+            flow.reject(&rejection);
+            return;
+        }
+        flow.authenticate(this);
+        if flow.advance() == Action::Continue {
+            if let Err(status) = hostcalls::resume_http_request() {
+                log(
+                    LogLevel::Error,
+                    &format!("mcp-guard: cannot resume a request: {status:?}"),
+                );
+            }
+        }
+    }
+
+    /// Runs the authentication step; on success edits the held headers for the upstream.
+    fn authenticate(&mut self, this: &Rc<RefCell<Flow>>) {
+        let peer = self.peer();
+        let now_ms = host::now_ms();
+        let step = {
+            let keys = self.shared.keys.borrow();
+            let mut cache = self.shared.cache.borrow_mut();
+            self.gate()
+                .authenticate(&self.head, &peer, &*keys, &mut cache, now_ms / 1000)
+        };
+        match step {
+            AuthStep::Authenticated(identity) => {
+                let cluster = if self.shared.config.upstream.injects() {
+                    host::property(&["xds", "cluster_name"])
+                } else {
+                    None
+                };
+                let credential_headers = self
+                    .shared
+                    .config
+                    .auth
+                    .as_ref()
+                    .map_or(&[][..], |a| a.header_names());
+                host::apply(&self.shared.config.upstream.edits(
+                    &identity,
+                    cluster.as_deref(),
+                    credential_headers,
+                ));
+                self.authenticated = true;
+            }
+            AuthStep::NeedKeys {
+                provider,
+                unknown_kid,
+            } => {
+                // A second unknown kid after a refetch is final: no key has it.
+                let fetched = self.shared.keys.borrow().fetching(provider, now_ms);
+                let allowed = self.shared.keys.borrow().refetch_allowed(provider, now_ms);
+                if unknown_kid && !allowed && !fetched {
+                    let rejection = self.gate().keys_unavailable(provider, true);
+                    self.reject(&rejection);
+                    return;
+                }
+                if allowed {
+                    self.shared.fetch(provider, now_ms);
+                }
+                self.waiting = Some((provider, unknown_kid));
+                let deadline = *self
+                    .wait_deadline_ms
+                    .get_or_insert_with(|| self.shared.wait_deadline(provider, now_ms));
+                self.shared
+                    .wait(provider, self.context_id, Rc::downgrade(this), deadline);
+            }
+            AuthStep::Reject(rejection) => {
+                self.reject(&rejection);
+            }
+        }
+    }
+
+    fn peer(&self) -> Peer {
+        let wanted = self
+            .shared
+            .config
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.peer_identity.is_some());
+        if !wanted {
+            return Peer::default();
+        }
+        Peer {
+            uri_sans: host::property(&["connection", "uri_san_peer_certificate"])
+                .into_iter()
+                .collect(),
+            dns_sans: host::property(&["connection", "dns_san_peer_certificate"])
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// Decides once both authentication and the body are complete.
+    fn advance(&mut self) -> Action {
+        match self.state {
+            State::Passing => return Action::Continue,
+            State::Rejected => return Action::Pause,
+            State::Holding => {}
+        }
+        if !self.authenticated || !self.body_complete {
+            return Action::Pause;
+        }
+        let Some(rule) = self.rule else {
+            self.state = State::Passing;
+            return Action::Continue;
+        };
+        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, self.body_size) {
+            Ok(body) => body.unwrap_or_default(),
+            Err(status) => return self.internal(&format!("cannot read request body: {status:?}")),
+        };
+        match self.gate().on_body(rule, &self.head, &body) {
+            Ok(()) => {
+                self.state = State::Passing;
+                Action::Continue
+            }
+            Err(rejection) => self.reject(&rejection),
+        }
+    }
+
+    fn reject(&mut self, rejection: &Rejection) -> Action {
+        self.state = State::Rejected;
+        host::send_rejection(rejection);
+        Action::Pause
+    }
+
+    fn internal(&mut self, reason: &str) -> Action {
+        log(LogLevel::Error, &format!("mcp-guard: {reason}"));
+        self.reject(&Rejection::new(Code::Internal, reason))
+    }
+}
+
+/// A request waiting for keys.
+pub struct Waiter {
+    pub provider: usize,
+    pub context_id: u32,
+    pub flow: Weak<RefCell<Flow>>,
+    pub deadline_ms: u64,
+}

@@ -1,0 +1,76 @@
+//! Small wrappers over `proxy_wasm::hostcalls` that never panic on an `Err` and log what
+//! failed, so callers stay about decisions.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MapType};
+
+use super::log;
+use crate::gate::LocalReply;
+use crate::reject::Rejection;
+use crate::upstream::HeaderEdits;
+
+/// Milliseconds since the Unix epoch by the host's clock (0 if it cannot tell).
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}
+
+/// Sends a JSON-RPC rejection as the local reply of the current stream.
+pub fn send_rejection(rejection: &Rejection) {
+    let body = rejection.to_json();
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(challenge) = &rejection.challenge {
+        headers.push(("www-authenticate", challenge));
+    }
+    send(rejection.code.http_status(), headers, body.as_bytes());
+}
+
+pub fn send_reply(reply: &LocalReply) {
+    send(
+        reply.status,
+        vec![("content-type", reply.content_type)],
+        reply.body.as_bytes(),
+    );
+}
+
+fn send(status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
+    if let Err(status) = hostcalls::send_http_response(status, headers, Some(body)) {
+        log(
+            LogLevel::Error,
+            &format!("mcp-guard: cannot send a local reply: {status:?}"),
+        );
+    }
+}
+
+/// Applies header edits to the held request headers.
+pub fn apply(edits: &HeaderEdits) {
+    for name in &edits.remove {
+        if let Err(status) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None) {
+            log(
+                LogLevel::Error,
+                &format!("mcp-guard: cannot remove header {name}: {status:?}"),
+            );
+        }
+    }
+    for (name, value) in &edits.set {
+        if let Err(status) =
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+        {
+            log(
+                LogLevel::Error,
+                &format!("mcp-guard: cannot set header {name}: {status:?}"),
+            );
+        }
+    }
+}
+
+/// A string property of the stream (e.g. `["xds", "cluster_name"]`), if the host has it.
+pub fn property(path: &[&str]) -> Option<String> {
+    let bytes = hostcalls::get_property(path.to_vec()).ok()??;
+    String::from_utf8(bytes).ok()
+}

@@ -1,0 +1,160 @@
+//! Per-VM state shared by the root context and every request of one Envoy worker: the
+//! compiled configuration, the signing keys and their fetches, the verified-token cache,
+//! and the requests waiting for keys.
+
+use std::cell::RefCell;
+use std::rc::Weak;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
+
+use super::flow::{Flow, Waiter};
+use super::host;
+use super::log;
+use crate::auth::{KeySet, TokenCache};
+use crate::config::Config;
+use crate::key_store::{FetchPolicy, KeyStore};
+
+pub struct Shared {
+    pub config: Config,
+    pub keys: RefCell<KeyStore>,
+    pub cache: RefCell<TokenCache>,
+    waiters: RefCell<Vec<Waiter>>,
+}
+
+impl Shared {
+    pub fn new(config: Config) -> Shared {
+        let policies = config.auth.iter().flat_map(|a| &a.providers).map(|p| {
+            p.remote_jwks.as_ref().map(|r| FetchPolicy {
+                refresh_ms: r.refresh_seconds * 1000,
+                min_refetch_ms: r.min_refetch_seconds * 1000,
+                timeout_ms: r.timeout_ms,
+            })
+        });
+        Shared {
+            keys: RefCell::new(KeyStore::new(policies)),
+            cache: RefCell::new(TokenCache::default()),
+            waiters: RefCell::new(Vec::new()),
+            config,
+        }
+    }
+
+    /// Starts fetching the JWKS of `provider` from the current context; its answer comes
+    /// back to that context's `on_http_call_response`, which hands it to [`Shared::on_fetched`].
+    pub fn fetch(&self, provider: usize, now_ms: u64) {
+        let Some(remote) = self
+            .config
+            .auth
+            .as_ref()
+            .and_then(|a| a.providers.get(provider))
+            .and_then(|p| p.remote_jwks.as_ref())
+        else {
+            return;
+        };
+        let headers = vec![
+            (":method", "GET"),
+            (":path", remote.path.as_str()),
+            (":authority", remote.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        let timeout = Duration::from_millis(remote.timeout_ms);
+        match hostcalls::dispatch_http_call(&remote.cluster, headers, None, vec![], timeout) {
+            Ok(token) => self.keys.borrow_mut().started(provider, token, now_ms),
+            Err(status) => log(
+                LogLevel::Warn,
+                &format!(
+                    "mcp-guard: cannot fetch JWKS from cluster {:?}: {status:?}",
+                    remote.cluster
+                ),
+            ),
+        }
+    }
+
+    /// Takes a JWKS answer: new keys replace the old ones; anything else keeps them. Then
+    /// the requests waiting on that provider try again.
+    pub fn on_fetched(&self, token: u32, body_size: usize) {
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten();
+        let result = match status.as_deref() {
+            Some("200") => {
+                match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size) {
+                    Ok(body) => KeySet::from_jwks(&body.unwrap_or_default()),
+                    Err(e) => Err(format!("cannot read the answer: {e:?}")),
+                }
+            }
+            Some(other) => Err(format!("HTTP status {other}")),
+            None => Err("no answer (connection failed or timed out)".into()),
+        };
+        if let Err(e) = &result {
+            log(
+                LogLevel::Warn,
+                &format!("mcp-guard: JWKS fetch failed, keeping the last good keys: {e}"),
+            );
+        }
+        let provider = self
+            .keys
+            .borrow_mut()
+            .finished(token, result, host::now_ms());
+        if let Some(provider) = provider {
+            self.wake(|w| w.provider == provider, false);
+        }
+    }
+
+    /// When a request that starts waiting for the keys of `provider` now must give up.
+    pub fn wait_deadline(&self, provider: usize, now_ms: u64) -> u64 {
+        let max_wait = self
+            .config
+            .auth
+            .as_ref()
+            .and_then(|a| a.providers.get(provider))
+            .and_then(|p| p.remote_jwks.as_ref())
+            .map_or(0, |r| r.max_wait_ms);
+        now_ms + max_wait
+    }
+
+    /// Registers a request that waits for the keys of `provider` until `deadline_ms`.
+    pub fn wait(
+        &self,
+        provider: usize,
+        context_id: u32,
+        flow: Weak<RefCell<Flow>>,
+        deadline_ms: u64,
+    ) {
+        self.waiters.borrow_mut().push(Waiter {
+            provider,
+            context_id,
+            flow,
+            deadline_ms,
+        });
+    }
+
+    /// Periodic work: fetch keys that are due, and fail requests that waited too long.
+    pub fn on_tick(&self) {
+        let now_ms = host::now_ms();
+        let due = self.keys.borrow().due(now_ms);
+        for provider in due {
+            self.fetch(provider, now_ms);
+        }
+        self.wake(|w| w.deadline_ms <= now_ms, true);
+    }
+
+    /// Resumes (or, on timeout, refuses) the waiting requests `which` selects.
+    fn wake(&self, which: impl Fn(&Waiter) -> bool, timed_out: bool) {
+        let woken: Vec<Waiter> = {
+            let mut waiters = self.waiters.borrow_mut();
+            let (woken, kept) = waiters.drain(..).partition(|w| which(w));
+            *waiters = kept;
+            woken
+        };
+        for waiter in woken {
+            let Some(flow) = waiter.flow.upgrade() else {
+                continue; // the client went away
+            };
+            if hostcalls::set_effective_context(waiter.context_id).is_ok() {
+                Flow::retry_authentication(&flow, timed_out);
+            }
+        }
+    }
+}
