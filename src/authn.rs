@@ -156,3 +156,128 @@ impl Gate<'_> {
         rejection
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::key_store::KeyStore;
+
+    const CONFIG: &str = r#"{"auth":{
+        "jwt_providers":[{"name":"corp","issuer":"https://idp.example.com","audiences":["mcp"],
+            "jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}}],
+        "api_keys":{"header":"x-api-key","keys":[{"name":"bot","sha256":"2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b","scopes":["read"]}]},
+        "required_scopes":["mcp:tools"],
+        "resource_metadata":{"resource":"https://mcp.example.com/mcp","authorization_servers":["https://idp.example.com"]}}}"#;
+
+    fn head(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHead {
+        let pairs = [(":method", method), (":path", path)]
+            .iter()
+            .chain(headers)
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        RequestHead::new(pairs, true)
+    }
+
+    fn step(config: &Config, headers: &[(&str, &str)]) -> AuthStep {
+        let gate = Gate { config };
+        let mut cache = TokenCache::default();
+        gate.authenticate(
+            &head("POST", "/mcp", headers),
+            &Peer::default(),
+            &KeyStore::default(),
+            &mut cache,
+            0,
+        )
+    }
+
+    #[test]
+    fn challenges_point_to_the_metadata() {
+        let config = Config::from_json(CONFIG.as_bytes()).unwrap();
+        let AuthStep::Reject(r) = step(&config, &[]) else {
+            panic!()
+        };
+        assert_eq!(
+            (r.code, r.reason.as_str()),
+            (Code::Unauthenticated, "missing credentials")
+        );
+        assert_eq!(
+            r.challenge.as_deref(),
+            Some(
+                r#"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp""#
+            )
+        );
+        // sha256("secret") is configured, with scope "read" only.
+        let AuthStep::Reject(r) = step(&config, &[("x-api-key", "secret")]) else {
+            panic!()
+        };
+        assert_eq!(r.code, Code::Forbidden);
+        assert_eq!(
+            r.challenge.as_deref(),
+            Some(
+                r#"Bearer error="insufficient_scope", scope="mcp:tools", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp""#
+            )
+        );
+        let AuthStep::Reject(r) = step(&config, &[("authorization", "Bearer x.y.z")]) else {
+            panic!()
+        };
+        assert_eq!(r.code, Code::Unauthenticated);
+        assert!(
+            r.challenge
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with(r#"Bearer error="invalid_token", "#),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn repeated_credential_headers_are_refused() {
+        let config = Config::from_json(CONFIG.as_bytes()).unwrap();
+        let AuthStep::Reject(r) = step(&config, &[("x-api-key", "secret"), ("x-api-key", "other")])
+        else {
+            panic!()
+        };
+        assert_eq!(
+            r.reason,
+            "invalid token: x-api-key header appears more than once"
+        );
+    }
+
+    #[test]
+    fn without_auth_everyone_is_anonymous() {
+        let config = Config::from_json(b"{}").unwrap();
+        assert_eq!(
+            step(&config, &[("authorization", "Bearer x")]),
+            AuthStep::Authenticated(Identity::anonymous())
+        );
+        assert_eq!(
+            Gate { config: &config }.metadata_reply(&head("GET", WELL_KNOWN, &[])),
+            None
+        );
+    }
+
+    #[test]
+    fn serves_the_metadata_document_on_both_paths() {
+        let config = Config::from_json(CONFIG.as_bytes()).unwrap();
+        let gate = Gate { config: &config };
+        for path in [WELL_KNOWN, "/.well-known/oauth-protected-resource/mcp"] {
+            let Some(HeadVerdict::Respond(reply)) = gate.metadata_reply(&head("GET", path, &[]))
+            else {
+                panic!("{path}")
+            };
+            let doc: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+            assert_eq!(doc["resource"], "https://mcp.example.com/mcp");
+            assert_eq!(doc["authorization_servers"][0], "https://idp.example.com");
+        }
+        assert_eq!(gate.metadata_reply(&head("POST", WELL_KNOWN, &[])), None);
+        assert_eq!(
+            gate.metadata_reply(&head(
+                "GET",
+                "/.well-known/oauth-protected-resource/other",
+                &[]
+            )),
+            None
+        );
+    }
+}

@@ -144,3 +144,83 @@ impl KeyLookup for KeyStore {
         self.entries.get(provider).and_then(|e| e.keys.as_deref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: FetchPolicy = FetchPolicy {
+        refresh_ms: 60_000,
+        min_refetch_ms: 5_000,
+        timeout_ms: 2_000,
+    };
+
+    fn keys() -> KeySet {
+        KeySet::from_jwks(br#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"a"}]}"#).unwrap()
+    }
+
+    #[test]
+    fn fetches_at_start_retries_and_refreshes() {
+        let mut store = KeyStore::new([Some(POLICY), None]);
+        assert_eq!(
+            store.due(0),
+            vec![0],
+            "remote keys are fetched at once; inline ones never"
+        );
+        store.started(0, 7, 0);
+        assert!(store.due(100).is_empty(), "one fetch at a time");
+        assert!(store.fetching(0, 100));
+        assert_eq!(store.finished(7, Err("down".into()), 500), Some(0));
+        assert!(store.keys(0).is_none());
+        assert!(
+            store.due(999).is_empty(),
+            "a retry waits a second without keys"
+        );
+        assert_eq!(store.due(1_000), vec![0]);
+        store.started(0, 8, 1_001);
+        assert_eq!(store.finished(8, Ok(keys()), 1_100), Some(0));
+        assert!(store.keys(0).is_some());
+        assert!(store.due(60_000).is_empty());
+        assert_eq!(store.due(61_100), vec![0], "refreshed after refresh_ms");
+    }
+
+    #[test]
+    fn failed_refresh_keeps_last_good_keys() {
+        let mut store = KeyStore::new([Some(POLICY)]);
+        store.started(0, 1, 0);
+        store.finished(1, Ok(keys()), 0);
+        store.started(0, 2, 60_000);
+        store.finished(2, Err("garbage".into()), 60_100);
+        assert!(store.keys(0).is_some());
+        assert!(
+            store.due(62_000).is_empty(),
+            "a failed refresh is retried after min_refetch_ms"
+        );
+        assert_eq!(store.due(65_000), vec![0]);
+    }
+
+    #[test]
+    fn unknown_kid_refetch_is_rate_limited() {
+        let mut store = KeyStore::new([Some(POLICY)]);
+        assert!(store.refetch_allowed(0, 0));
+        store.started(0, 1, 0);
+        assert!(!store.refetch_allowed(0, 10), "a fetch is under way");
+        store.finished(1, Ok(keys()), 20);
+        assert!(!store.refetch_allowed(0, 4_999));
+        assert!(store.refetch_allowed(0, 5_000));
+        assert_eq!(
+            store.finished(99, Ok(keys()), 30),
+            None,
+            "unknown tokens are ignored"
+        );
+    }
+
+    #[test]
+    fn a_lost_fetch_is_given_up_after_its_timeout() {
+        let mut store = KeyStore::new([Some(POLICY)]);
+        store.started(0, 1, 0);
+        assert!(store.fetching(0, 3_000));
+        assert!(!store.fetching(0, 3_001));
+        assert_eq!(store.due(3_001), vec![0]);
+    }
+}

@@ -169,3 +169,76 @@ impl Upstream {
         edits
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::IdentityKind;
+
+    fn upstream(json: &str) -> Result<Upstream, ConfigError> {
+        serde_json::from_str::<UpstreamDto>(json).unwrap().compile()
+    }
+
+    #[test]
+    fn edits_remove_credentials_and_set_identity() {
+        let up = upstream(
+            r#"{"identity_headers":{"subject":"X-MCP-Subject","roles":"x-mcp-roles","method":"x-mcp-auth"},
+                "inject":[{"cluster":"db","headers":{"authorization":"Bearer svc"}}]}"#,
+        )
+        .unwrap();
+        let mut identity = Identity::anonymous();
+        identity.kind = IdentityKind::Jwt {
+            provider: "corp".into(),
+        };
+        identity.subject = "alice\r\nx-evil: 1".into();
+        identity.roles = vec!["dev".into(), "ops".into()];
+        let edits = up.edits(&identity, Some("db"), &["x-api-key".into()]);
+        assert_eq!(
+            edits.remove,
+            [
+                "authorization",
+                "x-api-key",
+                "x-mcp-auth",
+                "x-mcp-roles",
+                "x-mcp-subject"
+            ]
+        );
+        assert_eq!(
+            edits.set,
+            [
+                ("x-mcp-subject".to_owned(), "alice  x-evil: 1".to_owned()),
+                ("x-mcp-roles".to_owned(), "dev,ops".to_owned()),
+                ("x-mcp-auth".to_owned(), "jwt:corp".to_owned()),
+                ("authorization".to_owned(), "Bearer svc".to_owned()),
+            ]
+        );
+        let other = up.edits(&identity, Some("web"), &[]);
+        assert!(
+            !other.set.iter().any(|(k, _)| k == "authorization"),
+            "injection is per cluster"
+        );
+    }
+
+    #[test]
+    fn client_authorization_may_be_kept() {
+        let up = upstream(r#"{"remove_client_authorization":false}"#).unwrap();
+        assert!(up
+            .edits(&Identity::anonymous(), None, &["x-api-key".into()])
+            .remove
+            .is_empty());
+    }
+
+    #[test]
+    fn header_names_are_validated() {
+        let err = upstream(r#"{"identity_headers":{"subject":"bad header"}}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"upstream.identity_headers.subject: "bad header" is not a valid HTTP header name"#
+        );
+        let err = upstream(r#"{"inject":[{"cluster":"c","headers":{":path":"/x"}}]}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"upstream.inject[0].headers.:path: ":path" is not a valid HTTP header name"#
+        );
+    }
+}
