@@ -283,3 +283,14 @@ def test_slow_jwks_requests_wait_and_resume(idp: Idp, _alpha: procs.McpServer, l
             g.stop()
     finally:
         idp.mode("ok")
+
+
+def test_streams_and_session_ends_need_credentials_too(gateway: gw.Gateway, mcp_server: procs.McpServer) -> None:
+    for method in ("GET", "DELETE"):
+        resp = httpx.request(method, gateway.url, headers={"mcp-session-id": "s1", "accept": "text/event-stream"}, timeout=10)
+        assert error_of(resp)[:2] == (401, -32001), method
+    assert mcp_server.seen() == []
+    resp = httpx.request("DELETE", gateway.url, headers={"mcp-session-id": "s1", "x-api-key": API_KEY}, timeout=10)
+    assert resp.status_code != 401
+    (seen,) = mcp_server.seen()
+    assert seen["method"] == "DELETE" and seen["headers"]["x-mcp-subject"] == "ci-bot"
