@@ -1,8 +1,9 @@
 """A real Envoy with the built mcp-guard .wasm, configured from envoy/demo.yaml.
 
-Tests change only what they must: listener and admin ports, upstream ports, extra routes
-and the filter's JSON configuration. Everything else (buffer limits, header hold, failure
-policy, trailers) is exactly what the demo ships.
+Tests change only what they must: listener and admin ports, upstream ports, extra routes,
+the filter's JSON configuration and, for mTLS tests, a downstream TLS context on the
+listener. Everything else (buffer limits, header hold, failure policy, trailers) is
+exactly what the demo ships.
 """
 
 from __future__ import annotations
@@ -41,6 +42,27 @@ def _cluster(name: str, port: int, template: dict[str, Any]) -> dict[str, Any]:
     return cluster
 
 
+def _downstream_tls(tls: dict[str, str | Path]) -> dict[str, Any]:
+    """A listener transport socket terminating TLS with `cert`/`key` and requiring a client
+    certificate signed by `client_ca` (all PEM file paths)."""
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": True,
+            "common_tls_context": {
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": str(tls["cert"])},
+                        "private_key": {"filename": str(tls["key"])},
+                    }
+                ],
+                "validation_context": {"trusted_ca": {"filename": str(tls["client_ca"])}},
+            },
+        },
+    }
+
+
 def render_config(
     *,
     listen_port: int,
@@ -49,17 +71,22 @@ def render_config(
     filter_config: dict[str, Any] | str,
     extra_routes: dict[str, int] | None = None,
     extra_clusters: dict[str, int] | None = None,
+    tls: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """envoy/demo.yaml with new ports and filter configuration.
 
     `extra_routes` maps a path prefix to an upstream port; each gets its own cluster and a
     route placed before the catch-all route to the MCP server. `extra_clusters` adds named
-    clusters without routes (for the filter's own calls, e.g. a JWKS endpoint).
+    clusters without routes (for the filter's own calls, e.g. a JWKS endpoint). `tls`
+    (keys `cert`, `key`, `client_ca`: PEM paths) makes the listener speak TLS only and
+    require a client certificate signed by `client_ca`; without it the listener is plain.
     """
     config = yaml.safe_load(DEMO_YAML.read_text())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listener = config["static_resources"]["listeners"][0]
     listener["address"]["socket_address"]["port_value"] = listen_port
+    if tls is not None:
+        listener["filter_chains"][0]["transport_socket"] = _downstream_tls(tls)
     hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
     wasm = _wasm_filter(hcm)["typed_config"]["config"]
     wasm["vm_config"]["code"]["local"]["filename"] = str(WASM)
@@ -87,10 +114,11 @@ class Gateway:
     port: int
     admin_port: int
     config_path: Path
+    tls: bool = False
 
     @property
     def base(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -131,8 +159,10 @@ def start_gateway(
     name: str = "envoy",
     log_dir: Path | None = None,
     timeout: float = 20.0,
+    tls: dict[str, str | Path] | None = None,
 ) -> Gateway:
-    """Start Envoy with mcp-guard and wait until its listener accepts requests."""
+    """Start Envoy with mcp-guard and wait until its listener accepts requests (`tls`: see
+    `render_config`)."""
     port, admin_port = free_port(), free_port()
     config = render_config(
         listen_port=port,
@@ -141,10 +171,11 @@ def start_gateway(
         filter_config=filter_config,
         extra_routes=extra_routes,
         extra_clusters=extra_clusters,
+        tls=tls,
     )
     proc = launch(config, name=name, log_dir=log_dir)
     wait_ready(proc, admin_port, timeout)
-    return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"))
+    return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"), tls=tls is not None)
 
 
 def wait_ready(proc: Proc, admin_port: int, timeout: float = 20.0) -> None:
