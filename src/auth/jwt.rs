@@ -102,8 +102,8 @@ pub(crate) fn unverified_claims(token: &str) -> Result<Map<String, Value>, AuthE
 }
 
 impl Provider {
-    /// Verifies `token` fully (header, signature, time, issuer, audience) with `keys`
-    /// and maps its claims; `claims` are the payload decoded by [`unverified_claims`],
+    /// Verifies `token` fully (header, signature, time, issuer, audience) and maps its
+    /// claims; `claims` are the payload decoded by [`unverified_claims`],
     /// `looked_up` the keys the glue holds for it (inline keys take precedence).
     pub(crate) fn verify(
         &self,
@@ -123,15 +123,11 @@ impl Provider {
             Token::decode_metadata(token).map_err(|_| invalid("malformed token: bad header"))?;
         let alg = match Alg::from_name(header.algorithm()) {
             Some(alg) if self.algorithms.contains(&alg) => alg,
-            _ if header.algorithm().eq_ignore_ascii_case("none") => {
+            Some(alg) => return Err(invalid(format!("algorithm {} is not accepted", alg.name()))),
+            None if header.algorithm().eq_ignore_ascii_case("none") => {
                 return Err(invalid("unsigned token (alg none)"))
             }
-            _ => {
-                return Err(invalid(format!(
-                    "algorithm {:?} is not accepted",
-                    header.algorithm()
-                )))
-            }
+            None => return Err(invalid("unsupported algorithm")),
         };
         let keys =
             self.inline_keys
@@ -173,9 +169,13 @@ impl Provider {
 
     fn identity(&self, claims: &Map<String, Value>, exp: u64) -> Result<Identity, AuthError> {
         let subject = lookup(claims, &self.claims.subject)
-            .map(strings)
-            .and_then(|s| s.into_iter().next())
-            .ok_or_else(|| invalid(format!("claim {:?} is missing", self.claims.subject)))?;
+            .and_then(scalar)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "claim {:?} is missing or not a string",
+                    self.claims.subject
+                ))
+            })?;
         let roles = self
             .claims
             .roles
@@ -254,17 +254,19 @@ fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     lookup(claims.get(head)?.as_object()?, rest)
 }
 
+/// A string, number or boolean claim as a string.
+fn scalar(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
 /// A claim as strings: a scalar is one string, an array its scalar elements; objects and
 /// nulls are ignored.
 fn strings(value: &Value) -> Vec<String> {
-    fn scalar(v: &Value) -> Option<String> {
-        match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
-        }
-    }
     match value {
         Value::Array(items) => items.iter().filter_map(scalar).collect(),
         other => scalar(other).into_iter().collect(),

@@ -234,9 +234,9 @@ impl KeySet {
         Ok(KeySet { keys })
     }
 
-    /// Verifies `token` (whose header names `alg` and `kid`) with each fitting key in turn,
-    /// until one signature checks. A key without `kid` fits any `kid`. A key that verifies the signature settles the outcome,
-    /// including claim errors such as expiry.
+    /// Verifies `token` (whose header names `alg` and `kid`) with each fitting key in turn
+    /// until one signature checks; a key without `kid` fits any `kid`. The first key whose
+    /// signature checks settles the outcome, claim errors such as expiry included.
     pub(crate) fn verify(
         &self,
         alg: Alg,
