@@ -104,9 +104,7 @@ impl Gate<'_> {
     pub fn keys_unavailable(&self, provider: usize, unknown_kid: bool) -> Rejection {
         let name = self
             .config
-            .auth
-            .as_ref()
-            .and_then(|a| a.providers.get(provider))
+            .provider(provider)
             .map_or("?", |p| p.name.as_str());
         if unknown_kid {
             self.rejection(&AuthError::UnknownKid {
@@ -171,12 +169,7 @@ mod tests {
         "resource_metadata":{"resource":"https://mcp.example.com/mcp","authorization_servers":["https://idp.example.com"]}}}"#;
 
     fn head(method: &str, path: &str, headers: &[(&str, &str)]) -> RequestHead {
-        let pairs = [(":method", method), (":path", path)]
-            .iter()
-            .chain(headers)
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect();
-        RequestHead::new(pairs, true)
+        RequestHead::for_test(method, path, headers, true)
     }
 
     fn step(config: &Config, headers: &[(&str, &str)]) -> AuthStep {

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::auth::{AuthDto, Authenticator};
+use crate::auth::{AuthDto, Authenticator, Provider};
 use crate::glob::PatternSet;
 use crate::policy::{Lists, Policy};
 use crate::upstream::{Upstream, UpstreamDto};
@@ -96,6 +96,11 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// The JWT provider at `index`, as authentication steps and the key store number them.
+    pub fn provider(&self, index: usize) -> Option<&Provider> {
+        self.auth.as_ref()?.providers.get(index)
+    }
+
     /// Parses and compiles a configuration; empty input means all defaults.
     pub fn from_json(text: &[u8]) -> Result<Config, ConfigError> {
         let text = if text.iter().all(u8::is_ascii_whitespace) {

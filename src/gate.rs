@@ -61,6 +61,24 @@ impl RequestHead {
     }
 }
 
+#[cfg(test)]
+impl RequestHead {
+    /// A head from literal headers, for tests.
+    pub(crate) fn for_test(
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> RequestHead {
+        let pairs = [(":method", method), (":path", path)]
+            .iter()
+            .chain(headers)
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
+        RequestHead::new(pairs, end_of_stream)
+    }
+}
+
 /// What to do after the request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeadVerdict {
@@ -243,12 +261,7 @@ mod tests {
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> RequestHead {
-        let pairs = [(":method", method), (":path", path)]
-            .iter()
-            .chain(headers)
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect();
-        RequestHead::new(pairs, end_of_stream)
+        RequestHead::for_test(method, path, headers, end_of_stream)
     }
 
     const JSON: &[(&str, &str)] = &[("content-type", "application/json")];

@@ -45,9 +45,7 @@ impl Shared {
     pub fn fetch(&self, provider: usize, now_ms: u64) {
         let Some(remote) = self
             .config
-            .auth
-            .as_ref()
-            .and_then(|a| a.providers.get(provider))
+            .provider(provider)
             .and_then(|p| p.remote_jwks.as_ref())
         else {
             return;
@@ -106,9 +104,7 @@ impl Shared {
     pub fn wait_deadline(&self, provider: usize, now_ms: u64) -> u64 {
         let max_wait = self
             .config
-            .auth
-            .as_ref()
-            .and_then(|a| a.providers.get(provider))
+            .provider(provider)
             .and_then(|p| p.remote_jwks.as_ref())
             .map_or(0, |r| r.max_wait_ms);
         now_ms + max_wait

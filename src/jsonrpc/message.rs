@@ -333,26 +333,51 @@ fn read_id(r: &mut Reader<'_>) -> Result<(Range<usize>, bool), SyntaxError> {
     Ok((start..r.offset(), valid))
 }
 
-/// Reads `params`, keeping the fields decisions use and noting duplicate keys.
-fn read_params<'a>(
+/// Walks an object the filter reads (any other value is skipped), handing each member's
+/// value to `member` and noting a repeated key in `duplicate`.
+fn read_object<'a>(
     r: &mut Reader<'a>,
+    name: &str,
     duplicate: &mut Option<String>,
-) -> Result<Params<'a>, SyntaxError> {
-    let mut p = Params::default();
+    mut member: impl FnMut(&mut Reader<'a>, &str, &mut Option<String>) -> Result<(), SyntaxError>,
+) -> Result<(), SyntaxError> {
     if r.peek() != Some(b'{') {
-        r.skip_value()?;
-        return Ok(p);
+        return r.skip_value();
     }
     let mut keys = Keys::default();
     r.begin_object()?;
     let mut first = true;
     while let Some(key) = r.next_key(&mut first)? {
-        keys.push(key.clone());
-        match key.as_ref() {
+        member(r, &key, duplicate)?;
+        keys.push(key);
+    }
+    if let Some(d) = keys.duplicate(name) {
+        duplicate.get_or_insert(d);
+    }
+    Ok(())
+}
+
+/// Reads `params`, keeping the fields decisions use.
+fn read_params<'a>(
+    r: &mut Reader<'a>,
+    duplicate: &mut Option<String>,
+) -> Result<Params<'a>, SyntaxError> {
+    let mut p = Params::default();
+    read_object(r, "params", duplicate, |r, key, duplicate| {
+        match key {
             "name" => p.name = Field::read(r)?,
             "uri" => p.uri = Field::read(r)?,
             "protocolVersion" => p.protocol_version = Field::read(r)?,
-            "_meta" => p.meta_protocol_version = read_meta(r, duplicate)?,
+            "_meta" => {
+                read_object(r, "params._meta", duplicate, |r, key, _| {
+                    if key == META_PROTOCOL_VERSION {
+                        p.meta_protocol_version = Field::read(r)?;
+                        Ok(())
+                    } else {
+                        r.skip_value()
+                    }
+                })?;
+            }
             "arguments" => {
                 let start = r.offset_after_ws();
                 r.skip_value()?;
@@ -360,38 +385,9 @@ fn read_params<'a>(
             }
             _ => r.skip_value()?,
         }
-    }
-    if let Some(d) = keys.duplicate("params") {
-        duplicate.get_or_insert(d);
-    }
+        Ok(())
+    })?;
     Ok(p)
-}
-
-/// Reads `params._meta` for the protocol revision, noting duplicate keys.
-fn read_meta<'a>(
-    r: &mut Reader<'a>,
-    duplicate: &mut Option<String>,
-) -> Result<Field<'a>, SyntaxError> {
-    let mut version = Field::Absent;
-    if r.peek() != Some(b'{') {
-        r.skip_value()?;
-        return Ok(version);
-    }
-    let mut keys = Keys::default();
-    r.begin_object()?;
-    let mut first = true;
-    while let Some(key) = r.next_key(&mut first)? {
-        keys.push(key.clone());
-        if key == META_PROTOCOL_VERSION {
-            version = Field::read(r)?;
-        } else {
-            r.skip_value()?;
-        }
-    }
-    if let Some(d) = keys.duplicate("params._meta") {
-        duplicate.get_or_insert(d);
-    }
-    Ok(version)
 }
 
 #[cfg(test)]
