@@ -168,11 +168,16 @@ impl Flow {
                     .auth
                     .as_ref()
                     .map_or(&[][..], |a| a.header_names());
-                host::apply(&self.shared.config.upstream.edits(
+                let mut edits = self.shared.config.upstream.edits(
                     &identity,
                     cluster.as_deref(),
                     credential_headers,
-                ));
+                );
+                // Removing an absent header would cost a host call on every request.
+                edits
+                    .remove
+                    .retain(|name| self.head.values(name).next().is_some());
+                host::apply(&edits);
                 self.authenticated = true;
             }
             AuthStep::NeedKeys {

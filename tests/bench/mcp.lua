@@ -1,5 +1,7 @@
 -- wrk script for `make bench`: MCP POSTs with varied ids and tool names, so no layer can
--- serve one cached body. MCP_WORKLOAD picks the request: call300, list, call64k, denied.
+-- serve one cached body. MCP_WORKLOAD picks the request: call300, list, call64k, denied
+-- (the jwt-* workloads send call300 bodies). MCP_TOKENS_FILE (one JWT a line), if set, adds
+-- "authorization: Bearer <token>", cycling through the tokens from line MCP_TOKEN_OFFSET + 1.
 local workload = os.getenv("MCP_WORKLOAD") or "call300"
 local path = os.getenv("MCP_PATH") or "/mcp"
 local allowed = { "echo", "add", "search", "db_query", "db_read" }
@@ -11,8 +13,25 @@ local pad = ({ call300 = 170, call64k = 65400 })[workload] or 0
 local text = string.rep("a", pad)
 local counter = 0
 
+local bearers = {}
+local tokens_file = os.getenv("MCP_TOKENS_FILE")
+if tokens_file and tokens_file ~= "" then
+  local f = assert(io.open(tokens_file, "r"))
+  for line in f:lines() do
+    if line ~= "" then
+      bearers[#bearers + 1] = "Bearer " .. line
+    end
+  end
+  f:close()
+  assert(#bearers > 0, "no tokens in " .. tokens_file)
+end
+local token_offset = tonumber(os.getenv("MCP_TOKEN_OFFSET") or "0")
+
 function request()
   counter = counter + 1
+  if #bearers > 0 then
+    headers["authorization"] = bearers[((token_offset + counter - 1) % #bearers) + 1]
+  end
   local body
   if workload == "list" then
     body = string.format('{"jsonrpc":"2.0","id":%d,"method":"tools/list","params":{}}', counter)

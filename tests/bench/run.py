@@ -2,9 +2,15 @@
 measured in alternating rounds in one run, written to BENCHMARKS.md.
 
 The Envoy under test runs with one worker pinned to core 0; wrk and the upstream (an Envoy
-`direct_response` listener) share core 1. All three gateways are started once, on their own
-ports, and loaded one at a time. Each measurement is preceded by a discarded warm-up. Ratios
-are medians over rounds, with their spread (min..max) across rounds.
+`direct_response` listener) share core 1. Every gateway is started once, on its own ports, and
+loaded one at a time. Each measurement is preceded by a discarded warm-up. Ratios are medians
+over rounds, with their spread (min..max) across rounds.
+
+Gateways come in groups that share one table: the policy group (A, B, C) and the
+authentication group (A, B-jwt, C-jwt), where every request carries a JWT minted here from the
+test-only keys in envoy/bench/ (PyJWT). A token set of a few tokens is served from both
+gateways' caches; one of 5000 tokens, cycled, is more than either cache (1024 entries) holds,
+so every request pays for the signature check.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jwt
 import yaml
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,29 +40,107 @@ from harness import procs  # noqa: E402
 
 BENCH = procs.REPO / "envoy" / "bench"
 LUA = Path(__file__).resolve().parent / "mcp.lua"
-GATEWAYS = [
-    ("A", "Envoy passthrough", BENCH / "passthrough.yaml"),
-    ("B", "native chain (mcp + rbac)", BENCH / "native.yaml"),
-    ("C", "mcp-guard", BENCH / "guard.yaml"),
-]
-# (workload, connections): many connections for throughput, one for latency.
-WORKLOADS = [
-    ("call300", 32),
-    ("call300", 1),
-    ("list", 32),
-    ("call64k", 32),
-    ("denied", 32),
-]
-EXPECT_DENIED = {"denied"}
+
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    key: str
+    legend: str  # one line of the report's legend
+    config: Path
+    auth: bool = False  # requires a JWT (401 without one)
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """`count` distinct tokens signed with the private key in envoy/bench/`pem`."""
+
+    alg: str
+    kid: str
+    pem: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    conns: int  # many connections for throughput, one for latency
+    body: str = ""  # the request mcp.lua sends (MCP_WORKLOAD); the name if empty
+    tokens: str = ""  # a TOKEN_SETS key: send "authorization: Bearer <token>", cycling
+    denied: bool = False  # B and C must refuse every request (A forwards it)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Gateways compared in one set of rows, in the table's A, B and C columns."""
+
+    roles: tuple[str, str, str]
+    workloads: tuple[Workload, ...]
+
+    @property
+    def tag(self) -> str:
+        """Appended to the workload in the table when the columns hold other gateways than A/B/C."""
+        return "" if self.roles == ("A", "B", "C") else f" ({'/'.join(self.roles)})"
+
+
+GATEWAYS = {
+    g.key: g
+    for g in (
+        GatewaySpec("A", "Envoy passthrough (router only; a token header is simply forwarded)", BENCH / "passthrough.yaml"),
+        GatewaySpec("B", "Envoy's native chain: `envoy.filters.http.mcp` (reject_duplicate_keys) + `rbac` on the parsed tool name", BENCH / "native.yaml"),
+        GatewaySpec("C", "Envoy + mcp-guard with the same tool allowlist", BENCH / "guard.yaml"),
+        GatewaySpec("B-jwt", "B with `envoy.filters.http.jwt_authn` first (jwt_cache_config: 1024 entries)", BENCH / "native-jwt.yaml", auth=True),
+        GatewaySpec("C-jwt", "C with a JWT provider in mcp-guard's `auth` (its per-worker cache: 1024 entries)", BENCH / "guard-jwt.yaml", auth=True),
+    )
+}
+UNCACHED = 5000  # tokens cycled per set: more than either gateway's cache (1024) holds
+TOKEN_SETS = {
+    "rs256-few": TokenSet("RS256", "rs", "bench-rs256.pem", 8),
+    "rs256": TokenSet("RS256", "rs", "bench-rs256.pem", UNCACHED),
+    "es256": TokenSet("ES256", "es", "bench-es256.pem", UNCACHED),
+    "eddsa": TokenSet("EdDSA", "ed", "bench-ed25519.pem", UNCACHED),
+}
+GROUPS = (
+    Group(
+        ("A", "B", "C"),
+        (
+            Workload("call300", 32),
+            Workload("call300", 1),
+            Workload("list", 32),
+            Workload("call64k", 32),
+            Workload("denied", 32, denied=True),
+        ),
+    ),
+    Group(
+        ("A", "B-jwt", "C-jwt"),
+        (
+            Workload("jwt-rs256", 32, "call300", "rs256-few"),
+            Workload("jwt-rs256-nocache", 32, "call300", "rs256"),
+            Workload("jwt-es256-nocache", 32, "call300", "es256"),
+            Workload("jwt-eddsa-nocache", 32, "call300", "eddsa"),
+        ),
+    ),
+)
+WORKLOAD_NOTES = (
+    "Workloads: `call300` a ~300 B tools/call (varied ids and allowlisted tool names); `list` tools/list; `call64k` a 64 KiB",
+    "tools/call; `denied` a tools/call of a tool outside the allowlist (B and C answer 403, A forwards it).",
+    "The `jwt-*` rows (A/B-jwt/C-jwt in the A, B, C columns) send `call300` with `authorization: Bearer <JWT>`: `jwt-rs256`",
+    f"cycles {TOKEN_SETS['rs256-few'].count} RS256 tokens, served from both caches; each `-nocache` row cycles {UNCACHED} distinct tokens"
+    " (RSA 2048, EC",
+    "P-256, Ed25519), more than either cache holds, so every request verifies a signature (the caches stay on).",
+)
 
 
 @dataclass
 class Gateway:
-    key: str
-    label: str
+    spec: GatewaySpec
     proc: procs.Proc
     port: int
     admin_port: int
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
 
 
 @dataclass
@@ -118,23 +204,66 @@ def envoy_pid(proc: procs.Proc) -> int:
     return proc.pid
 
 
-def wrk(port: int, workload: str, conns: int, seconds: float) -> dict[str, float]:
+def mint_tokens(sets: dict[str, TokenSet], out_dir: Path) -> dict[str, Path]:
+    """Writes each token set to a file, one JWT a line: issuer, audience and keys of the jwt
+    configs, exp far ahead (2100-01-01), a distinct sub and jti per token."""
+    files = {}
+    for name, ts in sets.items():
+        key = load_pem_private_key((BENCH / ts.pem).read_bytes(), password=None)
+        now = int(time.time())
+        tokens = [
+            jwt.encode(
+                {"iss": "mcp-bench", "aud": "mcp-gateway", "sub": f"user-{i}", "jti": f"{name}-{i}", "iat": now, "exp": 4102444800},
+                key,
+                algorithm=ts.alg,
+                headers={"kid": ts.kid},
+            )
+            for i in range(ts.count)
+        ]
+        files[name] = out_dir / f"tokens-{name}.txt"
+        files[name].write_text("\n".join(tokens) + "\n")
+    return files
+
+
+@dataclass
+class TokenCursor:
+    """Where each gateway's next wrk run starts in a token set: it continues the cycle, so the
+    tokens it sends first are the ones a gateway's cache saw longest ago (a cycle longer than
+    the cache then never hits, across warm-ups and rounds too)."""
+
+    files: dict[str, Path]
+    offsets: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def env(self, g: Gateway, w: Workload) -> dict[str, str]:
+        if not w.tokens:
+            return {}
+        return {"MCP_TOKENS_FILE": str(self.files[w.tokens]), "MCP_TOKEN_OFFSET": str(self.offsets.get((g.key, w.tokens), 0))}
+
+    def advance(self, g: Gateway, w: Workload, result: dict[str, float]) -> None:
+        if w.tokens:
+            # requests still in flight at the end were sent too: skip past them
+            self.offsets[(g.key, w.tokens)] = self.offsets.get((g.key, w.tokens), 0) + int(result["requests"]) + w.conns
+
+
+def wrk(port: int, w: Workload, seconds: float, env: dict[str, str]) -> dict[str, float]:
     cmd = [
-        "taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency",
+        "taskset", "-c", "1", "wrk", "-t1", f"-c{w.conns}", f"-d{max(1, round(seconds))}s", "--latency",
         "-s", str(LUA), f"http://127.0.0.1:{port}",
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, env={**os.environ, "MCP_WORKLOAD": workload}, check=True)
+    env = {**os.environ, "MCP_WORKLOAD": w.body or w.name, **env}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, env=env, check=True)
     m = re.search(r"^RESULT (\{.*\})$", out.stdout, re.M)
     if not m:
         raise RuntimeError(f"wrk printed no result:\n{out.stdout}\n{out.stderr}")
     return json.loads(m.group(1))
 
 
-def measure(g: Gateway, workload: str, conns: int, seconds: float, warmup: float) -> Sample:
-    wrk(g.port, workload, conns, warmup)
+def measure(g: Gateway, w: Workload, seconds: float, warmup: float, cursor: TokenCursor) -> Sample:
+    cursor.advance(g, w, wrk(g.port, w, warmup, cursor.env(g, w)))
     pid = envoy_pid(g.proc)
     before = cpu_ns(pid)
-    r = wrk(g.port, workload, conns, seconds)
+    r = wrk(g.port, w, seconds, cursor.env(g, w))
+    cursor.advance(g, w, r)
     cpu = cpu_ns(pid) - before
     requests = max(1, int(r["requests"]))
     wall_us = r["duration_us"]
@@ -149,20 +278,35 @@ def measure(g: Gateway, workload: str, conns: int, seconds: float, warmup: float
     )
 
 
-def check_decisions(gateways: list[Gateway]) -> list[str]:
-    """B and C must allow the allowlisted call and refuse delete_file; A passes both."""
+def check_decisions(gateways: list[Gateway], token_files: dict[str, Path]) -> list[str]:
+    """Every gateway but A must allow the allowlisted call and refuse delete_file; A passes both.
+    A gateway with auth must also answer 401 without a token or with a forged one, and 200 with
+    a token of each key."""
     problems = []
     body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"%s","arguments":{}}}'
+    tokens = {name: path.read_text().split() for name, path in token_files.items()}
+    valid = tokens["rs256"][0]
+    head_payload, _ = valid.rsplit(".", 1)
+    forged = f"{head_payload}.{tokens['rs256'][1].rsplit('.', 1)[1]}"  # another token's signature
     for g in gateways:
-        for tool, want in (("echo", 200), ("delete_file", 200 if g.key == "A" else 403)):
+        bearer = valid if g.spec.auth else None
+        cases = [("echo", bearer, 200), ("delete_file", bearer, 200 if g.key == "A" else 403)]
+        if g.spec.auth:
+            cases += [("echo", None, 401), ("echo", forged, 401)]
+            cases += [("echo", ts[0], 200) for ts in tokens.values()]
+        for tool, token, want in cases:
             headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+            if token:
+                headers["authorization"] = f"Bearer {token}"
             req = urllib.request.Request(f"http://127.0.0.1:{g.port}/mcp", data=(body % tool).encode(), headers=headers, method="POST")
             try:
                 status = urllib.request.urlopen(req, timeout=5).status
             except urllib.error.HTTPError as e:
                 status = e.code
             if status != want:
-                problems.append(f"{g.key} answered {status} to tools/call {tool}, expected {want}")
+                alg = jwt.get_unverified_header(token)["alg"] if token else ""
+                what = "no token" if not token else ("a forged token" if token == forged else f"a valid {alg} token")
+                problems.append(f"{g.key} answered {status} to tools/call {tool} with {what}, expected {want}")
     return problems
 
 
@@ -204,40 +348,40 @@ def fmt_ratio(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}..{max(values):.2f})"
 
 
-def report(results: dict[tuple[str, int], dict[str, Cell]], rounds: int, seconds: float, extra: dict[str, str], micro: str, problems: list[str]) -> str:
+Results = dict[tuple[Group, Workload], dict[str, Cell]]  # per row: gateway key -> cell
+
+
+def report(results: Results, rounds: int, seconds: float, extra: dict[str, str], micro: str, problems: list[str]) -> str:
     lines = [
         f"Command: `make bench` (BENCH_ROUNDS={rounds}, BENCH_SECONDS={seconds:g}). Envoy under test: `--concurrency 1`, pinned to core 0;",
         "wrk (1 thread) and the upstream (Envoy `direct_response`) share core 1. Each cell is the median of the rounds; a",
         "discarded warm-up precedes every measurement. Ratios are against A in the same round: median (min..max over rounds).",
         "",
-        "- A: Envoy passthrough (router only)",
-        "- B: Envoy's native chain: `envoy.filters.http.mcp` (reject_duplicate_keys) + `rbac` on the parsed tool name",
-        "- C: Envoy + mcp-guard with the same tool allowlist",
+        *(f"- {g.key}: {g.legend}" for g in GATEWAYS.values()),
         "",
-        "Workloads: `call300` a ~300 B tools/call (varied ids and allowlisted tool names); `list` tools/list; `call64k` a 64 KiB",
-        "tools/call; `denied` a tools/call of a tool outside the allowlist (B and C answer 403, A forwards it).",
+        *WORKLOAD_NOTES,
         "",
         "| workload | conns | A req/s | B req/s | C req/s | B/A | C/A | C/B | p50 A/B/C (us) | p99 A/B/C (us) | CPU us/req A/B/C | core-0 use A/B/C |",
         "|---|---:|---:|---:|---:|---|---|---|---|---|---|---|",
     ]
-    for (workload, conns), cells in results.items():
-        a, b, c = cells["A"], cells["B"], cells["C"]
+    for (group, w), cells in results.items():
+        a, b, c = (cells[key] for key in group.roles)
         n = len(a.samples)
         ba = [b.samples[i].rps / a.samples[i].rps for i in range(n)]
         ca = [c.samples[i].rps / a.samples[i].rps for i in range(n)]
         cb = [c.samples[i].rps / b.samples[i].rps for i in range(n)]
         trio = lambda attr, f="{:.0f}": "/".join(f.format(x.median(attr)) for x in (a, b, c))  # noqa: E731
         lines.append(
-            f"| {workload} | {conns} | {a.median('rps'):.0f} | {b.median('rps'):.0f} | {c.median('rps'):.0f} | "
+            f"| {w.name}{group.tag} | {w.conns} | {a.median('rps'):.0f} | {b.median('rps'):.0f} | {c.median('rps'):.0f} | "
             f"{fmt_ratio(ba)} | {fmt_ratio(ca)} | {fmt_ratio(cb)} | {trio('p50_us')} | {trio('p99_us')} | "
             f"{trio('cpu_us_per_req', '{:.1f}')} | {trio('cpu_util', '{:.0%}')} |"
         )
-    latency = [
-        f"- added median latency at one connection ({w}): C vs A {cells['C'].median('p50_us') - cells['A'].median('p50_us'):.0f} us, "
-        f"B vs A {cells['B'].median('p50_us') - cells['A'].median('p50_us'):.0f} us"
-        for (w, conns), cells in results.items()
-        if conns == 1
-    ]
+    latency = []
+    for (group, w), cells in results.items():
+        if w.conns == 1:
+            a, b, c = group.roles
+            added = lambda key: cells[key].median("p50_us") - cells[a].median("p50_us")  # noqa: E731
+            latency.append(f"- added median latency at one connection ({w.name}{group.tag}): {c} vs {a} {added(c):.0f} us, {b} vs {a} {added(b):.0f} us")
     lines += ["", *latency, "", "### Run", ""]
     lines += [f"- {k}: {v}" for k, v in extra.items()]
     if problems:
@@ -274,28 +418,34 @@ def main() -> int:
     started: list[procs.Proc] = []
     try:
         started.append(start_envoy("upstream", log_dir / "upstream.yaml", upstream_admin, 1, log_dir))
-        gateways = []
-        for key, label, path in GATEWAYS:
+        gateways: dict[str, Gateway] = {}
+        for spec in GATEWAYS.values():
             port, admin = procs.free_port(), procs.free_port()
-            proc = start_envoy(f"gateway-{key}", rewrite(path, port, admin, upstream_port, log_dir), admin, 0, log_dir)
+            proc = start_envoy(f"gateway-{spec.key}", rewrite(spec.config, port, admin, upstream_port, log_dir), admin, 0, log_dir)
             started.append(proc)
-            gateways.append(Gateway(key, label, proc, port, admin))
-        problems = check_decisions(gateways)
-        results: dict[tuple[str, int], dict[str, Cell]] = {w: {g.key: Cell() for g in gateways} for w in WORKLOADS}
+            gateways[spec.key] = Gateway(spec, proc, port, admin)
+        cursor = TokenCursor(mint_tokens(TOKEN_SETS, log_dir))
+        problems = check_decisions(list(gateways.values()), cursor.files)
+        results: Results = {(group, w): {key: Cell() for key in group.roles} for group in GROUPS for w in group.workloads}
         for rnd in range(args.rounds):
-            order = gateways[rnd % 3:] + gateways[: rnd % 3]
-            for workload, conns in WORKLOADS:
-                for g in order:
-                    s = measure(g, workload, conns, args.seconds, args.warmup)
-                    results[(workload, conns)][g.key].samples.append(s)
-                    denied = workload in EXPECT_DENIED and g.key != "A"
-                    if (s.status_errors == s.requests) != denied and (denied or s.status_errors):
-                        problems.append(f"round {rnd + 1} {g.key} {workload}/{conns}: {s.status_errors} of {s.requests} non-2xx")
-                    print(f"round {rnd + 1} {g.key} {workload:8} c={conns:<3} {s.rps:8.0f} req/s  p50 {s.p50_us} us  p99 {s.p99_us} us  cpu {s.cpu_us_per_req:.1f} us/req", flush=True)
-        c = next(g for g in gateways if g.key == "C")
+            for group in GROUPS:
+                shift = rnd % len(group.roles)
+                order = [gateways[key] for key in group.roles[shift:] + group.roles[:shift]]
+                for w in group.workloads:
+                    for g in order:
+                        s = measure(g, w, args.seconds, args.warmup, cursor)
+                        results[(group, w)][g.key].samples.append(s)
+                        denied = w.denied and g.key != "A"
+                        if (s.status_errors == s.requests) != denied and (denied or s.status_errors):
+                            problems.append(f"round {rnd + 1} {g.key} {w.name}/{w.conns}: {s.status_errors} of {s.requests} non-2xx")
+                        print(
+                            f"round {rnd + 1} {g.key:5} {w.name:17} c={w.conns:<3} {s.rps:8.0f} req/s  p50 {s.p50_us} us  p99 {s.p99_us} us  "
+                            f"cpu {s.cpu_us_per_req:.1f} us/req",
+                            flush=True,
+                        )
         extra = versions()
-        extra["mcp-guard VM memory (one worker, after the run)"] = f"{vm_memory(c)} bytes"
-        extra.update({f"Envoy RSS after the run, {g.key}": f"{rss_kib(g.proc.pid)} KiB" for g in gateways})
+        extra.update({f"mcp-guard VM memory (one worker, after the run), {key}": f"{vm_memory(g)} bytes" for key, g in gateways.items() if key.startswith("C")})
+        extra.update({f"Envoy RSS after the run, {key}": f"{rss_kib(g.proc.pid)} KiB" for key, g in gateways.items()})
         micro = subprocess.run(
             ["cargo", "bench", "-q", "-p", "mcp-guard", "--bench", "core"], capture_output=True, text=True, cwd=procs.REPO, check=True
         ).stdout
