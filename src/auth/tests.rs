@@ -1,5 +1,5 @@
-//! End-to-end tests of the authentication core: tokens minted with jwt-simple, verified
-//! through a compiled configuration.
+//! End-to-end tests of the authentication core (built only under #[cfg(test)], see mod.rs):
+//! tokens minted with jwt-simple, verified through a compiled configuration.
 
 use std::sync::OnceLock;
 
