@@ -160,9 +160,10 @@ def start_gateway(
     log_dir: Path | None = None,
     timeout: float = 20.0,
     tls: dict[str, str | Path] | None = None,
+    concurrency: int = 1,
 ) -> Gateway:
     """Start Envoy with mcp-guard and wait until its listener accepts requests (`tls`: see
-    `render_config`)."""
+    `render_config`; `concurrency`: Envoy workers, each with its own filter VM)."""
     port, admin_port = free_port(), free_port()
     config = render_config(
         listen_port=port,
@@ -173,7 +174,7 @@ def start_gateway(
         extra_clusters=extra_clusters,
         tls=tls,
     )
-    proc = launch(config, name=name, log_dir=log_dir)
+    proc = launch(config, name=name, log_dir=log_dir, concurrency=concurrency)
     wait_ready(proc, admin_port, timeout)
     return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"), tls=tls is not None)
 
