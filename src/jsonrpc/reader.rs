@@ -351,7 +351,15 @@ impl<'a> Reader<'a> {
             }
             self.digits();
         }
-        Ok(self.slice(start, self.pos))
+        let text = self.slice(start, self.pos);
+        // Upstreams disagree on numbers beyond f64 (serde_json refuses them, Python reads
+        // infinity): refuse them too. Only long or exponent numbers can get there.
+        if (text.len() > 300 || text.contains(['e', 'E']))
+            && text.parse::<f64>().is_ok_and(f64::is_infinite)
+        {
+            return self.err("number out of range");
+        }
+        Ok(text)
     }
 
     fn digits(&mut self) {
@@ -474,6 +482,8 @@ mod tests {
             ("1.", "invalid number"),
             ("-", "invalid number"),
             ("1e", "invalid number"),
+            ("1e400", "number out of range"),
+            ("[-2E+309]", "number out of range"),
             ("[1,]", "expected a value"),
             ("[1 2]", "expected ',' or a closing bracket"),
             ("{\"a\"1}", "expected ':' after key"),
