@@ -4,13 +4,16 @@
 //! value (`policy.deny.tools[0]: invalid pattern "[": …`), so Envoy's log says why a
 //! configuration was refused.
 
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use serde::Deserialize;
 
 use crate::auth::{AuthDto, Authenticator, Provider};
-use crate::glob::PatternSet;
-use crate::policy::{Lists, Policy};
+use crate::glob::{Glob, GlobError, PatternSet};
+use crate::policy::{
+    Lists, Policy, Rule, Selector, Who, GLOBAL_RULE, PROMPT_METHODS, RESOURCE_METHODS, TOOL_METHODS,
+};
 use crate::upstream::{Upstream, UpstreamDto};
 
 /// Default cap on an inspected request body: 1 MiB.
@@ -48,8 +51,41 @@ struct ConfigDto {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyDto {
+    #[serde(default)]
+    shadow: bool,
     allow: Option<ListsDto>,
     deny: Option<ListsDto>,
+    #[serde(default)]
+    rules: Vec<RuleDto>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDto {
+    name: String,
+    who: Option<WhoDto>,
+    #[serde(default)]
+    allow: ListsDto,
+    #[serde(default)]
+    deny: ListsDto,
+    #[serde(default)]
+    shadow: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhoDto {
+    #[serde(default)]
+    subjects: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    api_keys: Vec<String>,
+    #[serde(default)]
+    claims: BTreeMap<String, Vec<String>>,
+    authenticated: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,26 +190,155 @@ impl ConfigDto {
                 message: format!("{max_body_bytes} is outside 1..={MAX_MAX_BODY_BYTES}"),
             });
         }
-        let allow = self.policy.allow.unwrap_or_default();
-        let deny = self.policy.deny.unwrap_or_default();
         Ok(Config {
             endpoints: patterns("endpoints", &endpoints)?,
             other_paths: self.other_paths,
             max_body_bytes,
             get_stream: self.get_stream,
             delete_session: self.delete_session,
-            policy: Policy {
-                allow: allow.compile("policy.allow", true)?,
-                deny: deny.compile("policy.deny", false)?,
-            },
+            policy: self.policy.compile()?,
             auth: self.auth.map(|a| a.compile("auth")).transpose()?,
             upstream: self.upstream.compile()?,
         })
     }
 }
 
+impl PolicyDto {
+    fn compile(self) -> Result<Policy, ConfigError> {
+        let mut rules = Vec::with_capacity(self.rules.len() + 1);
+        // The top-level lists are the rule for everyone; without named rules it always
+        // exists, so that an empty policy allows everything.
+        if self.allow.is_some() || self.deny.is_some() || self.rules.is_empty() {
+            rules.push(Rule {
+                name: GLOBAL_RULE.into(),
+                who: None,
+                allow: self
+                    .allow
+                    .unwrap_or_default()
+                    .compile("policy.allow", true)?,
+                deny: self
+                    .deny
+                    .unwrap_or_default()
+                    .compile("policy.deny", false)?,
+                shadow: false,
+            });
+        }
+        let mut names = HashSet::new();
+        for (i, rule) in self.rules.into_iter().enumerate() {
+            let path = format!("policy.rules[{i}]");
+            // Names identify rules in reasons, logs and counters.
+            let problem = if rule.name.is_empty() {
+                Some("a rule needs a non-empty name".to_owned())
+            } else if rule.name == GLOBAL_RULE {
+                Some(format!(
+                    "{GLOBAL_RULE:?} is reserved for the top-level policy.allow and policy.deny"
+                ))
+            } else if !names.insert(rule.name.clone()) {
+                Some(format!("duplicate rule name {:?}", rule.name))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                return Err(ConfigError {
+                    path: format!("{path}.name"),
+                    message,
+                });
+            }
+            rules.push(rule.compile(&path)?);
+        }
+        Ok(Policy::new(rules, self.shadow))
+    }
+}
+
+impl RuleDto {
+    fn compile(self, path: &str) -> Result<Rule, ConfigError> {
+        Ok(Rule {
+            who: self
+                .who
+                .map(|who| who.compile(&format!("{path}.who")))
+                .transpose()?,
+            allow: self
+                .allow
+                .with_implied_methods()
+                .compile(&format!("{path}.allow"), false)?,
+            deny: self.deny.compile(&format!("{path}.deny"), false)?,
+            shadow: self.shadow,
+            name: self.name,
+        })
+    }
+}
+
+impl WhoDto {
+    fn compile(self, path: &str) -> Result<Who, ConfigError> {
+        let authenticated = match self.authenticated {
+            // `false` would read as "anonymous callers only", which it cannot mean.
+            Some(false) => {
+                return Err(ConfigError {
+                    path: format!("{path}.authenticated"),
+                    message: "only `true` selects callers; omit it otherwise".into(),
+                })
+            }
+            Some(true) => true,
+            None => false,
+        };
+        let claims = self
+            .claims
+            .into_iter()
+            .map(|(name, list)| (format!("claims.{name}"), Selector::Claim(name), list));
+        let lists = [
+            ("subjects".to_owned(), Selector::Subject, self.subjects),
+            ("roles".to_owned(), Selector::Role, self.roles),
+            ("scopes".to_owned(), Selector::Scope, self.scopes),
+            ("api_keys".to_owned(), Selector::ApiKey, self.api_keys),
+        ]
+        .into_iter()
+        .chain(claims);
+        let mut patterns = Vec::new();
+        for (field, selector, list) in lists {
+            for (i, pattern) in list.iter().enumerate() {
+                let glob =
+                    Glob::new(pattern).map_err(|e| glob_error(&format!("{path}.{field}"), i, e))?;
+                patterns.push((selector.clone(), glob));
+            }
+        }
+        // An empty `who` most likely lost its selectors by mistake; everyone is "no `who`".
+        if patterns.is_empty() && !authenticated {
+            return Err(ConfigError {
+                path: path.into(),
+                message: "selects no caller: give subjects, roles, scopes, api_keys, claims or \
+                          authenticated, or omit `who` to apply the rule to everyone"
+                    .into(),
+            });
+        }
+        Ok(Who {
+            patterns,
+            authenticated,
+        })
+    }
+}
+
 impl ListsDto {
-    /// Compiles each list; an absent list matches everything in `allow` and nothing in `deny`.
+    /// A named rule's `allow`: each target list given also allows the methods that use it,
+    /// so `"tools": ["db_*"]` alone is enough to list and call those tools.
+    fn with_implied_methods(mut self) -> ListsDto {
+        let implied: Vec<String> = [
+            (self.tools.is_some(), TOOL_METHODS),
+            (self.prompts.is_some(), PROMPT_METHODS),
+            (self.resources.is_some(), RESOURCE_METHODS),
+        ]
+        .into_iter()
+        .filter(|(given, _)| *given)
+        .flat_map(|(_, methods)| methods.iter().map(|m| (*m).to_owned()))
+        .collect();
+        // Appended after the explicit methods, so error indexes still point into those.
+        if !implied.is_empty() {
+            self.methods.get_or_insert_with(Vec::new).extend(implied);
+        }
+        self
+    }
+
+    /// Compiles each list; an absent list matches everything if `absent_matches` (the
+    /// global rule's `allow`), else nothing.
     fn compile(self, path: &str, absent_matches: bool) -> Result<Lists, ConfigError> {
         let list = |name: &str, v: Option<Vec<String>>| match v {
             Some(v) => patterns(&format!("{path}.{name}"), &v),
@@ -190,10 +355,15 @@ impl ListsDto {
 }
 
 fn patterns(path: &str, list: &[String]) -> Result<PatternSet, ConfigError> {
-    PatternSet::compile(list).map_err(|(i, e)| ConfigError {
+    PatternSet::compile(list).map_err(|(i, e)| glob_error(path, i, e))
+}
+
+/// The error for the bad pattern at `path[i]`.
+fn glob_error(path: &str, i: usize, e: GlobError) -> ConfigError {
+    ConfigError {
         path: format!("{path}[{i}]"),
         message: e.to_string(),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -202,6 +372,19 @@ mod tests {
 
     fn err(json: &str) -> String {
         Config::from_json(json.as_bytes()).unwrap_err().to_string()
+    }
+
+    /// Whether an anonymous `tools/call` of `tool` passes.
+    fn allows(c: &Config, method: &str, tool: &str) -> bool {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"name":"{tool}"}}}}"#
+        );
+        let parsed = crate::jsonrpc::parse_body(body.as_bytes()).unwrap();
+        let rules = c.policy.applicable(&crate::auth::Identity::anonymous());
+        !matches!(
+            rules.decide(&parsed.messages()[0]),
+            crate::policy::Decision::Denied { .. }
+        )
     }
 
     #[test]
@@ -215,8 +398,7 @@ mod tests {
                 (c.other_paths, c.get_stream, c.delete_session),
                 (Access::Allow, Access::Allow, Access::Allow)
             );
-            assert!(c.policy.allow.tools.is_match("anything"));
-            assert!(c.policy.deny.tools.is_empty());
+            assert!(allows(&c, "tools/call", "anything"));
         }
     }
 
@@ -235,6 +417,23 @@ mod tests {
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),
+            (r#"{"policy":{"rules":[{"name":"a","who":{"roles":["ok","["]}}]}}"#, r#"policy.rules[0].who.roles[1]: invalid pattern "[": unclosed or empty '['"#),
+            (r#"{"policy":{"rules":[{"name":"a"},{"name":"b"},{"name":"c","allow":{"tools":["["]}}]}}"#, r#"policy.rules[2].allow.tools[0]: invalid pattern "[": unclosed or empty '['"#),
+            (r#"{"policy":{"rules":[{"name":"a","allow":{"methods":["x["],"tools":["t"]}}]}}"#, r#"policy.rules[0].allow.methods[0]: invalid pattern "x[": unclosed or empty '['"#),
+            (r#"{"policy":{"rules":[{"name":"a","deny":{"resources":["\\"]}}]}}"#, r#"policy.rules[0].deny.resources[0]: invalid pattern "\\": dangling escape"#),
+            (r#"{"policy":{"rules":[{"name":"a","who":{"claims":{"team":["[!"]}}}]}}"#, r#"policy.rules[0].who.claims.team[0]: invalid pattern "[!": unclosed or empty '['"#),
+            (r#"{"policy":{"rules":[{"name":"a","who":{"subjects":["a"],"api_keys":["b","c["]}}]}}"#, r#"policy.rules[0].who.api_keys[1]: invalid pattern "c[": unclosed or empty '['"#),
+            (r#"{"policy":{"rules":[{"name":"a"},{"name":"a"}]}}"#, r#"policy.rules[1].name: duplicate rule name "a""#),
+            (r#"{"policy":{"rules":[{"name":""}]}}"#, "policy.rules[0].name: a rule needs a non-empty name"),
+            (r#"{"policy":{"rules":[{"name":"global"}]}}"#, r#"policy.rules[0].name: "global" is reserved for the top-level policy.allow and policy.deny"#),
+            (r#"{"policy":{"rules":[{"name":"a","who":{}}]}}"#, "policy.rules[0].who: selects no caller: give subjects, roles, scopes, api_keys, claims or authenticated, or omit `who` to apply the rule to everyone"),
+            (r#"{"policy":{"rules":[{"name":"a","who":{"roles":[],"claims":{"team":[]}}}]}}"#, "policy.rules[0].who: selects no caller: give subjects, roles, scopes, api_keys, claims or authenticated, or omit `who` to apply the rule to everyone"),
+            (r#"{"policy":{"rules":[{"name":"a","who":{"roles":["r"],"authenticated":false}}]}}"#, "policy.rules[0].who.authenticated: only `true` selects callers; omit it otherwise"),
+            (r#"{"policy":{"rules":[{"name":"a","who":{"role":["r"]}}]}}"#, "policy.rules[0].who.role: unknown field `role`, expected one of `subjects`, `roles`, `scopes`, `api_keys`, `claims`, `authenticated` at line 1 column 45"),
+            (r#"{"policy":{"rules":[{"name":"a","allowed":{}}]}}"#, "policy.rules[0].allowed: unknown field `allowed`, expected one of `name`, `who`, `allow`, `deny`, `shadow` at line 1 column 41"),
+            (r#"{"policy":{"rules":[{"who":{"roles":["r"]}}]}}"#, "policy.rules[0]: missing field `name` at line 1 column 43"),
+            (r#"{"policy":{"shadow":"yes"}}"#, "policy.shadow: invalid type: string \"yes\", expected a boolean at line 1 column 25"),
+            (r#"{"policy":{"rule":[]}}"#, "policy.rule: unknown field `rule`, expected one of `shadow`, `allow`, `deny`, `rules` at line 1 column 17"),
         ];
         for (json, want) in cases {
             assert_eq!(err(json), want, "{json}");
@@ -252,8 +451,8 @@ mod tests {
         assert!(c.endpoints.is_match("/messages/"));
         assert_eq!((c.other_paths, c.get_stream), (Access::Deny, Access::Deny));
         assert_eq!(c.max_body_bytes, 4096);
-        assert!(c.policy.allow.tools.is_match("db_query"));
-        assert!(c.policy.deny.tools.is_match("db_drop"));
-        assert!(c.policy.allow.methods.is_match("tools/call"));
+        assert!(allows(&c, "tools/call", "db_query"));
+        assert!(!allows(&c, "tools/call", "db_drop"));
+        assert!(!allows(&c, "sampling/createMessage", "x"));
     }
 }

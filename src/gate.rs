@@ -4,8 +4,10 @@
 //! inspect the body, [`Gate::on_body`] with the complete body. Nothing is forwarded until
 //! the gate approves, and everything it cannot understand is refused.
 
+use crate::auth::Identity;
 use crate::config::{Access, Config};
 use crate::jsonrpc::{parse_body, Body, BodyError};
+use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
 use crate::revision::{check_headers, RoutingHeaders};
 
@@ -114,7 +116,7 @@ pub struct Gate<'c> {
     pub config: &'c Config,
 }
 
-impl Gate<'_> {
+impl<'c> Gate<'c> {
     pub fn on_head(&self, head: &RequestHead) -> HeadVerdict {
         let path = head.path_only();
         if !self.config.endpoints.is_match(path) {
@@ -175,24 +177,31 @@ impl Gate<'_> {
         )
     }
 
-    /// Judges a complete body held under `rule`.
+    /// Judges a complete body held under `rule`, sent by `identity`: the policy's decision
+    /// for each message (shadow denials included, for the glue to log), or the refusal.
     pub fn on_body(
         &self,
         rule: BodyRule,
         head: &RequestHead,
+        identity: &Identity,
         body: &[u8],
-    ) -> Result<(), Rejection> {
+    ) -> Result<Vec<Decision<'c>>, Rejection> {
         match rule {
-            BodyRule::MustBeEmpty if body.is_empty() => Ok(()),
+            BodyRule::MustBeEmpty if body.is_empty() => Ok(Vec::new()),
             BodyRule::MustBeEmpty => Err(Rejection::new(
                 Code::InvalidRequest,
                 format!("{} on an MCP endpoint must not carry a body", head.method),
             )),
-            BodyRule::JsonRpc => self.on_json_rpc(head, body),
+            BodyRule::JsonRpc => self.on_json_rpc(head, identity, body),
         }
     }
 
-    fn on_json_rpc(&self, head: &RequestHead, body: &[u8]) -> Result<(), Rejection> {
+    fn on_json_rpc(
+        &self,
+        head: &RequestHead,
+        identity: &Identity,
+        body: &[u8],
+    ) -> Result<Vec<Decision<'c>>, Rejection> {
         if body.is_empty() {
             return Err(Rejection::new(Code::ParseError, "empty request body"));
         }
@@ -211,16 +220,22 @@ impl Gate<'_> {
         };
         check_headers(&parsed, &head.routing)
             .map_err(|reason| Rejection::new(Code::HeaderMismatch, reason).with_id(id))?;
-        for (i, message) in parsed.messages().iter().enumerate() {
-            self.config.policy.check(message).map_err(|reason| {
-                let reason = match parsed {
-                    Body::Batch(_) => format!("batch[{i}]: {reason}"),
-                    Body::Single(_) => reason,
-                };
-                Rejection::new(Code::Forbidden, reason).with_id(id)
-            })?;
-        }
-        Ok(())
+        let rules = self.config.policy.applicable(identity);
+        parsed
+            .messages()
+            .iter()
+            .enumerate()
+            .map(|(i, message)| match rules.decide(message) {
+                Decision::Denied { reason, .. } => {
+                    let reason = match parsed {
+                        Body::Batch(_) => format!("batch[{i}]: {reason}"),
+                        Body::Single(_) => reason,
+                    };
+                    Err(Rejection::new(Code::Forbidden, reason).with_id(id))
+                }
+                decision => Ok(decision),
+            })
+            .collect()
     }
 }
 
@@ -424,12 +439,21 @@ mod tests {
     fn body_decisions() {
         let config = Config::from_json(br#"{"policy":{"deny":{"tools":["delete_*"]}}}"#).unwrap();
         let gate = Gate { config: &config };
+        let anon = &Identity::anonymous();
         let post = head("POST", "/mcp", JSON, false);
         let ok = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
-        assert_eq!(gate.on_body(BodyRule::JsonRpc, &post, ok), Ok(()));
+        let global = Decision::Allowed {
+            rule: Some("global"),
+        };
+        assert_eq!(
+            gate.on_body(BodyRule::JsonRpc, &post, anon, ok),
+            Ok(vec![global.clone()])
+        );
 
         let denied = br#"{"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"delete_\u0066ile"}}"#;
-        let r = gate.on_body(BodyRule::JsonRpc, &post, denied).unwrap_err();
+        let r = gate
+            .on_body(BodyRule::JsonRpc, &post, anon, denied)
+            .unwrap_err();
         assert_eq!(
             (r.code, r.reason.as_str(), r.id.as_deref()),
             (
@@ -440,7 +464,9 @@ mod tests {
         );
 
         let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file"}}]"#;
-        let r = gate.on_body(BodyRule::JsonRpc, &post, batch).unwrap_err();
+        let r = gate
+            .on_body(BodyRule::JsonRpc, &post, anon, batch)
+            .unwrap_err();
         assert_eq!(
             (r.code, r.reason.as_str(), r.id),
             (
@@ -457,19 +483,22 @@ mod tests {
             false,
         );
         let r = gate
-            .on_body(BodyRule::JsonRpc, &mismatch, denied)
+            .on_body(BodyRule::JsonRpc, &mismatch, anon, denied)
             .unwrap_err();
         assert_eq!(
             (r.code, r.id.as_deref()),
             (Code::HeaderMismatch, Some("\"q\""))
         );
 
-        let r = gate.on_body(BodyRule::JsonRpc, &post, b"{").unwrap_err();
+        let r = gate
+            .on_body(BodyRule::JsonRpc, &post, anon, b"{")
+            .unwrap_err();
         assert_eq!(r.code, Code::ParseError);
         let r = gate
             .on_body(
                 BodyRule::JsonRpc,
                 &post,
+                anon,
                 br#"{"jsonrpc":"2.0","id":5,"method":"tools/call"}"#,
             )
             .unwrap_err();
@@ -478,18 +507,49 @@ mod tests {
             .on_body(
                 BodyRule::JsonRpc,
                 &post,
+                anon,
                 br#"{"jsonrpc":"2.0","id":5,"id":6,"method":"ping"}"#,
             )
             .unwrap_err();
         assert_eq!(r.code, Code::InvalidRequest);
 
         let get = head("GET", "/mcp", &[], false);
-        assert_eq!(gate.on_body(BodyRule::MustBeEmpty, &get, b""), Ok(()));
         assert_eq!(
-            gate.on_body(BodyRule::MustBeEmpty, &get, b"{}")
+            gate.on_body(BodyRule::MustBeEmpty, &get, anon, b""),
+            Ok(vec![])
+        );
+        assert_eq!(
+            gate.on_body(BodyRule::MustBeEmpty, &get, anon, b"{}")
                 .unwrap_err()
                 .code,
             Code::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn shadow_denials_pass_with_their_decision() {
+        let config = Config::from_json(
+            br#"{"policy":{"shadow":true,"deny":{"tools":["delete_*"]},
+                "rules":[{"name":"devs","who":{"roles":["dev"]},"deny":{"tools":["echo"]}}]}}"#,
+        )
+        .unwrap();
+        let gate = Gate { config: &config };
+        let post = head("POST", "/mcp", JSON, false);
+        let dev = Identity {
+            roles: vec!["dev".into()],
+            ..Identity::anonymous()
+        };
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file"}}]"#;
+        let shadow = |rule, reason: &str| Decision::ShadowDenied {
+            rule: Some(rule),
+            reason: reason.into(),
+        };
+        assert_eq!(
+            gate.on_body(BodyRule::JsonRpc, &post, &dev, batch),
+            Ok(vec![
+                shadow("devs", "tool \"echo\" is denied by rule \"devs\""),
+                shadow("global", "tool \"delete_file\" is denied by policy"),
+            ])
         );
     }
 }

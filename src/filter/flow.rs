@@ -16,8 +16,10 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use super::host;
 use super::log;
 use super::shared::Shared;
+use crate::auth::Identity;
 use crate::authn::{AuthStep, Peer};
 use crate::gate::{BodyRule, Gate, HeadVerdict, RequestHead};
+use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +37,8 @@ pub struct Flow {
     context_id: u32,
     head: RequestHead,
     rule: Option<BodyRule>,
-    authenticated: bool,
+    /// The caller, once authenticated.
+    identity: Option<Identity>,
     /// Set while waiting for keys: the provider, and whether its keys lack the token's kid.
     waiting: Option<(usize, bool)>,
     /// When waiting for keys must end; set once, kept across retries.
@@ -52,7 +55,7 @@ impl Flow {
             context_id,
             head: RequestHead::default(),
             rule: None,
-            authenticated: false,
+            identity: None,
             waiting: None,
             wait_deadline_ms: None,
             body_size: 0,
@@ -178,7 +181,7 @@ impl Flow {
                     .remove
                     .retain(|name| self.head.values(name).next().is_some());
                 host::apply(&edits);
-                self.authenticated = true;
+                self.identity = Some(identity);
             }
             AuthStep::NeedKeys {
                 provider,
@@ -235,7 +238,10 @@ impl Flow {
             State::Rejected => return Action::Pause,
             State::Holding => {}
         }
-        if !self.authenticated || !self.body_complete {
+        let Some(identity) = &self.identity else {
+            return Action::Pause;
+        };
+        if !self.body_complete {
             return Action::Pause;
         }
         let Some(rule) = self.rule else {
@@ -246,8 +252,18 @@ impl Flow {
             Ok(body) => body.unwrap_or_default(),
             Err(status) => return self.internal(&format!("cannot read request body: {status:?}")),
         };
-        match self.gate().on_body(rule, &self.head, &body) {
-            Ok(()) => {
+        match self.gate().on_body(rule, &self.head, identity, &body) {
+            Ok(decisions) => {
+                for decision in &decisions {
+                    if let Decision::ShadowDenied { rule, reason } = decision {
+                        // Shadow mode: the request goes on; operators see what would happen.
+                        let rule = rule.unwrap_or("no rule");
+                        log(
+                            LogLevel::Info,
+                            &format!("mcp-guard: shadow deny by {rule:?}: {reason}"),
+                        );
+                    }
+                }
                 self.state = State::Passing;
                 Action::Continue
             }

@@ -8,6 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use mcp_guard::auth::{Identity, IdentityKind};
 use mcp_guard::config::Config;
 use mcp_guard::gate::{BodyRule, Gate, RequestHead};
 use mcp_guard::jsonrpc::parse_body;
@@ -91,10 +92,24 @@ fn main() {
         false,
     );
     let tools: Vec<String> = (0..100).map(|i| format!("team{i}_*")).collect();
+    // 100 named rules, one per role; the caller holds the last one's role.
+    let rules: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"name":"team{i}","who":{{"roles":["role{i}"]}},"allow":{{"tools":["team{i}_*"]}}}}"#))
+        .collect();
+    let caller = Identity {
+        kind: IdentityKind::Jwt {
+            provider: "idp".into(),
+        },
+        subject: "alice".into(),
+        roles: vec!["staff".into(), "role99".into()],
+        scopes: vec!["mcp:tools".into()],
+        ..Identity::anonymous()
+    };
     for (label, config) in [
         ("gate: allow all", r#"{}"#.to_owned()),
         ("gate: 3 exact + 1 glob", r#"{"policy":{"allow":{"tools":["echo","add","search","db_*"]},"deny":{"tools":["db_drop"]}}}"#.to_owned()),
         ("gate: 100 glob patterns", format!(r#"{{"policy":{{"allow":{{"tools":{}}}}}}}"#, serde_json::to_string(&tools).unwrap_or_default())),
+        ("gate: 100 rules", format!(r#"{{"policy":{{"rules":[{}]}}}}"#, rules.join(","))),
     ] {
         let config = Config::from_json(config.as_bytes()).expect("bench config");
         let gate = Gate { config: &config };
@@ -102,7 +117,7 @@ fn main() {
         let mut i = 0;
         let t = measure(budget, || {
             i = (i + 1) % bodies.len();
-            black_box(gate.on_body(BodyRule::JsonRpc, &head, black_box(&bodies[i])).is_ok());
+            black_box(gate.on_body(BodyRule::JsonRpc, &head, &caller, black_box(&bodies[i])).is_ok());
         });
         report(&format!("{label}, 300 B call"), bodies[0].len(), t);
     }
