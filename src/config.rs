@@ -456,3 +456,32 @@ mod tests {
         assert!(!allows(&c, "sampling/createMessage", "x"));
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::Config;
+
+    /// Every JSON example in docs/CONFIG.md is a configuration the filter accepts (fragments
+    /// such as `"auth": {...}` are wrapped in an object first), so the docs stay true.
+    #[test]
+    fn documented_examples_compile() {
+        let doc = include_str!("../docs/CONFIG.md");
+        let blocks: Vec<&str> = doc
+            .split("```json")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert!(blocks.len() >= 4, "examples found: {}", blocks.len());
+        for block in blocks {
+            let json = block.trim();
+            let json = if json.starts_with('"') {
+                format!("{{{json}}}")
+            } else {
+                json.to_owned()
+            };
+            if let Err(e) = Config::from_json(json.as_bytes()) {
+                panic!("docs/CONFIG.md example refused: {e}\n{json}");
+            }
+        }
+    }
+}
