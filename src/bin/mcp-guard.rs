@@ -1,0 +1,463 @@
+//! `mcp-guard`: the filter's pure core as an offline command-line tool, for CI.
+//!
+//! `check` validates a configuration exactly as the filter does when Envoy loads it;
+//! `explain` runs one HTTP request through the same gate the filter runs (head,
+//! authentication, body) and says what would happen to it, and why.
+//!
+//! Native only: the crate's wasm32 build (the filter) compiles this binary to a stub, so
+//! it never produces a second, filter-like `.wasm` module.
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn main() {
+    eprintln!("mcp-guard: the command-line tool is native only; build it for the host");
+    std::process::exit(1);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use std::io::{Read, Write};
+    use std::process::ExitCode;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use mcp_guard::auth::{Identity, KeyLookup, KeySet, TokenCache};
+    use mcp_guard::authn::{AuthStep, Peer};
+    use mcp_guard::config::Config;
+    use mcp_guard::gate::{Gate, HeadVerdict, RequestHead};
+    use mcp_guard::glob::Glob;
+    use mcp_guard::jsonrpc::{parse_body, Kind, Message, Target};
+    use mcp_guard::policy::Decision;
+    use mcp_guard::reject::{Code, Rejection};
+
+    const USAGE: &str = "\
+usage: mcp-guard check --config FILE
+       mcp-guard explain --config FILE --request FILE [options]
+
+  check     validate a filter configuration (the JSON of Envoy's `configuration` value);
+            prints `ok`, or the filter's error on stderr (exit 1)
+  explain   run one POST request through the filter's gate and report the identity, the
+            decision for each JSON-RPC message and, if refused, the exact response
+            (exit 0: passes, 2: refused)
+
+explain options:
+  --request FILE      the request body (JSON-RPC)
+  --path PATH         request path (default: the first literal endpoint, else /mcp)
+  --header 'K: V'     add a request header (repeatable)
+  --token T           add `authorization: Bearer T`
+  --api-key K         add K in the configured API key header (default x-api-key)
+  --jwks FILE         JWKS document used for every provider with remote_jwks
+  --now SECONDS       the time, in Unix seconds (default: now)
+
+FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration error,
+2 refused.";
+
+    /// Exit code of a request the filter would refuse.
+    const REFUSED: u8 = 2;
+
+    pub fn main() -> ExitCode {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        match run(&args) {
+            Ok(code) => code,
+            Err(Error::Help) => {
+                println!("{USAGE}");
+                ExitCode::SUCCESS
+            }
+            Err(Error::Usage(message)) => {
+                eprintln!("mcp-guard: {message}\n\n{USAGE}");
+                ExitCode::FAILURE
+            }
+            Err(Error::Failed(message)) => {
+                eprintln!("mcp-guard: {message}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    enum Error {
+        /// `-h` or `--help`: the usage text on stdout.
+        Help,
+        /// The command line is wrong: the message, then the usage text.
+        Usage(String),
+        /// A file, configuration or input problem.
+        Failed(String),
+    }
+
+    fn usage(message: impl Into<String>) -> Error {
+        Error::Usage(message.into())
+    }
+
+    fn run(args: &[String]) -> Result<ExitCode, Error> {
+        let Some((command, rest)) = args.split_first() else {
+            return Err(usage("missing command"));
+        };
+        match command.as_str() {
+            "-h" | "--help" | "help" => Err(Error::Help),
+            "check" => {
+                let options = Options::parse(rest, &["--config"])?;
+                load_config(&options)?;
+                println!("ok");
+                Ok(ExitCode::SUCCESS)
+            }
+            "explain" => explain(&Options::parse(
+                rest,
+                &[
+                    "--config",
+                    "--request",
+                    "--path",
+                    "--header",
+                    "--token",
+                    "--api-key",
+                    "--jwks",
+                    "--now",
+                ],
+            )?),
+            other => Err(usage(format!("unknown command {other:?}"))),
+        }
+    }
+
+    /// The command-line options; which ones a command takes is checked by [`Options::parse`].
+    #[derive(Default)]
+    struct Options {
+        config: Option<String>,
+        request: Option<String>,
+        path: Option<String>,
+        headers: Vec<String>,
+        token: Option<String>,
+        api_key: Option<String>,
+        jwks: Option<String>,
+        now: Option<u64>,
+    }
+
+    impl Options {
+        /// Parses `--name VALUE` (or `--name=VALUE`) pairs, accepting only `allowed` names.
+        fn parse(args: &[String], allowed: &[&str]) -> Result<Options, Error> {
+            let mut options = Options::default();
+            let mut args = args.iter();
+            while let Some(arg) = args.next() {
+                if arg == "-h" || arg == "--help" {
+                    return Err(Error::Help);
+                }
+                let (name, inline) = match arg.split_once('=') {
+                    Some((name, value)) if name.starts_with("--") => (name, Some(value.to_owned())),
+                    _ => (arg.as_str(), None),
+                };
+                if !allowed.contains(&name) {
+                    return Err(usage(format!("unexpected argument {arg:?}")));
+                }
+                let value = match inline.or_else(|| args.next().cloned()) {
+                    Some(value) => value,
+                    None => return Err(usage(format!("{name} needs a value"))),
+                };
+                let once = |slot: &mut Option<String>| match slot.replace(value.clone()) {
+                    Some(_) => Err(usage(format!("{name} given twice"))),
+                    None => Ok(()),
+                };
+                match name {
+                    "--config" => once(&mut options.config)?,
+                    "--request" => once(&mut options.request)?,
+                    "--path" => once(&mut options.path)?,
+                    "--token" => once(&mut options.token)?,
+                    "--api-key" => once(&mut options.api_key)?,
+                    "--jwks" => once(&mut options.jwks)?,
+                    "--header" => options.headers.push(value),
+                    _ => {
+                        let now = value
+                            .parse()
+                            .map_err(|_| usage(format!("--now {value:?} is not Unix seconds")))?;
+                        options.now = Some(now);
+                    }
+                }
+            }
+            if options.config.is_none() {
+                return Err(usage("--config is required"));
+            }
+            Ok(options)
+        }
+    }
+
+    /// The contents of `path`, or of stdin for `-`.
+    fn read_input(path: &str) -> Result<Vec<u8>, Error> {
+        let mut bytes = Vec::new();
+        let read = if path == "-" {
+            std::io::stdin().read_to_end(&mut bytes).map(|_| ())
+        } else {
+            std::fs::read(path).map(|b| bytes = b)
+        };
+        read.map_err(|e| Error::Failed(format!("cannot read {path}: {e}")))?;
+        Ok(bytes)
+    }
+
+    /// The configuration's text and its compiled form; the error is the line the filter logs.
+    fn load_config(options: &Options) -> Result<(Vec<u8>, Config), Error> {
+        let path = options.config.as_deref().unwrap_or("-");
+        let text = read_input(path)?;
+        let config = Config::from_json(&text)
+            .map_err(|e| Error::Failed(format!("invalid configuration: {e}")))?;
+        Ok((text, config))
+    }
+
+    /// Keys offline: inline keys live in the providers; `--jwks` stands in for every remote one.
+    struct OfflineKeys<'c> {
+        config: &'c Config,
+        jwks: Option<KeySet>,
+    }
+
+    impl KeyLookup for OfflineKeys<'_> {
+        fn keys(&self, provider: usize) -> Option<&KeySet> {
+            let remote = self
+                .config
+                .provider(provider)
+                .is_some_and(|p| p.remote_jwks.is_some());
+            self.jwks.as_ref().filter(|_| remote)
+        }
+    }
+
+    fn explain(options: &Options) -> Result<ExitCode, Error> {
+        let Some(request) = options.request.as_deref() else {
+            return Err(usage("--request is required"));
+        };
+        if options.config.as_deref() == Some("-") && request == "-" {
+            return Err(usage("--config and --request cannot both be stdin"));
+        }
+        let (text, config) = load_config(options)?;
+        let body = read_input(request)?;
+        let jwks = match options.jwks.as_deref() {
+            Some(path) => Some(
+                KeySet::from_jwks(&read_input(path)?)
+                    .map_err(|e| Error::Failed(format!("{path}: {e}")))?,
+            ),
+            None => None,
+        };
+        let now = options.now.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
+        // The raw document, for the two defaults the compiled form does not expose.
+        let raw: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+        let path = options.path.clone().unwrap_or_else(|| default_path(&raw));
+        let head = RequestHead::new(
+            request_headers(options, &raw, &path, &body)?,
+            body.is_empty(),
+        );
+        let gate = Gate { config: &config };
+        let mut out = Report::default();
+        out.line(format!("request:  POST {path} ({} bytes)", body.len()));
+
+        let rule = match gate
+            .metadata_reply(&head)
+            .unwrap_or_else(|| gate.on_head(&head))
+        {
+            HeadVerdict::Forward => {
+                out.line("verdict:  forwarded untouched (not an MCP endpoint; other_paths: allow)");
+                return out.finish(ExitCode::SUCCESS);
+            }
+            HeadVerdict::Respond(reply) => {
+                out.line(format!("verdict:  answered locally, HTTP {}", reply.status));
+                out.line(reply.body);
+                return out.finish(ExitCode::SUCCESS);
+            }
+            HeadVerdict::Reject(rejection) => return out.refused(&rejection),
+            HeadVerdict::Endpoint(rule) => rule,
+        };
+        let keys = OfflineKeys {
+            config: &config,
+            jwks,
+        };
+        let step = gate.authenticate(
+            &head,
+            &Peer::default(),
+            &keys,
+            &mut TokenCache::default(),
+            now,
+        );
+        let identity = match step {
+            AuthStep::Authenticated(identity) => identity,
+            AuthStep::Reject(rejection) => return out.refused(&rejection),
+            AuthStep::NeedKeys {
+                provider,
+                unknown_kid,
+            } => {
+                if keys.jwks.is_none() {
+                    let name = config.provider(provider).map_or("?", |p| p.name.as_str());
+                    return Err(Error::Failed(format!(
+                        "JWT provider {name:?} uses remote_jwks, whose keys are not available \
+                         offline: pass its JWKS document with --jwks FILE"
+                    )));
+                }
+                // The filter refetches once; with the given JWKS as the current keys the kid
+                // stays unknown, and it refuses.
+                return out.refused(&gate.keys_unavailable(provider, unknown_kid));
+            }
+        };
+        out.line(format!("identity: {}", describe(&identity)));
+
+        let Some(rule) = rule else {
+            out.line("verdict:  pass (no body to inspect)");
+            return out.finish(ExitCode::SUCCESS);
+        };
+        if body.len() as u64 > config.max_body_bytes {
+            return out.refused(&gate.too_large());
+        }
+        let verdict = gate.on_body(rule, &head, &identity, &body);
+        // Each message's decision, by the same rules the gate applies (a policy refusal stops
+        // the gate at the first denied message; the report shows every one).
+        let policy_stage = match &verdict {
+            Ok(_) => true,
+            Err(rejection) => rejection.code == Code::Forbidden,
+        };
+        if let (true, Ok(parsed)) = (policy_stage, parse_body(&body)) {
+            let rules = config.policy.applicable(&identity);
+            let batch = parsed.messages().len() > 1;
+            for (i, message) in parsed.messages().iter().enumerate() {
+                let label = if batch {
+                    format!("batch[{i}]")
+                } else {
+                    "message".to_owned()
+                };
+                let line = decision_line(message, &rules.decide(message));
+                out.line(format!("{label:<9} {line}"));
+            }
+        }
+        match verdict {
+            Ok(_) => {
+                out.line("verdict:  pass");
+                out.finish(ExitCode::SUCCESS)
+            }
+            Err(rejection) => out.refused(&rejection),
+        }
+    }
+
+    /// The first endpoint without wildcards, else `/mcp`.
+    fn default_path(raw: &serde_json::Value) -> String {
+        raw.get("endpoints")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+            .find_map(|p| Glob::new(p).ok()?.as_literal())
+            .unwrap_or_else(|| "/mcp".to_owned())
+    }
+
+    /// The request's headers, as the host would hand them to the filter.
+    fn request_headers(
+        options: &Options,
+        raw: &serde_json::Value,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let mut given = Vec::new();
+        for header in &options.headers {
+            let Some((name, value)) = header.split_once(':') else {
+                return Err(usage(format!("--header {header:?} is not 'Name: value'")));
+            };
+            given.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+        if let Some(token) = &options.token {
+            given.push(("authorization".into(), format!("Bearer {token}")));
+        }
+        if let Some(key) = &options.api_key {
+            let header = raw
+                .pointer("/auth/api_keys/header")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("x-api-key");
+            given.push((header.to_ascii_lowercase(), key.clone()));
+        }
+        let mut headers = vec![(":method".to_owned(), "POST".to_owned())];
+        headers.push((":path".into(), path.to_owned()));
+        for (name, value) in [
+            ("content-type", "application/json".to_owned()),
+            ("content-length", body.len().to_string()),
+        ] {
+            if !given.iter().any(|(n, _)| n == name) {
+                headers.push((name.into(), value));
+            }
+        }
+        headers.extend(given);
+        Ok(headers
+            .into_iter()
+            .map(|(n, v)| (n, v.into_bytes()))
+            .collect())
+    }
+
+    /// `jwt:corp, subject "alice", roles ["dev"], scopes ["mcp:tools"]`.
+    fn describe(identity: &Identity) -> String {
+        let mut text = format!(
+            "{}, subject {:?}, roles {:?}, scopes {:?}",
+            identity.kind, identity.subject, identity.roles, identity.scopes
+        );
+        if !identity.claims.is_empty() {
+            text.push_str(&format!(", claims {:?}", identity.claims));
+        }
+        if let Some(exp) = identity.expires_at {
+            text.push_str(&format!(", expires at {exp}"));
+        }
+        text
+    }
+
+    /// `allow  tools/call tool "echo"  (rule "global")`, with the reason of a denial.
+    fn decision_line(message: &Message<'_>, decision: &Decision<'_>) -> String {
+        let what = match (message.kind, message.method.as_deref()) {
+            (Kind::Response, _) | (_, None) => format!("response id {}", message.id.unwrap_or("?")),
+            (_, Some(method)) => match &message.target {
+                Some(Target::Tool(name)) => format!("{method} tool {name:?}"),
+                Some(Target::Prompt(name)) => format!("{method} prompt {name:?}"),
+                Some(Target::Resource(uri)) => format!("{method} resource {uri:?}"),
+                None => method.to_owned(),
+            },
+        };
+        let by = |rule: Option<&str>, none: &str| {
+            rule.map_or(none.to_owned(), |r| format!("rule {r:?}"))
+        };
+        match decision {
+            Decision::Allowed { rule } => {
+                format!("allow        {what}  ({})", by(*rule, "default"))
+            }
+            Decision::Denied { rule, reason } => {
+                format!("deny         {what}  ({}): {reason}", by(*rule, "no rule"))
+            }
+            Decision::ShadowDenied { rule, reason } => {
+                format!("shadow-deny  {what}  ({}): {reason}", by(*rule, "no rule"))
+            }
+        }
+    }
+
+    /// The report, printed on stdout at the end.
+    #[derive(Default)]
+    struct Report {
+        text: String,
+    }
+
+    impl Report {
+        fn line(&mut self, line: impl AsRef<str>) {
+            self.text.push_str(line.as_ref());
+            self.text.push('\n');
+        }
+
+        /// The response the filter sends for `rejection`: status, challenge, body.
+        fn refused(mut self, rejection: &Rejection) -> Result<ExitCode, Error> {
+            let code = rejection.code;
+            self.line(format!(
+                "verdict:  refused, HTTP {} {}",
+                code.http_status(),
+                code.message()
+            ));
+            if let Some(challenge) = &rejection.challenge {
+                self.line(format!("www-authenticate: {challenge}"));
+            }
+            self.line(rejection.to_json());
+            self.finish(ExitCode::from(REFUSED))
+        }
+
+        fn finish(self, code: ExitCode) -> Result<ExitCode, Error> {
+            std::io::stdout()
+                .write_all(self.text.as_bytes())
+                .map_err(|e| Error::Failed(format!("cannot write the report: {e}")))?;
+            Ok(code)
+        }
+    }
+}

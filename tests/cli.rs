@@ -1,0 +1,258 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)] // test helpers, not filter code
+
+//! The `mcp-guard` command-line tool, run as a process on files in a temporary directory.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jwt_simple::prelude::*;
+use serde_json::json;
+
+const ISS: &str = "https://idp.example.com";
+const AUD: &str = "https://mcp.example.com/mcp";
+/// sha256("secret").
+const SECRET_SHA256: &str = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+
+/// A file with `contents` in a directory of its own for this test process.
+fn file(name: &str, contents: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir: PathBuf = std::env::temp_dir().join(format!("mcp-guard-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("{n}-{name}"));
+    std::fs::write(&path, contents).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-guard"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
+    (
+        status.code().unwrap(),
+        String::from_utf8(stdout).unwrap(),
+        String::from_utf8(stderr).unwrap(),
+    )
+}
+
+fn explain(config: &str, body: &str, extra: &[&str]) -> (i32, String, String) {
+    let (config, request) = (file("config.json", config), file("request.json", body));
+    let mut args = vec!["explain", "--config", &config, "--request", &request];
+    args.extend(extra);
+    run(&args, "")
+}
+
+fn call(id: u32, tool: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool}})
+        .to_string()
+}
+
+const POLICY: &str = r#"{"policy":{"allow":{"tools":["echo"]},"deny":{"tools":["delete_*"]},
+    "rules":[{"name":"no-shell","deny":{"tools":["shell"]}}]}}"#;
+
+#[test]
+fn check_accepts_a_valid_configuration() {
+    let (code, out, err) = run(&["check", "--config", &file("ok.json", POLICY)], "");
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "ok\n", ""));
+    let (code, out, _) = run(&["check", "--config", "-"], POLICY);
+    assert_eq!((code, out.as_str()), (0, "ok\n"));
+}
+
+#[test]
+fn check_reports_the_filter_error_with_its_path() {
+    let bad =
+        r#"{"policy":{"rules":[{"name":"a"},{"name":"b"},{"name":"c","allow":{"tools":["["]}}]}}"#;
+    let (code, out, err) = run(&["check", "--config", &file("bad.json", bad)], "");
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "mcp-guard: invalid configuration: policy.rules[2].allow.tools[0]: invalid pattern \"[\": unclosed or empty '['\n"
+    );
+    let (code, _, err) = run(&["check"], "");
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("mcp-guard: --config is required\n"),
+        "{err}"
+    );
+}
+
+#[test]
+fn explain_allows() {
+    let (code, out, _) = explain(POLICY, &call(1, "echo"), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out,
+        "request:  POST /mcp (71 bytes)\n\
+         identity: anonymous, subject \"\", roles [], scopes []\n\
+         message   allow        tools/call tool \"echo\"  (rule \"global\")\n\
+         verdict:  pass\n"
+    );
+}
+
+#[test]
+fn explain_names_the_denying_rule_and_prints_the_403() {
+    let (code, out, _) = explain(POLICY, &call(7, "shell"), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("message   deny         tools/call tool \"shell\"  (rule \"no-shell\"): tool \"shell\" is denied by rule \"no-shell\"\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with(
+            "verdict:  refused, HTTP 403 Forbidden\n\
+             {\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32003,\"message\":\"Forbidden\",\"data\":{\"reason\":\"tool \\\"shell\\\" is denied by rule \\\"no-shell\\\"\"}}}\n"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn explain_a_batch_with_one_denied_member() {
+    let batch = format!("[{},{}]", call(1, "echo"), call(2, "delete_all"));
+    let (code, out, _) = explain(POLICY, &batch, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("batch[0]  allow        tools/call tool \"echo\"  (rule \"global\")\n"),
+        "{out}"
+    );
+    assert!(out.contains("batch[1]  deny         tools/call tool \"delete_all\"  (rule \"global\"): tool \"delete_all\" is denied by policy\n"), "{out}");
+    assert!(out.contains(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"Forbidden","data":{"reason":"batch[1]: tool \"delete_all\" is denied by policy"}}}"#), "{out}");
+}
+
+const AUTH: &str = r#"{"auth":{
+    "api_keys":{"header":"X-Key","keys":[{"name":"ci","sha256":"SHA","roles":["ci"]}]},
+    "resource_metadata":{"resource":"https://mcp.example.com/mcp","authorization_servers":["https://idp.example.com"]}},
+  "policy":{"rules":[{"name":"ci","who":{"roles":["ci"]},"allow":{"tools":["echo"]}}]}}"#;
+
+#[test]
+fn explain_missing_credentials_gives_401_and_the_challenge() {
+    let config = AUTH.replace("SHA", SECRET_SHA256);
+    let (code, out, _) = explain(&config, &call(1, "echo"), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(
+        out,
+        "request:  POST /mcp (71 bytes)\n\
+         verdict:  refused, HTTP 401 Unauthorized\n\
+         www-authenticate: Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\"\n\
+         {\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32001,\"message\":\"Unauthorized\",\"data\":{\"reason\":\"missing credentials\"}}}\n"
+    );
+    // The API key goes in the configured header.
+    let (code, out, _) = explain(&config, &call(1, "echo"), &["--api-key", "secret"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("identity: api_key:ci, subject \"ci\", roles [\"ci\"], scopes []\n"),
+        "{out}"
+    );
+    assert!(out.contains("(rule \"ci\")"), "{out}");
+}
+
+fn jwk(key: &ES256KeyPair) -> serde_json::Value {
+    let sec1 = key.public_key().public_key().to_bytes_uncompressed();
+    let (x, y) = sec1[1..].split_at(32);
+    json!({"kty": "EC", "crv": "P-256", "kid": "k1", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)})
+}
+
+fn token(key: &ES256KeyPair, roles: &[&str]) -> String {
+    let claims = Claims::with_custom_claims(
+        json!({"roles": roles, "scope": "mcp:tools"}),
+        Duration::from_hours(1),
+    )
+    .with_issuer(ISS)
+    .with_audience(AUD)
+    .with_subject("alice");
+    ES256KeyPair::from_bytes(&key.to_bytes())
+        .unwrap()
+        .with_key_id("k1")
+        .sign(claims)
+        .unwrap()
+}
+
+/// One ES256 provider with `keys` (`jwks` or `remote_jwks`), and a rule for admins.
+fn jwt_config(keys: serde_json::Value) -> String {
+    let mut provider = json!({"name": "corp", "issuer": ISS, "audiences": [AUD],
+        "algorithms": ["ES256"], "claims": {"roles": "roles"}});
+    let (name, value) = keys.as_object().unwrap().iter().next().unwrap();
+    provider[name] = value.clone();
+    json!({
+        "auth": {"jwt_providers": [provider]},
+        "policy": {"rules": [{"name": "admins", "who": {"roles": ["admin"]}, "allow": {"tools": ["*"]}}]}
+    })
+    .to_string()
+}
+
+#[test]
+fn explain_a_jwt_allowed_by_a_role_rule() {
+    let key = ES256KeyPair::generate();
+    let config = jwt_config(json!({"jwks": {"keys": [jwk(&key)]}}));
+    let admin = token(&key, &["admin"]);
+    let (code, out, err) = explain(&config, &call(3, "deploy"), &["--token", &admin]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(
+            "identity: jwt:corp, subject \"alice\", roles [\"admin\"], scopes [\"mcp:tools\"]"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("message   allow        tools/call tool \"deploy\"  (rule \"admins\")\n"),
+        "{out}"
+    );
+
+    // No rule applies to a mere user.
+    let user = token(&key, &["user"]);
+    let (code, out, _) = explain(&config, &call(3, "deploy"), &["--token", &user]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("(no rule): no rule allows method \"tools/call\""),
+        "{out}"
+    );
+
+    // Two hours later the token has expired.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let later = (now.as_secs() + 7200).to_string();
+    let (code, out, _) = explain(
+        &config,
+        &call(3, "deploy"),
+        &["--token", &admin, "--now", &later],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("HTTP 401"), "{out}");
+}
+
+#[test]
+fn explain_remote_jwks_needs_a_jwks_file() {
+    let key = ES256KeyPair::generate();
+    let config = jwt_config(json!({"remote_jwks": {"cluster": "idp", "path": "/jwks"}}));
+    let admin = token(&key, &["admin"]);
+    let (code, out, err) = explain(&config, &call(3, "deploy"), &["--token", &admin]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("\"corp\" uses remote_jwks") && err.contains("--jwks FILE"),
+        "{err}"
+    );
+
+    let jwks = file("jwks.json", &json!({"keys": [jwk(&key)]}).to_string());
+    let (code, out, err) = explain(
+        &config,
+        &call(3, "deploy"),
+        &["--token", &admin, "--jwks", &jwks],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(rule \"admins\")"), "{out}");
+}
