@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::arguments::{self, ArgumentsDto};
 use crate::auth::{AuthDto, Authenticator, Provider};
 use crate::glob::{Glob, GlobError, PatternSet};
 use crate::policy::{
@@ -57,6 +58,8 @@ struct PolicyDto {
     deny: Option<ListsDto>,
     #[serde(default)]
     rules: Vec<RuleDto>,
+    #[serde(default)]
+    arguments: ArgumentsDto,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,7 +249,8 @@ impl PolicyDto {
             }
             rules.push(rule.compile(&path)?);
         }
-        Ok(Policy::new(rules, self.shadow))
+        let arguments = arguments::compile(self.arguments, "policy.arguments")?;
+        Ok(Policy::new(rules, self.shadow).with_arguments(arguments))
     }
 }
 
@@ -359,7 +363,7 @@ fn patterns(path: &str, list: &[String]) -> Result<PatternSet, ConfigError> {
 }
 
 /// The error for the bad pattern at `path[i]`.
-fn glob_error(path: &str, i: usize, e: GlobError) -> ConfigError {
+pub(crate) fn glob_error(path: &str, i: usize, e: GlobError) -> ConfigError {
     ConfigError {
         path: format!("{path}[{i}]"),
         message: e.to_string(),
@@ -433,7 +437,7 @@ mod tests {
             (r#"{"policy":{"rules":[{"name":"a","allowed":{}}]}}"#, "policy.rules[0].allowed: unknown field `allowed`, expected one of `name`, `who`, `allow`, `deny`, `shadow` at line 1 column 41"),
             (r#"{"policy":{"rules":[{"who":{"roles":["r"]}}]}}"#, "policy.rules[0]: missing field `name` at line 1 column 43"),
             (r#"{"policy":{"shadow":"yes"}}"#, "policy.shadow: invalid type: string \"yes\", expected a boolean at line 1 column 25"),
-            (r#"{"policy":{"rule":[]}}"#, "policy.rule: unknown field `rule`, expected one of `shadow`, `allow`, `deny`, `rules` at line 1 column 17"),
+            (r#"{"policy":{"rule":[]}}"#, "policy.rule: unknown field `rule`, expected one of `shadow`, `allow`, `deny`, `rules`, `arguments` at line 1 column 17"),
         ];
         for (json, want) in cases {
             assert_eq!(err(json), want, "{json}");

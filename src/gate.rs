@@ -225,16 +225,18 @@ impl<'c> Gate<'c> {
             .messages()
             .iter()
             .enumerate()
-            .map(|(i, message)| match rules.decide(message) {
-                Decision::Denied { reason, .. } => {
-                    let reason = match parsed {
-                        Body::Batch(_) => format!("batch[{i}]: {reason}"),
-                        Body::Single(_) => reason,
-                    };
-                    Err(Rejection::new(Code::Forbidden, reason).with_id(id))
-                }
-                decision => Ok(decision),
-            })
+            .map(
+                |(i, message)| match rules.decide_with_arguments(message, body) {
+                    Decision::Denied { reason, .. } => {
+                        let reason = match parsed {
+                            Body::Batch(_) => format!("batch[{i}]: {reason}"),
+                            Body::Single(_) => reason,
+                        };
+                        Err(Rejection::new(Code::Forbidden, reason).with_id(id))
+                    }
+                    decision => Ok(decision),
+                },
+            )
             .collect()
     }
 }
@@ -551,5 +553,43 @@ mod tests {
                 shadow("global", "tool \"delete_file\" is denied by policy"),
             ])
         );
+    }
+
+    #[test]
+    fn argument_constraints_deny_or_shadow() {
+        let constraints = r#""arguments":{"send_*":[{"pointer":"/to","glob":["*@example.com"]}]}"#;
+        let call = |to: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"send_email","arguments":{{"to":{to}}}}}}}"#
+            )
+        };
+        let post = head("POST", "/mcp", JSON, false);
+        let anon = &Identity::anonymous();
+        let reason = r#"argument "/to" of tool "send_email": "eve@evil.test" does not match ["*@example.com"]"#;
+        // (policy, arguments, outcome): `Ok(decision)` or `Err(reason)` of a 403.
+        #[rustfmt::skip]
+        let cases: Vec<(String, &str, Result<Decision<'_>, &str>)> = vec![
+            (format!("{{{constraints}}}"), r#""bob@example.com""#, Ok(Decision::Allowed { rule: Some("global") })),
+            (format!("{{{constraints}}}"), r#""eve@evil.test""#, Err(reason)),
+            (format!("{{{constraints}}}"), r#"["bob@example.com","eve@evil.test"]"#, Err(r#"argument "/to/1" of tool "send_email": "eve@evil.test" does not match ["*@example.com"]"#)),
+            // A refusal by the rules stays as it is.
+            (format!(r#"{{"deny":{{"tools":["send_email"]}},{constraints}}}"#), r#""eve@evil.test""#, Err(r#"tool "send_email" is denied by policy"#)),
+            // A rule's shadow flag does not cover argument constraints...
+            (format!(r#"{{"rules":[{{"name":"r","shadow":true,"allow":{{"tools":["*"]}}}}],{constraints}}}"#), r#""eve@evil.test""#, Err(reason)),
+            // ...the policy-wide one does.
+            (format!(r#"{{"shadow":true,{constraints}}}"#), r#""eve@evil.test""#, Ok(Decision::ShadowDenied { rule: None, reason: reason.into() })),
+        ];
+        for (policy, to, want) in cases {
+            let config = Config::from_json(format!(r#"{{"policy":{policy}}}"#).as_bytes()).unwrap();
+            let gate = Gate { config: &config };
+            let got = gate
+                .on_body(BodyRule::JsonRpc, &post, anon, call(to).as_bytes())
+                .map_err(|r| {
+                    assert_eq!((r.code, r.id.as_deref()), (Code::Forbidden, Some("7")));
+                    r.reason
+                });
+            let want = want.map(|d| vec![d]).map_err(str::to_owned);
+            assert_eq!(got, want, "{policy} {to}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! Everything but [`filter`] is the pure core: plain Rust with no host dependency, unit
 //! tested natively. [`filter`] is the thin glue that talks to the proxy-wasm host.
 
+pub mod arguments;
 pub mod auth;
 pub mod authn;
 pub mod config;

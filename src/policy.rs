@@ -15,9 +15,13 @@
 //! - Shadow rules report their denials instead of enforcing them; with the policy-wide
 //!   shadow flag, "no rule allows" is reported too. An enforced denial beats a shadow one.
 //!   A shadow rule's allow lists count like any other's.
+//! - A `tools/call` the rules let pass is then checked against the argument constraints
+//!   ([`crate::arguments`]): a violation is a denial (no rule named), or a shadow denial when
+//!   the whole policy is in shadow mode; rules' own shadow flags do not apply to it.
 
 use std::collections::HashMap;
 
+use crate::arguments::Arguments;
 use crate::auth::{Identity, IdentityKind};
 use crate::glob::{Glob, PatternSet};
 use crate::jsonrpc::{Kind, Message, Target};
@@ -143,7 +147,8 @@ pub enum Decision<'p> {
     /// Passes: allowed by the named rule, or (`None`) a client's response or a method every
     /// caller may send.
     Allowed { rule: Option<&'p str> },
-    /// Refused by the named rule, or (`None`) because no rule allows it.
+    /// Refused by the named rule, or (`None`) because no rule allows it or an argument
+    /// violates a constraint.
     Denied {
         rule: Option<&'p str>,
         reason: String,
@@ -170,6 +175,8 @@ pub struct Policy {
     exact: HashMap<String, Vec<(Selector, usize)>>,
     /// Patterns with wildcards, tried against the identity values of their selector.
     globs: Vec<(Selector, Glob, usize)>,
+    /// Argument constraints per tool, for every caller.
+    arguments: Arguments,
 }
 
 impl Policy {
@@ -201,6 +208,15 @@ impl Policy {
         }
         policy.rules = rules;
         policy
+    }
+
+    /// This policy with argument constraints.
+    pub fn with_arguments(self, arguments: Arguments) -> Policy {
+        Policy { arguments, ..self }
+    }
+
+    pub fn arguments(&self) -> &Arguments {
+        &self.arguments
     }
 
     /// The rules that apply to `identity`, in configuration order.
@@ -308,6 +324,29 @@ impl<'p> Applicable<'p> {
             Decision::ShadowDenied { rule: None, reason }
         } else {
             Decision::Denied { rule: None, reason }
+        }
+    }
+
+    /// The decision for `message`, read from `body`: the rules' ([`Applicable::decide`]),
+    /// then, for a `tools/call` they let pass, the argument constraints. An enforced
+    /// argument violation beats a rule's shadow denial.
+    pub fn decide_with_arguments(&self, message: &Message<'_>, body: &[u8]) -> Decision<'p> {
+        let decision = self.decide(message);
+        let tool = match &message.target {
+            Some(Target::Tool(tool)) if message.method.as_deref() == Some("tools/call") => tool,
+            _ => return decision,
+        };
+        if matches!(decision, Decision::Denied { .. }) {
+            return decision;
+        }
+        let arguments = message.arguments.clone();
+        let Some(reason) = self.policy.arguments.violation(tool, body, arguments) else {
+            return decision;
+        };
+        match decision {
+            _ if !self.policy.shadow => Decision::Denied { rule: None, reason },
+            Decision::ShadowDenied { .. } => decision,
+            _ => Decision::ShadowDenied { rule: None, reason },
         }
     }
 

@@ -116,3 +116,30 @@ def test_shadow_rule_logs_instead_of_refusing(gateway: gw.Gateway, mcp_server: p
     assert decision(call(gateway, "whoami", key("ops-key")))[0] == 200
     assert any('"whoami"' in r["body"] for r in mcp_server.seen())
     assert "shadow" in gateway.log() and "ops-trial" in gateway.log()
+
+
+ARGUMENTS_CONFIG = {
+    "endpoints": ["/mcp"],
+    "policy": {"arguments": {"ec*": [{"pointer": "/text", "glob": ["ok*"], "required": True}]}},
+}
+
+
+@pytest.fixture(scope="module")
+def arguments_gateway(_alpha: procs.McpServer, log_dir: Path) -> Iterator[gw.Gateway]:
+    g = gw.start_gateway(_alpha.port, ARGUMENTS_CONFIG, name="envoy-arguments", log_dir=log_dir)
+    yield g
+    g.stop()
+
+
+def test_argument_constraints_refuse_before_the_server(arguments_gateway: gw.Gateway, mcp_server: procs.McpServer) -> None:
+    def echo(text: str) -> httpx.Response:
+        body, headers = stateless("tools/call", {"name": "echo", "arguments": {"text": text}}, name="echo")
+        return httpx.post(arguments_gateway.url, content=body, headers=headers, timeout=10)
+
+    status, reason = decision(echo("evil"))
+    assert status == 403, reason
+    assert reason == 'argument "/text" of tool "echo": "evil" does not match ["ok*"]'
+    assert not any('"evil"' in r["body"] for r in mcp_server.seen())
+    resp = echo("ok then")
+    assert resp.status_code == 200, resp.text
+    assert any('"ok then"' in r["body"] for r in mcp_server.seen())

@@ -319,7 +319,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                 } else {
                     "message".to_owned()
                 };
-                let line = decision_line(message, &rules.decide(message));
+                let line = decision_line(message, &rules.decide_with_arguments(message, &body));
                 out.line(format!("{label:<9} {line}"));
             }
         }

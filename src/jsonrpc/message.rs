@@ -584,7 +584,7 @@ mod tests {
 
     #[test]
     fn duplicate_keys_inside_arguments_are_left_to_the_server() {
-        // The filter does not read arguments in this version, so it does not judge them.
+        // Parsing does not read arguments; argument constraints judge duplicates on their paths.
         let m = one(
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"a":1,"a":2}}}"#,
         );
