@@ -7,6 +7,7 @@
 use crate::auth::Identity;
 use crate::config::{Access, Config};
 use crate::jsonrpc::{parse_body, Body, BodyError};
+use crate::listfilter::ListRequest;
 use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
 use crate::revision::{check_headers, RoutingHeaders};
@@ -102,6 +103,14 @@ pub struct LocalReply {
     pub body: String,
 }
 
+/// An approved body: the policy's decisions (shadow denials included, for the glue to
+/// log) and, for a single list request, the request whose answer is to be filtered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Approved<'p> {
+    pub decisions: Vec<Decision<'p>>,
+    pub list: Option<ListRequest>,
+}
+
 /// How the held body is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyRule {
@@ -186,8 +195,21 @@ impl<'c> Gate<'c> {
         identity: &Identity,
         body: &[u8],
     ) -> Result<Vec<Decision<'c>>, Rejection> {
+        self.approve(rule, head, identity, body)
+            .map(|approved| approved.decisions)
+    }
+
+    /// [`Gate::on_body`], and for an approved single list request, what its answer must be
+    /// filtered by.
+    pub fn approve(
+        &self,
+        rule: BodyRule,
+        head: &RequestHead,
+        identity: &Identity,
+        body: &[u8],
+    ) -> Result<Approved<'c>, Rejection> {
         match rule {
-            BodyRule::MustBeEmpty if body.is_empty() => Ok(Vec::new()),
+            BodyRule::MustBeEmpty if body.is_empty() => Ok(Approved::default()),
             BodyRule::MustBeEmpty => Err(Rejection::new(
                 Code::InvalidRequest,
                 format!("{} on an MCP endpoint must not carry a body", head.method),
@@ -201,7 +223,7 @@ impl<'c> Gate<'c> {
         head: &RequestHead,
         identity: &Identity,
         body: &[u8],
-    ) -> Result<Vec<Decision<'c>>, Rejection> {
+    ) -> Result<Approved<'c>, Rejection> {
         if body.is_empty() {
             return Err(Rejection::new(Code::ParseError, "empty request body"));
         }
@@ -221,7 +243,11 @@ impl<'c> Gate<'c> {
         check_headers(&parsed, &head.routing)
             .map_err(|reason| Rejection::new(Code::HeaderMismatch, reason).with_id(id))?;
         let rules = self.config.policy.applicable(identity);
-        parsed
+        let list = match &parsed {
+            Body::Single(m) => ListRequest::of_message(m),
+            Body::Batch(_) => None,
+        };
+        let decisions = parsed
             .messages()
             .iter()
             .enumerate()
@@ -237,7 +263,8 @@ impl<'c> Gate<'c> {
                     decision => Ok(decision),
                 },
             )
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Approved { decisions, list })
     }
 }
 

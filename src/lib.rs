@@ -11,6 +11,7 @@ pub mod gate;
 pub mod glob;
 pub mod jsonrpc;
 pub mod key_store;
+pub mod listfilter;
 pub mod policy;
 pub mod reject;
 pub mod revision;

@@ -28,6 +28,8 @@ pub enum Code {
     Internal,
     /// What a decision needs is not available yet (signing keys): fail closed, retry later.
     Unavailable,
+    /// The upstream's answer cannot be made fit for the caller (a list too large to filter).
+    BadGateway,
 }
 
 impl Code {
@@ -43,7 +45,7 @@ impl Code {
             Code::MethodNotAllowed => -32005,
             Code::PayloadTooLarge => -32013,
             Code::UnsupportedMediaType => -32015,
-            Code::Internal | Code::Unavailable => -32603,
+            Code::Internal | Code::Unavailable | Code::BadGateway => -32603,
         }
     }
 
@@ -61,6 +63,7 @@ impl Code {
             Code::UnsupportedMediaType => 415,
             Code::Internal => 500,
             Code::Unavailable => 503,
+            Code::BadGateway => 502,
         }
     }
 
@@ -78,6 +81,7 @@ impl Code {
             Code::UnsupportedMediaType => "Unsupported media type",
             Code::Internal => "Internal error",
             Code::Unavailable => "Service unavailable",
+            Code::BadGateway => "Bad gateway",
         }
     }
 }
@@ -180,6 +184,7 @@ mod tests {
             (Code::Unauthenticated, -32001, 401),
             (Code::Internal, -32603, 500),
             (Code::Unavailable, -32603, 503),
+            (Code::BadGateway, -32603, 502),
         ];
         for (code, rpc, http) in table {
             assert_eq!(

@@ -1,0 +1,633 @@
+//! Filtered lists: a `tools/list` (`prompts/list`, `resources/list`,
+//! `resources/templates/list`) answer rewritten to name only what the caller may use.
+//!
+//! The answer is the server's: it is never re-serialised. The strict reader locates the
+//! `result.<list>` array; kept elements are copied byte for byte, dropped ones are cut out
+//! with their separating comma, and every other byte stays as the server wrote it. An answer
+//! that is not valid JSON, not a result for the request's id or not the expected shape is
+//! passed on unchanged. For `text/event-stream` answers, [`SseFramer`] cuts the stream into
+//! events incrementally so that only the event carrying the answer is rewritten.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use crate::jsonrpc::{Kind, Message, Reader, SyntaxError, Target};
+use crate::policy::{Applicable, Decision};
+
+/// Which list a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl ListKind {
+    /// The list method `method` names, if any.
+    pub fn of_method(method: &str) -> Option<ListKind> {
+        match method {
+            "tools/list" => Some(ListKind::Tools),
+            "prompts/list" => Some(ListKind::Prompts),
+            "resources/list" => Some(ListKind::Resources),
+            "resources/templates/list" => Some(ListKind::Templates),
+            _ => None,
+        }
+    }
+
+    /// The member of `result` that holds the list.
+    fn member(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::Templates => "resourceTemplates",
+        }
+    }
+
+    /// The member of an element that names it.
+    fn key(self) -> &'static str {
+        match self {
+            ListKind::Tools | ListKind::Prompts => "name",
+            ListKind::Resources => "uri",
+            ListKind::Templates => "uriTemplate",
+        }
+    }
+}
+
+/// An approved single list request whose answer is to be filtered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRequest {
+    pub kind: ListKind,
+    /// The request's `id` as JSON text.
+    pub id: String,
+}
+
+impl ListRequest {
+    /// The list request a message is, if it is one.
+    pub fn of_message(message: &Message<'_>) -> Option<ListRequest> {
+        if message.kind != Kind::Request {
+            return None;
+        }
+        Some(ListRequest {
+            kind: ListKind::of_method(message.method.as_deref()?)?,
+            id: message.id?.to_owned(),
+        })
+    }
+}
+
+/// Whether the caller may see an element named `value`: a synthetic request for it must
+/// not be refused. Shadow denials keep the element (shadow rules do not enforce). A
+/// resource template is dropped only when a rule's deny list matches the template text as
+/// a resource URI; not being allowed by any rule keeps it, since a template is not a
+/// resource and its concrete URIs are judged when read.
+pub fn visible(rules: &Applicable<'_>, kind: ListKind, value: &str) -> bool {
+    let (method, target) = match kind {
+        ListKind::Tools => ("tools/call", Target::Tool(Cow::Borrowed(value))),
+        ListKind::Prompts => ("prompts/get", Target::Prompt(Cow::Borrowed(value))),
+        ListKind::Resources | ListKind::Templates => {
+            ("resources/read", Target::Resource(Cow::Borrowed(value)))
+        }
+    };
+    let message = Message {
+        kind: Kind::Request,
+        id: None,
+        method: Some(Cow::Borrowed(method)),
+        target: Some(target),
+        meta_protocol_version: None,
+        initialize_protocol_version: None,
+        arguments: None,
+    };
+    match rules.decide(&message) {
+        Decision::Denied { rule: None, .. } => kind == ListKind::Templates,
+        Decision::Denied { .. } => false,
+        Decision::Allowed { .. } | Decision::ShadowDenied { .. } => true,
+    }
+}
+
+/// One element of the list: its span and whether it stays.
+struct Element {
+    span: Range<usize>,
+    keep: bool,
+}
+
+/// What a JSON-RPC answer holds, as far as filtering cares.
+struct Located {
+    id: Option<Range<usize>>,
+    /// Offset just after the array's `[`, and its elements.
+    list: Option<(usize, Vec<Element>)>,
+}
+
+/// Rewrites `json` if it is the answer to `request` and some element must go; `None`
+/// means "pass it on unchanged" (nothing to drop, or not an answer this filter reads).
+pub fn filter_list(
+    json: &[u8],
+    request: &ListRequest,
+    keep: &mut dyn FnMut(&str) -> bool,
+) -> Option<Vec<u8>> {
+    let located = locate(json, request.kind, keep).ok()?;
+    let id = located.id?;
+    let same_id = Reader::new(json).slice(id.start, id.end);
+    if !same_id_text(same_id, &request.id) {
+        return None;
+    }
+    let (open, elements) = located.list?;
+    if elements.iter().all(|e| e.keep) {
+        return None;
+    }
+    let close = elements.last().map_or(open, |e| e.span.end);
+    let mut out = Vec::with_capacity(json.len());
+    out.extend_from_slice(json.get(..open)?);
+    let mut previous_end = open;
+    let mut wrote = false;
+    for element in &elements {
+        if element.keep {
+            // The bytes before the element: its comma and spacing, or (first kept) the
+            // spacing after `[`.
+            let gap = json.get(previous_end..element.span.start)?;
+            let gap = if wrote {
+                gap
+            } else {
+                let after_comma = gap.iter().position(|&b| b == b',').map_or(0, |i| i + 1);
+                gap.get(after_comma..)?
+            };
+            out.extend_from_slice(gap);
+            out.extend_from_slice(json.get(element.span.clone())?);
+            wrote = true;
+        }
+        previous_end = element.span.end;
+    }
+    out.extend_from_slice(json.get(close..)?);
+    Some(out)
+}
+
+/// Two JSON-RPC ids are the same: equal strings after decoding, or equal number text.
+fn same_id_text(a: &str, b: &str) -> bool {
+    fn key(text: &str) -> Option<Cow<'_, str>> {
+        let mut reader = Reader::new(text.as_bytes());
+        if reader.peek() == Some(b'"') {
+            reader.read_string().ok()
+        } else {
+            Some(Cow::Borrowed(text.trim()))
+        }
+    }
+    let (a_string, b_string) = (
+        a.trim_start().starts_with('"'),
+        b.trim_start().starts_with('"'),
+    );
+    a_string == b_string && key(a).is_some() && key(a) == key(b)
+}
+
+/// Walks the whole answer (it must be valid JSON with no repeated top-level or `result`
+/// member) and records the id's span and the list's elements.
+fn locate(
+    json: &[u8],
+    kind: ListKind,
+    keep: &mut dyn FnMut(&str) -> bool,
+) -> Result<Located, SyntaxError> {
+    let mut reader = Reader::new(json);
+    let mut located = Located {
+        id: None,
+        list: None,
+    };
+    let shape = |offset| SyntaxError {
+        offset,
+        reason: "not a list result",
+    };
+    reader.begin_object()?;
+    let mut seen: Vec<Cow<'_, str>> = Vec::new();
+    let mut first = true;
+    while let Some(key) = reader.next_key(&mut first)? {
+        if seen.contains(&key) {
+            return Err(shape(reader.offset()));
+        }
+        match key.as_ref() {
+            "id" => {
+                let start = reader.offset_after_ws();
+                reader.skip_value()?;
+                located.id = Some(start..reader.offset());
+            }
+            "result" => {
+                if reader.peek() != Some(b'{') {
+                    return Err(shape(reader.offset()));
+                }
+                reader.begin_object()?;
+                let mut inner_seen: Vec<Cow<'_, str>> = Vec::new();
+                let mut inner_first = true;
+                while let Some(inner) = reader.next_key(&mut inner_first)? {
+                    if inner_seen.contains(&inner) {
+                        return Err(shape(reader.offset()));
+                    }
+                    if inner == kind.member() {
+                        located.list = Some(read_list(&mut reader, kind, keep)?);
+                    } else {
+                        reader.skip_value()?;
+                    }
+                    inner_seen.push(inner);
+                }
+            }
+            _ => reader.skip_value()?,
+        }
+        seen.push(key);
+    }
+    reader.finish()?;
+    Ok(located)
+}
+
+fn read_list(
+    reader: &mut Reader<'_>,
+    kind: ListKind,
+    keep: &mut dyn FnMut(&str) -> bool,
+) -> Result<(usize, Vec<Element>), SyntaxError> {
+    reader.begin_array()?;
+    let open = reader.offset();
+    let mut elements = Vec::new();
+    let mut first = true;
+    while reader.next_element(&mut first)? {
+        let start = reader.offset_after_ws();
+        let mut value: Option<Option<Cow<'_, str>>> = None;
+        if reader.peek() == Some(b'{') {
+            reader.begin_object()?;
+            let mut member_first = true;
+            while let Some(member) = reader.next_key(&mut member_first)? {
+                if member == kind.key() && reader.peek() == Some(b'"') {
+                    // A repeated name is ambiguous: the element is dropped.
+                    value = Some(match value {
+                        None => Some(reader.read_string()?),
+                        Some(_) => {
+                            reader.skip_value()?;
+                            None
+                        }
+                    });
+                } else {
+                    if member == kind.key() {
+                        value = Some(None);
+                    }
+                    reader.skip_value()?;
+                }
+            }
+        } else {
+            reader.skip_value()?;
+        }
+        // An element without a readable name cannot be judged: it is dropped.
+        let keep = matches!(&value, Some(Some(name)) if keep(name));
+        elements.push(Element {
+            span: start..reader.offset(),
+            keep,
+        });
+    }
+    Ok((open, elements))
+}
+
+/// Cuts a `text/event-stream` body into events as chunks arrive.
+///
+/// An event ends at a blank line; lines end with `\r\n`, `\n` or `\r`. Complete events are
+/// handed out as the exact bytes received (their blank line included); an incomplete tail
+/// waits for the next chunk.
+#[derive(Debug, Default)]
+pub struct SseFramer {
+    buf: Vec<u8>,
+    /// How far `buf` has been scanned for line ends.
+    scanned: usize,
+    /// Start of the current line within `buf`.
+    line_start: usize,
+}
+
+impl SseFramer {
+    /// Appends `chunk` and returns every complete event, each as its raw bytes.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<Vec<u8>> {
+        self.buf.extend_from_slice(chunk);
+        let mut events = Vec::new();
+        let mut event_start = 0;
+        let mut i = self.scanned;
+        while let Some(&b) = self.buf.get(i) {
+            let end = match b {
+                b'\n' => i + 1,
+                b'\r' => match self.buf.get(i + 1) {
+                    Some(b'\n') => i + 2,
+                    Some(_) => i + 1,
+                    // A final `\r` may be the first half of `\r\n`: wait.
+                    None => break,
+                },
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let blank = self.line_start == i;
+            self.line_start = end;
+            i = end;
+            if blank {
+                events.push(self.buf.get(event_start..end).unwrap_or_default().to_vec());
+                event_start = end;
+            }
+        }
+        self.buf.drain(..event_start);
+        self.scanned = i - event_start;
+        self.line_start -= event_start;
+        events
+    }
+
+    /// The incomplete tail, as received, at the end of the stream.
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.scanned = 0;
+        self.line_start = 0;
+        std::mem::take(&mut self.buf)
+    }
+}
+
+/// Rewrites one raw event if its data is the answer `filter` rewrites; `None` leaves it.
+///
+/// A rewritten event keeps every non-`data` line (fields, comments) verbatim and in place;
+/// its `data` lines become the rewritten JSON, one `data: ` line per line of it, where the
+/// first `data` line was, ended the way the event's first line was.
+pub fn rewrite_event(
+    event: &[u8],
+    filter: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+) -> Option<Vec<u8>> {
+    let lines = split_lines(event);
+    let mut data: Vec<u8> = Vec::new();
+    let mut any = false;
+    for (line, _) in &lines {
+        if let Some(value) = data_value(line) {
+            if any {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(value);
+            any = true;
+        }
+    }
+    if !any {
+        return None;
+    }
+    let rewritten = filter(&data)?;
+    let newline: &[u8] = lines.first().map_or(b"\n", |(_, end)| end);
+    let newline = if newline.is_empty() { b"\n" } else { newline };
+    let mut out = Vec::with_capacity(event.len());
+    let mut placed = false;
+    for (line, end) in &lines {
+        if data_value(line).is_some() {
+            if !placed {
+                for part in rewritten.split(|&b| b == b'\n') {
+                    out.extend_from_slice(b"data: ");
+                    out.extend_from_slice(part);
+                    out.extend_from_slice(newline);
+                }
+                placed = true;
+            }
+            continue;
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(end);
+    }
+    Some(out)
+}
+
+/// The value of a `data` field line (one leading space removed), if it is one.
+fn data_value(line: &[u8]) -> Option<&[u8]> {
+    if line == b"data" {
+        return Some(b"");
+    }
+    let value = line.strip_prefix(b"data:")?;
+    Some(value.strip_prefix(b" ").unwrap_or(value))
+}
+
+/// Lines with their terminators (the last may have none).
+fn split_lines(text: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while let Some(&b) = text.get(i) {
+        let end = match b {
+            b'\n' => i + 1,
+            b'\r' if text.get(i + 1) == Some(&b'\n') => i + 2,
+            b'\r' => i + 1,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        lines.push((
+            text.get(start..i).unwrap_or_default(),
+            text.get(i..end).unwrap_or_default(),
+        ));
+        start = end;
+        i = end;
+    }
+    if start < text.len() {
+        lines.push((text.get(start..).unwrap_or_default(), &b""[..]));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tools_request(id: &str) -> ListRequest {
+        ListRequest {
+            kind: ListKind::Tools,
+            id: id.into(),
+        }
+    }
+
+    fn only(names: &'static [&'static str]) -> impl FnMut(&str) -> bool {
+        move |name| names.contains(&name)
+    }
+
+    fn filtered(json: &str, names: &'static [&'static str]) -> Option<String> {
+        let mut keep = only(names);
+        filter_list(json.as_bytes(), &tools_request("1"), &mut keep)
+            .map(|b| String::from_utf8(b).unwrap())
+    }
+
+    const LIST: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[ {"name":"a","x":[1]} , {"name":"b"},
+  {"name":"c","description":"ü"} ],"nextCursor":"n2"}}"#;
+
+    #[test]
+    fn splices_elements_out() {
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&["a", "b", "c"], None),
+            (
+                &["b", "c"],
+                Some(
+                    r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[ {"name":"b"},
+  {"name":"c","description":"ü"} ],"nextCursor":"n2"}}"#,
+                ),
+            ),
+            (
+                &["a", "c"],
+                Some(
+                    r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[ {"name":"a","x":[1]},
+  {"name":"c","description":"ü"} ],"nextCursor":"n2"}}"#,
+                ),
+            ),
+            (
+                &["a", "b"],
+                Some(
+                    r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[ {"name":"a","x":[1]} , {"name":"b"} ],"nextCursor":"n2"}}"#,
+                ),
+            ),
+            (
+                &[],
+                Some(r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[ ],"nextCursor":"n2"}}"#),
+            ),
+            (
+                &["c"],
+                Some(
+                    r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[
+  {"name":"c","description":"ü"} ],"nextCursor":"n2"}}"#,
+                ),
+            ),
+        ];
+        for (keep, want) in cases {
+            let keep: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
+            let mut f = |n: &str| keep.iter().any(|k| k == n);
+            let got = filter_list(LIST.as_bytes(), &tools_request("1"), &mut f)
+                .map(|b| String::from_utf8(b).unwrap());
+            assert_eq!(got.as_deref(), *want, "keep {keep:?}");
+            if let Some(text) = got {
+                serde_json::from_str::<serde_json::Value>(&text).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn escaped_names_are_decoded_and_unicode_kept() {
+        let json = r#"{"id":1,"result":{"tools":[{"name":"\u0065cho","d":"日本"},{"name":"rm\u00e9"}]},"jsonrpc":"2.0"}"#;
+        assert_eq!(
+            filtered(json, &["echo"]).as_deref(),
+            Some(
+                r#"{"id":1,"result":{"tools":[{"name":"\u0065cho","d":"日本"}]},"jsonrpc":"2.0"}"#
+            )
+        );
+        assert_eq!(
+            filtered(json, &["rmé"]).as_deref(),
+            Some(r#"{"id":1,"result":{"tools":[{"name":"rm\u00e9"}]},"jsonrpc":"2.0"}"#)
+        );
+    }
+
+    #[test]
+    fn odd_answers_pass_unchanged_and_odd_elements_go() {
+        let all: &'static [&'static str] = &["a", "b"];
+        // Not JSON, an error, another id, a duplicate result, trailing bytes: unchanged.
+        for json in [
+            r#"{"id":1,"result":{"tools":[{"name":"x"}]}"#,
+            r#"{"id":1,"error":{"code":1,"message":"m"}}"#,
+            r#"{"id":2,"result":{"tools":[{"name":"x"}]}}"#,
+            r#"{"id":"1","result":{"tools":[{"name":"x"}]}}"#,
+            r#"{"id":1,"result":{"tools":[]},"result":{"tools":[{"name":"x"}]}}"#,
+            r#"{"id":1,"result":{"tools":[{"name":"x"}]}} x"#,
+            r#"{"id":1,"result":{"prompts":[{"name":"x"}]}}"#,
+        ] {
+            assert_eq!(filtered(json, all), None, "{json}");
+        }
+        // Elements without one string name are dropped.
+        assert_eq!(
+            filtered(
+                r#"{"id":1,"result":{"tools":[{"name":"a","name":"x"},7,{"name":1},{"name":"b"}]}}"#,
+                all
+            )
+            .as_deref(),
+            Some(r#"{"id":1,"result":{"tools":[{"name":"b"}]}}"#)
+        );
+        // String ids compare decoded.
+        let mut keep = only(&["a"]);
+        assert!(filter_list(
+            br#"{"id":"\u0061b","result":{"tools":[{"name":"a"},{"name":"b"}]}}"#,
+            &tools_request("\"ab\""),
+            &mut keep
+        )
+        .is_some());
+    }
+
+    #[test]
+    fn other_kinds_read_their_key() {
+        let json = br#"{"id":1,"result":{"resources":[{"uri":"file:///a","name":"a"},{"uri":"file:///b","name":"b"}]}}"#;
+        let request = ListRequest {
+            kind: ListKind::Resources,
+            id: "1".into(),
+        };
+        let mut keep = |uri: &str| uri == "file:///b";
+        let out = filter_list(json, &request, &mut keep).unwrap();
+        assert_eq!(
+            out,
+            br#"{"id":1,"result":{"resources":[{"uri":"file:///b","name":"b"}]}}"#
+        );
+    }
+
+    const STREAM: &[u8] = b": comment\r\nevent: message\r\nid: 7\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n\ndata: x\n\ndata:y\r\rretry: 5\n\ntail";
+
+    fn events_of(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let mut framer = SseFramer::default();
+        let mut events = Vec::new();
+        for chunk in chunks {
+            events.extend(framer.push(chunk));
+        }
+        (events, framer.finish())
+    }
+
+    #[test]
+    fn framer_cuts_events_at_every_split() {
+        let (whole, tail) = events_of(&[STREAM]);
+        let want: Vec<&[u8]> = vec![
+            b": comment\r\nevent: message\r\nid: 7\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n",
+            b"\n",
+            b"data: x\n\n",
+            b"data:y\r\r",
+            b"retry: 5\n\n",
+        ];
+        assert_eq!(whole, want);
+        assert_eq!(tail, b"tail");
+        for a in 0..=STREAM.len() {
+            for b in a..=STREAM.len() {
+                let got = events_of(&[&STREAM[..a], &STREAM[a..b], &STREAM[b..]]);
+                assert_eq!(got, (whole.clone(), tail.clone()), "split at {a},{b}");
+            }
+        }
+        // One byte at a time.
+        let bytes: Vec<&[u8]> = STREAM.chunks(1).collect();
+        assert_eq!(events_of(&bytes), (whole, tail));
+    }
+
+    #[test]
+    fn events_rewrite_only_their_data() {
+        let event = b": c\r\nevent: message\r\ndata: {\"a\":\r\ndata: 1}\r\nid: 3\r\n\r\n";
+        let mut seen = Vec::new();
+        let out = rewrite_event(event, &mut |data| {
+            seen = data.to_vec();
+            Some(b"{\"b\":\n2}".to_vec())
+        })
+        .unwrap();
+        assert_eq!(seen, b"{\"a\":\n1}");
+        assert_eq!(
+            out,
+            b": c\r\nevent: message\r\ndata: {\"b\":\r\ndata: 2}\r\nid: 3\r\n\r\n"
+        );
+        assert_eq!(rewrite_event(b"data: x\n\n", &mut |_| None), None);
+        assert_eq!(
+            rewrite_event(b": only\n\n", &mut |_| Some(Vec::new())),
+            None
+        );
+    }
+
+    #[test]
+    fn list_answer_in_a_stream() {
+        let json = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"},{"name":"b"}],"nextCursor":"c"}}"#;
+        let stream = format!("event: message\ndata: {json}\n\n");
+        let mut framer = SseFramer::default();
+        let mut out = Vec::new();
+        for chunk in stream.as_bytes().chunks(5) {
+            for event in framer.push(chunk) {
+                let mut keep = only(&["b"]);
+                let mut filter = |data: &[u8]| filter_list(data, &tools_request("1"), &mut keep);
+                out.extend(rewrite_event(&event, &mut filter).unwrap_or(event));
+            }
+        }
+        out.extend(framer.finish());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[{\"name\":\"b\"}],\"nextCursor\":\"c\"}}\n\n"
+        );
+    }
+}
