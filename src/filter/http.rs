@@ -50,16 +50,19 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        self.flow.borrow_mut().on_response_headers(end_of_stream)
+        let mut flow = self.flow.borrow_mut();
+        flow.answer()
+            .map_or(Action::Continue, |a| a.on_headers(end_of_stream))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        self.flow
-            .borrow_mut()
-            .on_response_body(body_size, end_of_stream)
+        let mut flow = self.flow.borrow_mut();
+        flow.answer()
+            .map_or(Action::Continue, |a| a.on_body(body_size, end_of_stream))
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.flow.borrow_mut().on_response_trailers()
+        let mut flow = self.flow.borrow_mut();
+        flow.answer().map_or(Action::Continue, |a| a.on_trailers())
     }
 }

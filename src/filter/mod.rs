@@ -1,6 +1,7 @@
 //! The thin glue between the proxy-wasm host and the pure core: the only module that
 //! imports `proxy_wasm`. It moves headers and body bytes in, and decisions out.
 
+mod answer;
 mod flow;
 mod host;
 mod http;
