@@ -1,4 +1,4 @@
-//! Differential test: whatever the filter accepts, serde_json (what Rust MCP servers such
+//! Differential test (built only under #[cfg(test)], see mod.rs): whatever the filter accepts, serde_json (what Rust MCP servers such
 //! as rmcp parse with) must accept too and read the same method, id and name. Bodies are
 //! mutations of valid MCP messages from a fixed-seed generator, so failures reproduce.
 
