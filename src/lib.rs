@@ -15,6 +15,7 @@ pub mod listfilter;
 pub mod policy;
 pub mod reject;
 pub mod revision;
+pub mod shared_store;
 pub mod upstream;
 
 pub mod filter;

@@ -4,11 +4,12 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType};
+use proxy_wasm::types::{LogLevel, MapType, Status};
 
 use super::log;
 use crate::gate::LocalReply;
 use crate::reject::Rejection;
+use crate::shared_store::{SharedStore, StoreError};
 use crate::upstream::HeaderEdits;
 
 /// Milliseconds since the Unix epoch by the host's clock (0 if it cannot tell).
@@ -73,4 +74,37 @@ pub fn apply(edits: &HeaderEdits) {
 pub fn property(path: &[&str]) -> Option<String> {
     let bytes = hostcalls::get_property(path.to_vec()).ok()??;
     String::from_utf8(bytes).ok()
+}
+
+/// Envoy's shared data (one map per process, seen by every worker's VM).
+pub struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), Some(cas))) => Some((value, cas)),
+            Ok(_) => None,
+            Err(status) => {
+                log(
+                    LogLevel::Error,
+                    &format!("mcp-guard: cannot read shared data {key}: {status:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
+            Err(status) => {
+                log(
+                    LogLevel::Error,
+                    &format!("mcp-guard: cannot write shared data {key}: {status:?}"),
+                );
+                Err(StoreError::Host)
+            }
+        }
+    }
 }

@@ -13,6 +13,7 @@ use super::log;
 use super::shared::Shared;
 use crate::config::Config;
 use crate::reject::{Code, Rejection};
+use crate::shared_store;
 
 /// The root's timer: JWKS refreshes, waiting-request deadlines, the memory gauge.
 const TICK: Duration = Duration::from_millis(200);
@@ -90,6 +91,13 @@ impl RootContext for Root {
         };
         match Config::from_json(&bytes) {
             Ok(config) => {
+                if shared_store::reserve(&host::HostStore).is_err() {
+                    log(
+                        LogLevel::Critical,
+                        "mcp-guard: cannot write shared data; refusing the configuration",
+                    );
+                    return false;
+                }
                 let shared = Rc::new(Shared::new(config));
                 // Fetch remote keys now rather than on the first request.
                 shared.on_tick();
