@@ -205,7 +205,7 @@ impl ConstraintDto {
 }
 
 /// The unescaped reference tokens of a JSON pointer; the whole document (`""`) is refused.
-fn parse_pointer(pointer: &str) -> Result<Vec<String>, &'static str> {
+pub(crate) fn parse_pointer(pointer: &str) -> Result<Vec<String>, &'static str> {
     let Some(rest) = pointer.strip_prefix('/') else {
         return Err("must start with '/'");
     };
@@ -448,6 +448,21 @@ fn find<'a>(r: &mut Reader<'a>, tokens: &[String]) -> Result<Found<'a>, SyntaxEr
         _ => r.skip_value()?,
     }
     Ok(found)
+}
+
+/// The count the value at `tokens` in `args` (a JSON object's text) stands for: a
+/// non-negative number rounded up, or an array's length. `None` when it is absent,
+/// ambiguous, unreadable or of another type.
+pub(crate) fn count_at(args: &[u8], tokens: &[String]) -> Option<u64> {
+    match find(&mut Reader::new(args), tokens).ok()? {
+        Found::One(Item::Number(text)) => {
+            let n = text.parse::<f64>().ok().filter(|n| *n >= 0.0)?;
+            // `as` saturates; the reader refuses numbers beyond f64.
+            Some(n.ceil() as u64)
+        }
+        Found::Array(items) => Some(items.len() as u64),
+        _ => None,
+    }
 }
 
 /// An RFC 6901 array index: `0` or digits without a leading zero.

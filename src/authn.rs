@@ -149,9 +149,7 @@ impl Gate<'_> {
             // A quoted-string is a JSON string without control characters, which `v` lacks.
             push_json_string(&mut challenge, v);
         }
-        let mut rejection = Rejection::new(code, error.to_string());
-        rejection.challenge = Some(challenge);
-        rejection
+        Rejection::new(code, error.to_string()).with_header("www-authenticate", challenge)
     }
 }
 
@@ -195,7 +193,7 @@ mod tests {
             (Code::Unauthenticated, "missing credentials")
         );
         assert_eq!(
-            r.challenge.as_deref(),
+            r.header("www-authenticate"),
             Some(
                 r#"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp""#
             )
@@ -206,7 +204,7 @@ mod tests {
         };
         assert_eq!(r.code, Code::Forbidden);
         assert_eq!(
-            r.challenge.as_deref(),
+            r.header("www-authenticate"),
             Some(
                 r#"Bearer error="insufficient_scope", scope="mcp:tools", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp""#
             )
@@ -216,8 +214,7 @@ mod tests {
         };
         assert_eq!(r.code, Code::Unauthenticated);
         assert!(
-            r.challenge
-                .as_deref()
+            r.header("www-authenticate")
                 .unwrap_or_default()
                 .starts_with(r#"Bearer error="invalid_token", "#),
             "{r:?}"

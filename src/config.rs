@@ -15,6 +15,7 @@ use crate::glob::{Glob, GlobError, PatternSet};
 use crate::policy::{
     Lists, Policy, Rule, Selector, Who, GLOBAL_RULE, PROMPT_METHODS, RESOURCE_METHODS, TOOL_METHODS,
 };
+use crate::ratelimit::{RateLimits, RateLimitsDto};
 use crate::upstream::{Upstream, UpstreamDto};
 
 /// Default cap on an inspected request body: 1 MiB.
@@ -47,6 +48,8 @@ struct ConfigDto {
     auth: Option<AuthDto>,
     #[serde(default)]
     upstream: UpstreamDto,
+    #[serde(default)]
+    rate_limits: RateLimitsDto,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,7 +80,7 @@ struct RuleDto {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WhoDto {
+pub(crate) struct WhoDto {
     #[serde(default)]
     subjects: Vec<String>,
     #[serde(default)]
@@ -117,6 +120,8 @@ pub struct Config {
     pub auth: Option<Authenticator>,
     /// What approved requests carry upstream instead of the client's credentials.
     pub upstream: Upstream,
+    /// Token buckets approved requests take from; empty: no limits, no cost.
+    pub rate_limits: RateLimits,
 }
 
 /// A configuration error, with the path of the value at fault.
@@ -202,6 +207,7 @@ impl ConfigDto {
             policy: self.policy.compile()?,
             auth: self.auth.map(|a| a.compile("auth")).transpose()?,
             upstream: self.upstream.compile()?,
+            rate_limits: self.rate_limits.compile("rate_limits")?,
         })
     }
 }
@@ -273,7 +279,7 @@ impl RuleDto {
 }
 
 impl WhoDto {
-    fn compile(self, path: &str) -> Result<Who, ConfigError> {
+    pub(crate) fn compile(self, path: &str) -> Result<Who, ConfigError> {
         let authenticated = match self.authenticated {
             // `false` would read as "anonymous callers only", which it cannot mean.
             Some(false) => {
@@ -358,7 +364,7 @@ impl ListsDto {
     }
 }
 
-fn patterns(path: &str, list: &[String]) -> Result<PatternSet, ConfigError> {
+pub(crate) fn patterns(path: &str, list: &[String]) -> Result<PatternSet, ConfigError> {
     PatternSet::compile(list).map_err(|(i, e)| glob_error(path, i, e))
 }
 
@@ -417,7 +423,7 @@ mod tests {
             (r#"{"endpoints":[]}"#, "endpoints: at least one MCP endpoint path is required"),
             (r#"{"endpoints":["/mcp","mcp"]}"#, "endpoints[1]: path \"mcp\" must start with '/'"),
             (r#"{"other_paths":"maybe"}"#, "other_paths: unknown variant `maybe`, expected `allow` or `deny` at line 1 column 22"),
-            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream` at line 1 column 8"),
+            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `rate_limits` at line 1 column 8"),
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),

@@ -9,6 +9,7 @@ use crate::config::{Access, Config};
 use crate::jsonrpc::{parse_body, Body, BodyError};
 use crate::listfilter::ListRequest;
 use crate::policy::Decision;
+use crate::ratelimit::{Charge, KeyContext};
 use crate::reject::{Code, Rejection};
 use crate::revision::{check_headers, RoutingHeaders};
 
@@ -27,6 +28,8 @@ pub struct RequestHead {
     /// All headers, names in lower case (pseudo-headers included); values are bytes because
     /// HTTP allows non-UTF-8 octets in them.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// The route's upstream cluster, set by the glue only when a rate-limit key names it.
+    pub upstream: Option<String>,
 }
 
 impl RequestHead {
@@ -104,11 +107,15 @@ pub struct LocalReply {
 }
 
 /// An approved body: the policy's decisions (shadow denials included, for the glue to
-/// log) and, for a single list request, the request whose answer is to be filtered.
+/// log), for a single list request the request whose answer is to be filtered, and what
+/// the request owes the rate limits (for the glue to take before it forwards).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Approved<'p> {
     pub decisions: Vec<Decision<'p>>,
     pub list: Option<ListRequest>,
+    pub charges: Vec<Charge>,
+    /// The single request's `id` as JSON text, for a rate-limit refusal (only with charges).
+    pub id: Option<String>,
 }
 
 /// How the held body is judged.
@@ -264,7 +271,26 @@ impl<'c> Gate<'c> {
                 },
             )
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Approved { decisions, list })
+        let limits = &self.config.rate_limits;
+        let charges = if limits.is_empty() {
+            Vec::new()
+        } else {
+            let session = head
+                .values("mcp-session-id")
+                .next()
+                .and_then(|v| std::str::from_utf8(v).ok());
+            let cx = KeyContext {
+                session,
+                upstream: head.upstream.as_deref(),
+            };
+            limits.charges(identity, parsed.messages(), body, cx)
+        };
+        Ok(Approved {
+            decisions,
+            list,
+            id: id.filter(|_| !charges.is_empty()).map(str::to_owned),
+            charges,
+        })
     }
 }
 

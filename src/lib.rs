@@ -13,6 +13,7 @@ pub mod jsonrpc;
 pub mod key_store;
 pub mod listfilter;
 pub mod policy;
+pub mod ratelimit;
 pub mod reject;
 pub mod revision;
 pub mod shared_store;

@@ -107,6 +107,18 @@ pub struct Who {
     pub authenticated: bool,
 }
 
+impl Who {
+    /// Whether this selects `identity`: the test the policy's index makes, for one `who`.
+    pub fn matches(&self, identity: &Identity) -> bool {
+        (self.authenticated && identity.kind != IdentityKind::Anonymous)
+            || facets(identity).any(|(selector, value)| {
+                self.patterns
+                    .iter()
+                    .any(|(s, glob)| s.as_ref() == selector && glob.is_match(value))
+            })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,

@@ -30,6 +30,8 @@ pub enum Code {
     Unavailable,
     /// The upstream's answer cannot be made fit for the caller (a list too large to filter).
     BadGateway,
+    /// A rate limit refuses the call (or cannot be checked and is configured to refuse).
+    RateLimited,
 }
 
 impl Code {
@@ -45,6 +47,7 @@ impl Code {
             Code::MethodNotAllowed => -32005,
             Code::PayloadTooLarge => -32013,
             Code::UnsupportedMediaType => -32015,
+            Code::RateLimited => -32029,
             Code::Internal | Code::Unavailable | Code::BadGateway => -32603,
         }
     }
@@ -61,6 +64,7 @@ impl Code {
             Code::MethodNotAllowed => 405,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
+            Code::RateLimited => 429,
             Code::Internal => 500,
             Code::Unavailable => 503,
             Code::BadGateway => 502,
@@ -79,6 +83,7 @@ impl Code {
             Code::MethodNotAllowed => "Method not allowed",
             Code::PayloadTooLarge => "Request body too large",
             Code::UnsupportedMediaType => "Unsupported media type",
+            Code::RateLimited => "Too many requests",
             Code::Internal => "Internal error",
             Code::Unavailable => "Service unavailable",
             Code::BadGateway => "Bad gateway",
@@ -94,8 +99,11 @@ pub struct Rejection {
     pub reason: String,
     /// The request's `id` as JSON text, when it is known.
     pub id: Option<String>,
-    /// A `WWW-Authenticate` challenge for 401 and 403 answers about credentials.
-    pub challenge: Option<String>,
+    /// More response headers (a `WWW-Authenticate` challenge on a 401, `Retry-After` on a
+    /// 429), names in lower case.
+    pub headers: Vec<(&'static str, String)>,
+    /// More members of `error.data` after `reason`: name and value as JSON text.
+    pub data: Vec<(&'static str, String)>,
 }
 
 impl Rejection {
@@ -104,8 +112,28 @@ impl Rejection {
             code,
             reason: reason.into(),
             id: None,
-            challenge: None,
+            headers: Vec::new(),
+            data: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Rejection {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The first value of response header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Adds `error.data.<name>` with `json` (valid JSON text) as its value.
+    pub fn with_data(mut self, name: &'static str, json: String) -> Rejection {
+        self.data.push((name, json));
+        self
     }
 
     pub fn with_id(mut self, id: Option<&str>) -> Rejection {
@@ -127,6 +155,12 @@ impl Rejection {
         push_json_string(&mut out, self.code.message());
         out.push_str(",\"data\":{\"reason\":");
         push_json_string(&mut out, &self.reason);
+        for (name, json) in &self.data {
+            out.push(',');
+            push_json_string(&mut out, name);
+            out.push(':');
+            out.push_str(json);
+        }
         out.push_str("}}}");
         out
     }
@@ -168,6 +202,14 @@ mod tests {
             serde_json::from_str(&Rejection::new(Code::ParseError, "\u{1}").to_json()).unwrap();
         assert_eq!(v["id"], serde_json::Value::Null);
         assert_eq!(v["error"]["data"]["reason"], "\u{1}");
+        let r = Rejection::new(Code::RateLimited, "slow down")
+            .with_data("limit", "\"calls\"".into())
+            .with_data("retry_after_seconds", "3".into());
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(
+            v["error"]["data"],
+            serde_json::json!({"reason":"slow down","limit":"calls","retry_after_seconds":3})
+        );
     }
 
     #[test]
@@ -185,6 +227,7 @@ mod tests {
             (Code::Internal, -32603, 500),
             (Code::Unavailable, -32603, 503),
             (Code::BadGateway, -32603, 502),
+            (Code::RateLimited, -32029, 429),
         ];
         for (code, rpc, http) in table {
             assert_eq!(

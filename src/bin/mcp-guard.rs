@@ -438,7 +438,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
             self.text.push('\n');
         }
 
-        /// The response the filter sends for `rejection`: status, challenge, body.
+        /// The response the filter sends for `rejection`: status, headers, body.
         fn refused(mut self, rejection: &Rejection) -> Result<ExitCode, Error> {
             let code = rejection.code;
             self.line(format!(
@@ -446,8 +446,8 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                 code.http_status(),
                 code.message()
             ));
-            if let Some(challenge) = &rejection.challenge {
-                self.line(format!("www-authenticate: {challenge}"));
+            for (name, value) in &rejection.headers {
+                self.line(format!("{name}: {value}"));
             }
             self.line(rejection.to_json());
             self.finish(ExitCode::from(REFUSED))

@@ -16,11 +16,14 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use super::answer::ListAnswer;
 use super::host;
 use super::log;
+use super::ratelimit::{Pending, Start};
 use super::shared::Shared;
 use crate::auth::Identity;
 use crate::authn::{AuthStep, Peer};
 use crate::gate::{BodyRule, Gate, HeadVerdict, RequestHead};
+use crate::listfilter::ListRequest;
 use crate::policy::Decision;
+use crate::ratelimit::Charge;
 use crate::reject::{Code, Rejection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +52,8 @@ pub struct Flow {
     state: State,
     /// Set when an approved single list request's answer is to be filtered for the caller.
     answer: Option<ListAnswer>,
+    /// An approved request held for the Rate Limit Service, with its list request.
+    limiting: Option<(Pending, Option<ListRequest>)>,
 }
 
 impl Flow {
@@ -65,6 +70,7 @@ impl Flow {
             body_complete: false,
             state: State::Passing,
             answer: None,
+            limiting: None,
         }
     }
 
@@ -245,13 +251,16 @@ impl Flow {
         let Some(identity) = &self.identity else {
             return Action::Pause;
         };
-        if !self.body_complete {
+        if !self.body_complete || self.limiting.is_some() {
             return Action::Pause;
         }
         let Some(rule) = self.rule else {
             self.state = State::Passing;
             return Action::Continue;
         };
+        if self.shared.config.rate_limits.needs_upstream {
+            self.head.upstream = host::property(&["xds", "cluster_name"]);
+        }
         let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, self.body_size) {
             Ok(body) => body.unwrap_or_default(),
             Err(status) => return self.internal(&format!("cannot read request body: {status:?}")),
@@ -270,18 +279,71 @@ impl Flow {
                         );
                     }
                 }
-                approved.list
+                (approved.list, approved.charges, approved.id)
             });
         match verdict {
-            Ok(list) => {
-                self.answer = list
-                    .zip(self.identity.clone())
-                    .map(|(list, identity)| ListAnswer::new(self.shared.clone(), list, identity));
-                self.state = State::Passing;
-                Action::Continue
-            }
+            Ok((list, charges, id)) => self.limit(list, charges, id),
             Err(rejection) => self.reject(&rejection),
         }
+    }
+
+    /// Takes what an approved request owes the rate limits, then lets it pass, refuses it,
+    /// or holds it for the Rate Limit Service.
+    fn limit(
+        &mut self,
+        list: Option<ListRequest>,
+        charges: Vec<Charge>,
+        id: Option<String>,
+    ) -> Action {
+        let Some(limiter) = self.shared.limiter.as_ref().filter(|_| !charges.is_empty()) else {
+            return self.pass(list);
+        };
+        match limiter.start(&self.shared.config.rate_limits, charges, id) {
+            Start::Pass => self.pass(list),
+            Start::Refuse(rejection) => self.reject(&rejection),
+            Start::Wait(pending) => {
+                self.limiting = Some((pending, list));
+                Action::Pause
+            }
+        }
+    }
+
+    /// A Rate Limit Service answer for this request: once all are in, resume or refuse.
+    pub fn on_rate_limit_answer(&mut self, token: u32, status: u32, size: usize) {
+        let shared = self.shared.clone();
+        let (Some((pending, _)), Some(limiter)) = (self.limiting.as_mut(), &shared.limiter) else {
+            return;
+        };
+        let Some(done) =
+            limiter.on_answer(&shared.config.rate_limits, pending, token, status, size)
+        else {
+            return;
+        };
+        let list = self.limiting.take().and_then(|(_, list)| list);
+        match done {
+            Ok(()) => {
+                if self.pass(list) == Action::Continue {
+                    if let Err(status) = hostcalls::resume_http_request() {
+                        log(
+                            LogLevel::Error,
+                            &format!("mcp-guard: cannot resume a request: {status:?}"),
+                        );
+                    }
+                }
+            }
+            Err(rejection) => {
+                self.reject(&rejection);
+            }
+        }
+    }
+
+    /// Forwards the approved request; a list request's answer will be filtered.
+    fn pass(&mut self, list: Option<ListRequest>) -> Action {
+        self.answer = list
+            .zip(self.identity.clone())
+            .map(|(list, identity)| ListAnswer::new(self.shared.clone(), list, identity));
+        self.state = State::Passing;
+        Action::Continue
     }
 
     /// The answer of an approved list request is filtered; any other passes untouched.

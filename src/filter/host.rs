@@ -25,9 +25,7 @@ pub fn now_ms() -> u64 {
 pub fn send_rejection(rejection: &Rejection) {
     let body = rejection.to_json();
     let mut headers = vec![("content-type", "application/json")];
-    if let Some(challenge) = &rejection.challenge {
-        headers.push(("www-authenticate", challenge));
-    }
+    headers.extend(rejection.headers.iter().map(|(n, v)| (*n, v.as_str())));
     send(rejection.code.http_status(), headers, body.as_bytes());
 }
 

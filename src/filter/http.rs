@@ -34,6 +34,13 @@ impl Context for Request {
     ) {
         self.shared.on_fetched(token_id, body_size);
     }
+
+    /// A Rate Limit Service call this request made has answered (or failed).
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        self.flow
+            .borrow_mut()
+            .on_rate_limit_answer(token_id, status_code, response_size);
+    }
 }
 
 impl HttpContext for Request {

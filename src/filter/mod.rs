@@ -5,6 +5,7 @@ mod answer;
 mod flow;
 mod host;
 mod http;
+mod ratelimit;
 mod root;
 mod shared;
 

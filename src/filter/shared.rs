@@ -12,6 +12,7 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use super::flow::{Flow, Waiter};
 use super::host;
 use super::log;
+use super::ratelimit::Limiter;
 use crate::auth::{KeySet, TokenCache};
 use crate::config::Config;
 use crate::key_store::{FetchPolicy, KeyStore};
@@ -20,6 +21,8 @@ pub struct Shared {
     pub config: Config,
     pub keys: RefCell<KeyStore>,
     pub cache: RefCell<TokenCache>,
+    /// `None` without rate limits.
+    pub limiter: Option<Limiter>,
     waiters: RefCell<Vec<Waiter>>,
 }
 
@@ -36,6 +39,7 @@ impl Shared {
             keys: RefCell::new(KeyStore::new(policies)),
             cache: RefCell::new(TokenCache::default()),
             waiters: RefCell::new(Vec::new()),
+            limiter: Limiter::new(&config.rate_limits),
             config,
         }
     }

@@ -1,0 +1,259 @@
+//! Rate limits in the glue: the counters, the local buckets in Envoy's shared data, and the
+//! `ShouldRateLimit` calls for global limits, one per distinct cost (the request's
+//! `hits_addend`), made through the configured cluster while the request is held.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MetricType};
+
+use super::host::{self, HostStore};
+use super::log;
+use crate::config::Access;
+use crate::ratelimit::local::{self, Taken};
+use crate::ratelimit::rls::{self, CODE_OK, CODE_OVER_LIMIT};
+use crate::ratelimit::{Charge, RateLimits, Refusal, Scope};
+use crate::reject::{Code, Rejection};
+
+/// This VM's rate-limit counters (Envoy sums them over workers by name).
+pub struct Limiter {
+    denied: Option<u32>,
+    contention: Option<u32>,
+    overflow: Option<u32>,
+    service_errors: Option<u32>,
+    /// The key bound is logged once per VM, not once per request.
+    overflow_logged: Cell<bool>,
+}
+
+/// What becomes of a request after its local charges.
+pub enum Start {
+    Pass,
+    Refuse(Rejection),
+    /// Held until the Rate Limit Service has answered every call.
+    Wait(Pending),
+}
+
+/// A request's calls to the Rate Limit Service in flight.
+pub struct Pending {
+    /// Each call's token and the charges (indexes) whose descriptors it carries, in order.
+    calls: Vec<(u32, Vec<usize>)>,
+    charges: Vec<Charge>,
+    /// Local tokens taken, given back if a global limit refuses.
+    taken: Vec<Taken>,
+    id: Option<String>,
+    /// The first refusal (or failure) answered so far.
+    refused: Option<Rejection>,
+}
+
+fn counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Counter, name).ok()
+}
+
+impl Limiter {
+    /// The limiter for `limits`; `None` when there are none (nothing on the request path).
+    pub fn new(limits: &RateLimits) -> Option<Limiter> {
+        (!limits.is_empty()).then(|| Limiter {
+            denied: counter("mcp_guard.ratelimit.denied"),
+            contention: counter("mcp_guard.ratelimit.contention"),
+            overflow: counter("mcp_guard.ratelimit.overflow"),
+            service_errors: counter("mcp_guard.ratelimit.service_errors"),
+            overflow_logged: Cell::new(false),
+        })
+    }
+
+    fn count(&self, metric: Option<u32>, n: u32) {
+        if let (Some(id), true) = (metric, n > 0) {
+            let _ = hostcalls::increment_metric(id, i64::from(n));
+        }
+    }
+
+    /// Refuses the request: counted once, whatever refused it.
+    fn refuse(&self, rejection: Rejection) -> Start {
+        self.count(self.denied, 1);
+        Start::Refuse(rejection)
+    }
+
+    /// Takes the local charges, then asks the service about the global ones.
+    pub fn start(&self, limits: &RateLimits, charges: Vec<Charge>, id: Option<String>) -> Start {
+        let outcome = local::take_all(&HostStore, limits, &charges, host::now_ms());
+        self.count(self.contention, outcome.contention);
+        self.count(self.overflow, outcome.overflowed);
+        if outcome.overflowed > 0 && !self.overflow_logged.replace(true) {
+            log(
+                LogLevel::Warn,
+                &format!(
+                    "mcp-guard: a rate limit reached max_keys ({}); new keys share its overflow bucket",
+                    limits.max_keys
+                ),
+            );
+        }
+        let taken = match outcome.result {
+            Ok(taken) => taken,
+            Err(refusal) => return self.refuse(refusal.rejection(id.as_deref())),
+        };
+        let (Some(service), true) = (
+            &limits.service,
+            charges.iter().any(|c| is_global(limits, c)),
+        ) else {
+            return Start::Pass;
+        };
+        let mut by_cost: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for (i, charge) in charges.iter().enumerate() {
+            if is_global(limits, charge) {
+                by_cost.entry(charge.cost).or_default().push(i);
+            }
+        }
+        let mut pending = Pending {
+            calls: Vec::with_capacity(by_cost.len()),
+            charges,
+            taken,
+            id,
+            refused: None,
+        };
+        for (cost, indexes) in by_cost {
+            let descriptors: Vec<rls::Descriptor> = indexes
+                .iter()
+                .filter_map(|&i| {
+                    let charge = pending.charges.get(i)?;
+                    Some(limits.limits.get(charge.limit)?.descriptor(&charge.key))
+                })
+                .collect();
+            let hits = u32::try_from(cost).unwrap_or(u32::MAX);
+            let message = rls::encode_request(&service.domain, &descriptors, hits);
+            match hostcalls::dispatch_grpc_call(
+                &service.cluster,
+                rls::SERVICE,
+                rls::METHOD,
+                vec![],
+                Some(&message),
+                Duration::from_millis(service.timeout_ms),
+            ) {
+                Ok(token) => pending.calls.push((token, indexes)),
+                Err(status) => {
+                    let reason = format!(
+                        "cannot call the rate limit service on cluster {:?}: {status:?}",
+                        service.cluster
+                    );
+                    if let Some(rejection) = self.failed(limits, &mut pending, &reason) {
+                        pending.refused.get_or_insert(rejection);
+                    }
+                }
+            }
+        }
+        match (pending.calls.is_empty(), pending.refused.take()) {
+            (true, None) => Start::Pass,
+            (true, Some(rejection)) => {
+                local::give_back(&HostStore, &pending.taken, limits.cas_retries);
+                self.refuse(rejection)
+            }
+            (false, refused) => {
+                pending.refused = refused;
+                Start::Wait(pending)
+            }
+        }
+    }
+
+    /// A failed check: counted, logged, and a refusal if `failure_mode` is `deny`.
+    fn failed(
+        &self,
+        limits: &RateLimits,
+        pending: &mut Pending,
+        reason: &str,
+    ) -> Option<Rejection> {
+        self.count(self.service_errors, 1);
+        log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
+        let deny = limits
+            .service
+            .as_ref()
+            .is_none_or(|s| s.failure_mode == Access::Deny);
+        deny.then(|| {
+            Rejection::new(
+                Code::Unavailable,
+                "the rate limit service cannot be reached",
+            )
+            .with_id(pending.id.as_deref())
+        })
+    }
+
+    /// One call's answer (`status` is the gRPC status, 0 for OK). When it was the last one:
+    /// `Some(Ok)` to forward the request, `Some(Err)` to refuse it (local tokens given back).
+    pub fn on_answer(
+        &self,
+        limits: &RateLimits,
+        pending: &mut Pending,
+        token: u32,
+        status: u32,
+        size: usize,
+    ) -> Option<Result<(), Rejection>> {
+        let at = pending.calls.iter().position(|(t, _)| *t == token)?;
+        let (_, indexes) = pending.calls.swap_remove(at);
+        let answer = match status {
+            0 => hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+                .map_err(|e| format!("cannot read its answer: {e:?}"))
+                .and_then(|b| {
+                    rls::decode_response(&b.unwrap_or_default())
+                        .map_err(|_| "its answer is not a RateLimitResponse".to_owned())
+                }),
+            status => Err(format!("gRPC status {status}")),
+        };
+        let outcome = match answer {
+            Ok(response) if response.overall_code == CODE_OK => None,
+            Ok(response) if response.overall_code == CODE_OVER_LIMIT => {
+                let refusal = response
+                    .statuses
+                    .iter()
+                    .zip(&indexes)
+                    .find(|(s, _)| s.code == CODE_OVER_LIMIT)
+                    .map(|(s, &i)| Refusal {
+                        limit: pending
+                            .charges
+                            .get(i)
+                            .and_then(|c| limits.limits.get(c.limit))
+                            .map_or_else(String::new, |l| l.name.clone()),
+                        quota: s.requests_per_unit,
+                        window_seconds: s.unit_seconds(),
+                        remaining: s.limit_remaining,
+                        retry_after_ms: (s.reset_ms > 0).then_some(s.reset_ms),
+                        why: None,
+                    });
+                match refusal {
+                    Some(refusal) => Some(refusal.rejection(pending.id.as_deref())),
+                    None => self.failed(
+                        limits,
+                        pending,
+                        "rate limit service: OVER_LIMIT without a status",
+                    ),
+                }
+            }
+            Ok(response) => self.failed(
+                limits,
+                pending,
+                &format!("rate limit service answered code {}", response.overall_code),
+            ),
+            Err(why) => self.failed(limits, pending, &format!("rate limit service: {why}")),
+        };
+        if let Some(rejection) = outcome {
+            pending.refused.get_or_insert(rejection);
+        }
+        if !pending.calls.is_empty() {
+            return None;
+        }
+        Some(match pending.refused.take() {
+            None => Ok(()),
+            Some(rejection) => {
+                self.count(self.denied, 1);
+                local::give_back(&HostStore, &pending.taken, limits.cas_retries);
+                Err(rejection)
+            }
+        })
+    }
+}
+
+fn is_global(limits: &RateLimits, charge: &Charge) -> bool {
+    limits
+        .limits
+        .get(charge.limit)
+        .is_some_and(|l| l.scope == Scope::Global)
+}
