@@ -8,7 +8,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CARGO_FLAGS ?=
 
-.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk bench
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk redis bench
 
 ## The rustup target for proxy-wasm modules.
 wasm-target:
@@ -42,7 +42,7 @@ lint: wasm-target
 unit:
 	cargo test $(CARGO_FLAGS) --workspace
 
-integration: build venv rmcp-client
+integration: build venv rmcp-client redis
 	$(PY) -m pytest -q -o timeout=180 -p no:cacheprovider tests
 
 ## Every test: formatting, lints, unit tests, then real Envoy with real MCP servers and SDK clients.
@@ -51,6 +51,10 @@ test: lint unit integration
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+## Redis for the global rate-limit tests (Debian's redis-server; the tests start their own on loopback).
+redis:
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 
 ## Load generator for `make bench` (Debian's wrk).
 wrk:

@@ -1,6 +1,7 @@
 """Rate limits through a real Envoy: the 429 an official SDK client sees, per-tool limits
-that leave other tools and callers alone, batches that pass whole or consume nothing, and
-exactness across two Envoy workers (local buckets in shared data)."""
+that leave other tools and callers alone, batches that pass whole or consume nothing,
+exactness across two Envoy workers (local buckets in shared data), and global limits shared
+by two Envoy processes through a Rate Limit Service backed by a real redis-server."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 
 from harness import gateway as gw
 from harness import procs
+from harness import ratelimit as rl
 from harness.rpc import stateless
 
 KEYS = ("alice-key", "bob-key")
@@ -201,5 +203,96 @@ def test_refill_stays_within_capacity_plus_rate_times_window(_alpha: procs.McpSe
         assert passed <= bound
         # The refill did happen: well over the capacity alone got through.
         assert passed >= capacity + rate * window * 0.5
+    finally:
+        g.stop()
+
+
+# --------------------------------------------------------------------------- global mode
+
+DAY_LIMITS = {"mcp-guard": {"shared": [N, "day"], "g-echo": [2, "day"]}}
+
+
+@pytest.fixture(scope="module")
+def rls(log_dir: Path) -> Iterator[int]:
+    """A real redis-server and the test Rate Limit Service on it: the service's port."""
+    redis, redis_port = rl.start_redis(log_dir)
+    service, port = rl.start_rls(redis_port, DAY_LIMITS, log_dir)
+    yield port
+    service.stop()
+    redis.stop()
+
+
+def global_config(limits: list[dict[str, Any]], failure_mode: str = "deny") -> dict[str, Any]:
+    service = {"cluster": rl.RLS_CLUSTER, "timeout_ms": 2000, "failure_mode": failure_mode}
+    return config(limits, service=service)
+
+
+def test_two_envoys_share_the_global_limit_exactly(_alpha: procs.McpServer, mcp_server: procs.McpServer, rls: int, log_dir: Path) -> None:
+    cfg = global_config([{"name": "shared", "scope": "global", "key": ["api_key"], "methods": ["tools/call"]}])
+    gateways = [
+        rl.start_gateway(_alpha.port, cfg, rls, name=f"envoy-ratelimit-global-{i}", log_dir=log_dir, concurrency=2) for i in range(2)
+    ]
+    try:
+        results: list[list[int]] = [[], []]
+
+        def run(i: int) -> None:
+            results[i] = hammer(gateways[i].url, 5 * N, threads=4)[0]
+
+        pool = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        statuses = results[0] + results[1]
+        passed = [r.count(200) for r in results]
+        print(f"\nexactness (global, 2 Envoys x 2 workers): {sum(passed)} of {len(statuses)} passed ({passed[0]} + {passed[1]}), limit {N}")
+        assert sorted(set(statuses)) == [200, 429]
+        assert sum(passed) == N
+        assert len([r for r in mcp_server.seen() if '"tools/call"' in r["body"]]) == N
+    finally:
+        for g in gateways:
+            g.stop()
+
+
+def test_global_refusal_gives_local_tokens_back(_alpha: procs.McpServer, rls: int, log_dir: Path) -> None:
+    cfg = global_config(
+        [
+            {"name": "local-calls", "key": ["api_key"], "methods": ["tools/call"], "bucket": {"capacity": 3}},
+            {"name": "g-echo", "scope": "global", "tools": ["echo"], "key": ["api_key", "tool"]},
+        ]
+    )
+    g = rl.start_gateway(_alpha.port, cfg, rls, name="envoy-ratelimit-mixed", log_dir=log_dir)
+    try:
+        for _ in range(2):
+            assert sdk_call(g, "echo", "alice-key", '{"text":"g"}')["ok"]
+        refused = sdk_call(g, "echo", "alice-key", '{"text":"g"}')
+        error = refused["error"]
+        assert (error["http_status"], error["code"], error["data"]["limit"]) == (429, -32029, "g-echo"), error
+        assert error["data"]["retry_after_seconds"] > 0
+        resp = call(g, "echo", "alice-key")
+        assert resp.status_code == 429
+        assert resp.headers["ratelimit-policy"] == '"g-echo";q=2;w=86400'
+        assert resp.headers["ratelimit"].startswith('"g-echo";r=0;t=')
+        assert int(resp.headers["retry-after"]) > 0
+        # The local bucket (3) lost only the two calls that passed: one add passes, then none.
+        assert call(g, "add", "alice-key").status_code == 200
+        assert call(g, "add", "alice-key").status_code == 429
+        # Bob has his own global bucket.
+        assert call(g, "echo", "bob-key").status_code == 200
+    finally:
+        g.stop()
+
+
+@pytest.mark.parametrize(("mode", "status"), [("deny", 503), ("allow", 200)])
+def test_service_failure_follows_failure_mode(_alpha: procs.McpServer, log_dir: Path, mode: str, status: int) -> None:
+    cfg = global_config([{"name": "shared", "scope": "global", "key": ["api_key"]}], failure_mode=mode)
+    g = rl.start_gateway(_alpha.port, cfg, procs.free_port(), name=f"envoy-ratelimit-down-{mode}", log_dir=log_dir)
+    try:
+        resp = call(g, "echo", "alice-key")
+        assert resp.status_code == status, resp.text
+        if status == 503:
+            assert resp.json()["error"]["data"]["reason"] == "the rate limit service cannot be reached"
+        errors = [v for k, v in g.stats("ratelimit").items() if k.endswith("mcp_guard.ratelimit.service_errors")]
+        assert errors and errors[0] >= 1
     finally:
         g.stop()

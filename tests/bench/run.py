@@ -91,6 +91,7 @@ GATEWAYS = {
         GatewaySpec("C", "Envoy + mcp-guard with the same tool allowlist", BENCH / "guard.yaml"),
         GatewaySpec("B-jwt", "B with `envoy.filters.http.jwt_authn` first (jwt_cache_config: 1024 entries)", BENCH / "native-jwt.yaml", auth=True),
         GatewaySpec("C-jwt", "C with a JWT provider in mcp-guard's `auth` (its per-worker cache: 1024 entries)", BENCH / "guard-jwt.yaml", auth=True),
+        GatewaySpec("C-rl", "C with two local rate limits on tools/call (per caller, per tool; never refusing)", BENCH / "guard-ratelimit.yaml"),
     )
 }
 UNCACHED = 5000  # tokens cycled per set: more than either gateway's cache (1024) holds
@@ -120,6 +121,7 @@ GROUPS = (
             Workload("jwt-eddsa-nocache", 32, "call300", "eddsa"),
         ),
     ),
+    Group(("A", "C", "C-rl"), (Workload("ratelimit", 32, "call300"), Workload("ratelimit", 1, "call300"))),
 )
 WORKLOAD_NOTES = (
     "Workloads: `call300` a ~300 B tools/call (varied ids and allowlisted tool names); `list` tools/list; `call64k` a 64 KiB",
@@ -128,6 +130,8 @@ WORKLOAD_NOTES = (
     f"cycles {TOKEN_SETS['rs256-few'].count} RS256 tokens, served from both caches; each `-nocache` row cycles {UNCACHED} distinct tokens"
     " (RSA 2048, EC",
     "P-256, Ed25519), more than either cache holds, so every request verifies a signature (the caches stay on).",
+    "The `ratelimit` rows (A/C/C-rl in the A, B, C columns) send `call300` through C and through C with two rate limits,",
+    "so their C/B column is the cost of the limits.",
 )
 
 
@@ -407,7 +411,10 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "5")))
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--out", type=Path, default=procs.REPO / "BENCHMARKS.md")
+    ap.add_argument("--only", help="a smoke run: only the groups with this gateway (e.g. C-rl), no core bench")
     args = ap.parse_args()
+    groups = tuple(g for g in GROUPS if not args.only or args.only in g.roles)
+    specs = [s for s in GATEWAYS.values() if any(s.key in g.roles for g in groups)]
 
     log_dir = Path(tempfile.mkdtemp(prefix="mcp-guard-bench-"))
     upstream_port, upstream_admin = procs.free_port(), procs.free_port()
@@ -419,16 +426,16 @@ def main() -> int:
     try:
         started.append(start_envoy("upstream", log_dir / "upstream.yaml", upstream_admin, 1, log_dir))
         gateways: dict[str, Gateway] = {}
-        for spec in GATEWAYS.values():
+        for spec in specs:
             port, admin = procs.free_port(), procs.free_port()
             proc = start_envoy(f"gateway-{spec.key}", rewrite(spec.config, port, admin, upstream_port, log_dir), admin, 0, log_dir)
             started.append(proc)
             gateways[spec.key] = Gateway(spec, proc, port, admin)
         cursor = TokenCursor(mint_tokens(TOKEN_SETS, log_dir))
         problems = check_decisions(list(gateways.values()), cursor.files)
-        results: Results = {(group, w): {key: Cell() for key in group.roles} for group in GROUPS for w in group.workloads}
+        results: Results = {(group, w): {key: Cell() for key in group.roles} for group in groups for w in group.workloads}
         for rnd in range(args.rounds):
-            for group in GROUPS:
+            for group in groups:
                 shift = rnd % len(group.roles)
                 order = [gateways[key] for key in group.roles[shift:] + group.roles[:shift]]
                 for w in group.workloads:
@@ -446,7 +453,7 @@ def main() -> int:
         extra = versions()
         extra.update({f"mcp-guard VM memory (one worker, after the run), {key}": f"{vm_memory(g)} bytes" for key, g in gateways.items() if key.startswith("C")})
         extra.update({f"Envoy RSS after the run, {key}": f"{rss_kib(g.proc.pid)} KiB" for key, g in gateways.items()})
-        micro = subprocess.run(
+        micro = "(skipped)" if args.only else subprocess.run(
             ["cargo", "bench", "-q", "-p", "mcp-guard", "--bench", "core"], capture_output=True, text=True, cwd=procs.REPO, check=True
         ).stdout
         text = report(results, args.rounds, args.seconds, extra, micro, problems)
