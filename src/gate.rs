@@ -582,6 +582,49 @@ mod tests {
     }
 
     #[test]
+    fn approved_requests_carry_what_they_owe() {
+        let config = Config::from_json(
+            br#"{"policy":{"deny":{"tools":["rm"]}},"rate_limits":{"limits":[{"name":"s",
+                "key":["session","tool"],"methods":["tools/call"],"bucket":{"capacity":5}}]}}"#,
+        )
+        .unwrap();
+        let gate = Gate { config: &config };
+        let anon = &Identity::anonymous();
+        let post = head(
+            "POST",
+            "/mcp",
+            &[
+                ("content-type", "application/json"),
+                ("mcp-session-id", "abc"),
+            ],
+            false,
+        );
+        let call = br#"{"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"echo"}}"#;
+        let approved = gate.approve(BodyRule::JsonRpc, &post, anon, call).unwrap();
+        assert_eq!(
+            approved.charges,
+            [Charge {
+                limit: 0,
+                key: vec!["abc".into(), "echo".into()],
+                cost: 1
+            }]
+        );
+        assert_eq!(approved.id.as_deref(), Some("\"q\""));
+        // A message no limit applies to owes nothing (and needs no id for a 429).
+        let ping = br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+        let approved = gate.approve(BodyRule::JsonRpc, &post, anon, ping).unwrap();
+        assert_eq!((approved.charges.len(), approved.id), (0, None));
+        // A request the policy refuses is refused before it owes anything.
+        let rm = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"rm"}}"#;
+        assert_eq!(
+            gate.approve(BodyRule::JsonRpc, &post, anon, rm)
+                .unwrap_err()
+                .code,
+            Code::Forbidden
+        );
+    }
+
+    #[test]
     fn shadow_denials_pass_with_their_decision() {
         let config = Config::from_json(
             br#"{"policy":{"shadow":true,"deny":{"tools":["delete_*"]},

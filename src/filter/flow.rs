@@ -337,6 +337,14 @@ impl Flow {
         }
     }
 
+    /// The stream ended while held for the Rate Limit Service: nothing was forwarded, so
+    /// nothing is owed.
+    pub fn abandon(&mut self) {
+        if let (Some((pending, _)), Some(limiter)) = (self.limiting.take(), &self.shared.limiter) {
+            limiter.abandon(&self.shared.config.rate_limits, &pending);
+        }
+    }
+
     /// Forwards the approved request; a list request's answer will be filtered.
     fn pass(&mut self, list: Option<ListRequest>) -> Action {
         self.answer = list

@@ -35,6 +35,13 @@ impl Context for Request {
         self.shared.on_fetched(token_id, body_size);
     }
 
+    /// The stream ends; a request still held for the Rate Limit Service gives its local
+    /// tokens back (the client went away before the answer).
+    fn on_done(&mut self) -> bool {
+        self.flow.borrow_mut().abandon();
+        true
+    }
+
     /// A Rate Limit Service call this request made has answered (or failed).
     fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
         self.flow

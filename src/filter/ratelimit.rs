@@ -14,7 +14,7 @@ use super::log;
 use crate::config::Access;
 use crate::ratelimit::local::{self, Taken};
 use crate::ratelimit::rls::{self, CODE_OK, CODE_OVER_LIMIT};
-use crate::ratelimit::{Charge, RateLimits, Refusal, Scope};
+use crate::ratelimit::{Charge, RateLimits, Scope};
 use crate::reject::{Code, Rejection};
 
 /// This VM's rate-limit counters (Envoy sums them over workers by name).
@@ -67,6 +67,13 @@ impl Limiter {
         if let (Some(id), true) = (metric, n > 0) {
             let _ = hostcalls::increment_metric(id, i64::from(n));
         }
+    }
+
+    /// Gives back the local tokens of a request that will not be forwarded (refused by a
+    /// global limit, or ended while its calls were in flight).
+    pub fn abandon(&self, limits: &RateLimits, pending: &Pending) {
+        let failed = local::give_back(&HostStore, &pending.taken, limits.cas_retries);
+        self.count(self.contention, failed);
     }
 
     /// Refuses the request: counted once, whatever refused it.
@@ -145,7 +152,7 @@ impl Limiter {
         match (pending.calls.is_empty(), pending.refused.take()) {
             (true, None) => Start::Pass,
             (true, Some(rejection)) => {
-                local::give_back(&HostStore, &pending.taken, limits.cas_retries);
+                self.abandon(limits, &pending);
                 self.refuse(rejection)
             }
             (false, refused) => {
@@ -201,31 +208,9 @@ impl Limiter {
         let outcome = match answer {
             Ok(response) if response.overall_code == CODE_OK => None,
             Ok(response) if response.overall_code == CODE_OVER_LIMIT => {
-                let refusal = response
-                    .statuses
-                    .iter()
-                    .zip(&indexes)
-                    .find(|(s, _)| s.code == CODE_OVER_LIMIT)
-                    .map(|(s, &i)| Refusal {
-                        limit: pending
-                            .charges
-                            .get(i)
-                            .and_then(|c| limits.limits.get(c.limit))
-                            .map_or_else(String::new, |l| l.name.clone()),
-                        quota: s.requests_per_unit,
-                        window_seconds: s.unit_seconds(),
-                        remaining: s.limit_remaining,
-                        retry_after_ms: (s.reset_ms > 0).then_some(s.reset_ms),
-                        why: None,
-                    });
-                match refusal {
-                    Some(refusal) => Some(refusal.rejection(pending.id.as_deref())),
-                    None => self.failed(
-                        limits,
-                        pending,
-                        "rate limit service: OVER_LIMIT without a status",
-                    ),
-                }
+                let charges = indexes.iter().filter_map(|&i| pending.charges.get(i));
+                let refusal = limits.global_refusal(charges, &response.statuses);
+                Some(refusal.rejection(pending.id.as_deref()))
             }
             Ok(response) => self.failed(
                 limits,
@@ -244,7 +229,7 @@ impl Limiter {
             None => Ok(()),
             Some(rejection) => {
                 self.count(self.denied, 1);
-                local::give_back(&HostStore, &pending.taken, limits.cas_retries);
+                self.abandon(limits, pending);
                 Err(rejection)
             }
         })

@@ -279,6 +279,37 @@ impl RateLimits {
     }
 }
 
+impl RateLimits {
+    /// The refusal for an OVER_LIMIT answer to one call whose descriptors were `charges`, in
+    /// order: the first descriptor over its limit, with the service's numbers. A service that
+    /// sends no statuses (Limitador answers with the overall code only) is still obeyed: the
+    /// call's first limit is named, with what is known (`q=0`: not told).
+    pub fn global_refusal<'c>(
+        &self,
+        charges: impl Iterator<Item = &'c Charge>,
+        statuses: &[rls::Status],
+    ) -> Refusal {
+        let mut charges = charges.peekable();
+        let first = charges.peek().map(|c| c.limit);
+        let (status, limit) = statuses
+            .iter()
+            .zip(charges)
+            .find(|(s, _)| s.code == rls::CODE_OVER_LIMIT)
+            .map_or((None, first), |(s, c)| (Some(s), Some(c.limit)));
+        let status = status.cloned().unwrap_or_default();
+        Refusal {
+            limit: limit
+                .and_then(|i| self.limits.get(i))
+                .map_or_else(String::new, |l| l.name.clone()),
+            quota: status.requests_per_unit,
+            window_seconds: status.unit_seconds(),
+            remaining: status.limit_remaining,
+            retry_after_ms: (status.reset_ms > 0).then_some(status.reset_ms),
+            why: None,
+        }
+    }
+}
+
 /// A refused request: the limit and what the client is told about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {

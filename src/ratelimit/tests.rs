@@ -228,3 +228,56 @@ fn refusal_is_a_429_with_headers_and_data() {
         serde_json::Value::Null
     );
 }
+
+#[test]
+fn global_refusal_names_the_descriptor_over_its_limit() {
+    let l = limits(
+        r#"{"service":{"cluster":"rls"},"limits":[{"name":"a","scope":"global"},{"name":"b","scope":"global"}]}"#,
+    );
+    let charges = [
+        Charge {
+            limit: 0,
+            key: vec![],
+            cost: 1,
+        },
+        Charge {
+            limit: 1,
+            key: vec![],
+            cost: 1,
+        },
+    ];
+    let ok = rls::Status {
+        code: rls::CODE_OK,
+        ..rls::Status::default()
+    };
+    let over = rls::Status {
+        code: rls::CODE_OVER_LIMIT,
+        requests_per_unit: 20,
+        unit: 2,
+        limit_remaining: 0,
+        reset_ms: 1_500,
+    };
+    let r = l.global_refusal(charges.iter(), &[ok, over]);
+    assert_eq!(
+        r,
+        Refusal {
+            limit: "b".into(),
+            quota: 20,
+            window_seconds: Some(60),
+            remaining: 0,
+            retry_after_ms: Some(1_500),
+            why: None,
+        }
+    );
+    // No statuses (Limitador): still refused, naming the call's first limit.
+    let r = l.global_refusal(charges.iter(), &[]);
+    assert_eq!(
+        (
+            r.limit.as_str(),
+            r.quota,
+            r.window_seconds,
+            r.retry_after_ms
+        ),
+        ("a", 0, None, None)
+    );
+}
