@@ -293,16 +293,22 @@ def test_global_refusal_gives_local_tokens_back(_alpha: procs.McpServer, rls: in
         g.stop()
 
 
-@pytest.mark.parametrize(("mode", "status"), [("deny", 503), ("allow", 200)])
-def test_service_failure_follows_failure_mode(_alpha: procs.McpServer, log_dir: Path, mode: str, status: int) -> None:
+@pytest.mark.parametrize(
+    ("mode", "cluster", "status"),
+    [("deny", rl.RLS_CLUSTER, 503), ("allow", rl.RLS_CLUSTER, 200), ("deny", "no-such-cluster", 503)],
+)
+def test_service_failure_follows_failure_mode(_alpha: procs.McpServer, log_dir: Path, mode: str, cluster: str, status: int) -> None:
+    """Nothing listens behind the `rls` cluster (or the cluster does not exist)."""
     cfg = global_config([{"name": "shared", "scope": "global", "key": ["api_key"]}], failure_mode=mode)
-    g = rl.start_gateway(_alpha.port, cfg, procs.free_port(), name=f"envoy-ratelimit-down-{mode}", log_dir=log_dir)
+    cfg["rate_limits"]["service"]["cluster"] = cluster
+    g = rl.start_gateway(_alpha.port, cfg, procs.free_port(), name=f"envoy-ratelimit-down-{mode}-{cluster}", log_dir=log_dir)
     try:
-        resp = call(g, "echo", "alice-key")
-        assert resp.status_code == status, resp.text
+        for _ in range(2):  # the filter stays up after a failure
+            resp = call(g, "echo", "alice-key")
+            assert resp.status_code == status, resp.text
         if status == 503:
             assert resp.json()["error"]["data"]["reason"] == "the rate limit service cannot be reached"
         errors = [v for k, v in g.stats("ratelimit").items() if k.endswith("mcp_guard.ratelimit.service_errors")]
-        assert errors and errors[0] >= 1
+        assert errors == [2]
     finally:
         g.stop()

@@ -143,7 +143,7 @@ impl Limiter {
                         "cannot call the rate limit service on cluster {:?}: {status:?}",
                         service.cluster
                     );
-                    if let Some(rejection) = self.failed(limits, &mut pending, &reason) {
+                    if let Some(rejection) = self.failed(limits, pending.id.as_deref(), &reason) {
                         pending.refused.get_or_insert(rejection);
                     }
                 }
@@ -163,12 +163,7 @@ impl Limiter {
     }
 
     /// A failed check: counted, logged, and a refusal if `failure_mode` is `deny`.
-    fn failed(
-        &self,
-        limits: &RateLimits,
-        pending: &mut Pending,
-        reason: &str,
-    ) -> Option<Rejection> {
+    fn failed(&self, limits: &RateLimits, id: Option<&str>, reason: &str) -> Option<Rejection> {
         self.count(self.service_errors, 1);
         log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
         let deny = limits
@@ -180,7 +175,7 @@ impl Limiter {
                 Code::Unavailable,
                 "the rate limit service cannot be reached",
             )
-            .with_id(pending.id.as_deref())
+            .with_id(id)
         })
     }
 
@@ -214,10 +209,14 @@ impl Limiter {
             }
             Ok(response) => self.failed(
                 limits,
-                pending,
+                pending.id.as_deref(),
                 &format!("rate limit service answered code {}", response.overall_code),
             ),
-            Err(why) => self.failed(limits, pending, &format!("rate limit service: {why}")),
+            Err(why) => self.failed(
+                limits,
+                pending.id.as_deref(),
+                &format!("rate limit service: {why}"),
+            ),
         };
         if let Some(rejection) = outcome {
             pending.refused.get_or_insert(rejection);
