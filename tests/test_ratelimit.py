@@ -223,13 +223,19 @@ DAY_LIMITS = {"mcp-guard": {"shared": [N, "day"], "g-echo": [2, "day"]}}
 
 
 @pytest.fixture(scope="module")
-def rls(log_dir: Path) -> Iterator[int]:
-    """A real redis-server and the test Rate Limit Service on it: the service's port."""
-    redis, redis_port = rl.start_redis(log_dir)
+def redis_port(log_dir: Path) -> Iterator[int]:
+    """A real redis-server on a free loopback port."""
+    redis, port = rl.start_redis(log_dir)
+    yield port
+    redis.stop()
+
+
+@pytest.fixture(scope="module")
+def rls(redis_port: int, log_dir: Path) -> Iterator[int]:
+    """The test Rate Limit Service on that Redis: the service's port."""
     service, port = rl.start_rls(redis_port, DAY_LIMITS, log_dir)
     yield port
     service.stop()
-    redis.stop()
 
 
 def global_config(limits: list[dict[str, Any]], failure_mode: str = "deny") -> dict[str, Any]:
@@ -312,3 +318,19 @@ def test_service_failure_follows_failure_mode(_alpha: procs.McpServer, log_dir: 
         assert errors == [2]
     finally:
         g.stop()
+
+
+def test_a_slow_service_times_out_into_the_failure_mode(_alpha: procs.McpServer, redis_port: int, log_dir: Path) -> None:
+    service, port = rl.start_rls(redis_port, DAY_LIMITS, log_dir, delay=2.0)
+    cfg = global_config([{"name": "shared", "scope": "global", "key": ["api_key"]}])
+    cfg["rate_limits"]["service"]["timeout_ms"] = 200
+    g = rl.start_gateway(_alpha.port, cfg, port, name="envoy-ratelimit-slow", log_dir=log_dir)
+    try:
+        started = time.monotonic()
+        resp = call(g, "echo", "alice-key")
+        took = time.monotonic() - started
+        assert resp.status_code == 503, resp.text
+        assert took < 1.5, took
+    finally:
+        g.stop()
+        service.stop()

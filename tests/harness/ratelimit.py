@@ -33,9 +33,10 @@ def start_redis(log_dir: Path) -> tuple[Proc, int]:
     return start(f"redis-{port}", cmd, ready_port=port, log_dir=log_dir), port
 
 
-def start_rls(redis_port: int, limits: dict[str, Any], log_dir: Path) -> tuple[Proc, int]:
-    """The service with `limits` (domain -> limit name -> [requests, unit])."""
-    cmd = [PYTHON, str(RLS_SERVER), "--port", "0", "--redis-port", str(redis_port), "--limits", json.dumps(limits)]
+def start_rls(redis_port: int, limits: dict[str, Any], log_dir: Path, delay: float = 0.0) -> tuple[Proc, int]:
+    """The service with `limits` (domain -> limit name -> [requests, unit]), answering
+    `delay` seconds late."""
+    cmd = [PYTHON, str(RLS_SERVER), "--port", "0", "--redis-port", str(redis_port), "--limits", json.dumps(limits), "--delay", str(delay)]
     proc = start("rls-server", cmd, ready=r"ready (\d+)", timeout=30, log_dir=log_dir)
     assert proc.ready_match is not None
     return proc, int(proc.ready_match.group(1))

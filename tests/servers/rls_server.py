@@ -13,7 +13,7 @@ increments every descriptor regardless.
     rls_server.py --port 0 --redis-port 6390 --limits '{"mcp-guard": {"exact": [20, "minute"]}}'
 
 `--limits`: domain -> limit name (the descriptor's first entry, `limit`) -> [requests, unit].
-Prints `ready <port>` once serving. Messages come from tests/rls/rls.proto (Envoy's field
+`--delay` makes every answer late. Prints `ready <port>` once serving. Messages come from tests/rls/rls.proto (Envoy's field
 numbers), compiled with grpcio-tools at start.
 """
 
@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--redis-port", type=int, required=True)
     ap.add_argument("--limits", required=True)
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each answer (timeout tests)")
     args = ap.parse_args()
     limits: dict[str, dict[str, list]] = json.loads(args.limits)
     pb, pb_grpc = load_messages()
@@ -81,6 +82,7 @@ def main() -> None:
 
     class Service(pb_grpc.RateLimitServiceServicer):  # type: ignore[attr-defined,misc,name-defined]
         def ShouldRateLimit(self, request, context):  # noqa: N802 (gRPC method name)
+            time.sleep(args.delay)
             hits = request.hits_addend or 1
             now = time.time()
             keys, argv, plans = [], [hits], []
