@@ -194,7 +194,12 @@ def test_exactly_capacity_passes_across_two_workers(_alpha: procs.McpServer, mcp
         assert len([r for r in mcp_server.seen() if '"tools/call"' in r["body"]]) == N
         workers = served_by_workers(g)
         assert len(workers) == 2 and min(workers) > 0, workers
-        print(f"\nexactness (local, concurrency 2): {statuses.count(200)} of {len(statuses)} passed, capacity {N}; connections per worker {workers}")
+        counters = {k.rpartition("ratelimit.")[2]: v for k, v in g.stats("mcp_guard.ratelimit").items()}
+        assert counters["denied"] == 9 * N
+        print(
+            f"\nexactness (local, concurrency 2): {statuses.count(200)} of {len(statuses)} passed, capacity {N}; "
+            f"connections per worker {workers}; counters {counters}"
+        )
     finally:
         g.stop()
 
