@@ -168,9 +168,9 @@ fn tool<'m>(message: &'m Message<'_>) -> Option<&'m str> {
 }
 
 impl Cost {
-    /// The cost of `message` (its arguments read from `body`): an argument's count if one
-    /// is configured for the tool and present, else the highest matching tool cost, else
-    /// the default.
+    /// The cost of `message` (its arguments read from `body`): an argument's count (at
+    /// least 1, so that a call cannot make itself free) if one is configured for the tool
+    /// and present, else the highest matching tool cost, else the default.
     fn of(&self, message: &Message<'_>, body: &[u8]) -> u64 {
         let Some(tool) = tool(message) else {
             return self.default;
@@ -181,7 +181,8 @@ impl Cost {
             .iter()
             .filter(|(glob, _)| glob.is_match(tool))
             .filter_map(|(_, tokens)| crate::arguments::count_at(args?, tokens))
-            .max();
+            .max()
+            .map(|n| n.max(1));
         counted
             .or_else(|| {
                 self.tools

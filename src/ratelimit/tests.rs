@@ -117,6 +117,14 @@ fn selectors_keys_and_costs() {
         per_caller(&call("send_email", r#"{"to":2.5}"#)),
         "per-caller-tool:k1|send_email=3"
     );
+    // A count of zero still costs one: a call cannot make itself free.
+    for args in [r#"{"to":[]}"#, r#"{"to":0}"#, r#"{"to":-0}"#] {
+        assert_eq!(
+            per_caller(&call("send_email", args)),
+            "per-caller-tool:k1|send_email=1",
+            "{args}"
+        );
+    }
     // Absent, negative or not a count: the tool's cost.
     for args in ["{}", r#"{"to":-4}"#, r#"{"to":"x"}"#, r#"{"to":1,"to":2}"#] {
         assert_eq!(
