@@ -104,6 +104,19 @@ fn explain_allows() {
 }
 
 #[test]
+fn explain_shows_what_a_call_owes_the_rate_limits() {
+    let config = r#"{"rate_limits":{"limits":[
+        {"name":"per-tool","key":["tool"],"bucket":{"capacity":9},"cost":{"tools":{"echo":2}}},
+        {"name":"lists","methods":["tools/list"],"bucket":{"capacity":9}}]}}"#;
+    let (code, out, _) = explain(config, &call(1, "echo"), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.ends_with("limit:    \"per-tool\" key [\"echo\"] costs 2\nverdict:  pass\n"),
+        "{out}"
+    );
+}
+
+#[test]
 fn explain_names_the_denying_rule_and_prints_the_403() {
     let (code, out, _) = explain(POLICY, &call(7, "shell"), &[]);
     assert_eq!(code, 2, "{out}");

@@ -303,7 +303,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
         if body.len() as u64 > config.max_body_bytes {
             return out.refused(&gate.too_large());
         }
-        let verdict = gate.on_body(rule, &head, &identity, &body);
+        let verdict = gate.approve(rule, &head, &identity, &body);
         // Each message's decision, by the same rules the gate applies (a policy refusal stops
         // the gate at the first denied message; the report shows every one).
         let policy_stage = match &verdict {
@@ -324,7 +324,17 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
             }
         }
         match verdict {
-            Ok(_) => {
+            Ok(approved) => {
+                // What the request would take from each rate-limit bucket (offline, the
+                // buckets themselves are unknown).
+                for charge in &approved.charges {
+                    if let Some(limit) = config.rate_limits.limits.get(charge.limit) {
+                        out.line(format!(
+                            "limit:    {:?} key {:?} costs {}",
+                            limit.name, charge.key, charge.cost
+                        ));
+                    }
+                }
                 out.line("verdict:  pass");
                 out.finish(ExitCode::SUCCESS)
             }
