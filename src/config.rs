@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::arguments::{self, ArgumentsDto};
 use crate::auth::{AuthDto, Authenticator, Provider};
 use crate::glob::{Glob, GlobError, PatternSet};
+use crate::observe::{AuditDto, MetricsDto, Observe};
 use crate::policy::{
     Lists, Policy, Rule, Selector, Who, GLOBAL_RULE, PROMPT_METHODS, RESOURCE_METHODS, TOOL_METHODS,
 };
@@ -24,6 +25,7 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 pub const MAX_MAX_BODY_BYTES: u64 = 64 << 20;
 
 /// What to do with a request or stream: let it through or refuse it.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
@@ -32,6 +34,7 @@ pub enum Access {
     Deny,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigDto {
@@ -49,9 +52,14 @@ struct ConfigDto {
     #[serde(default)]
     upstream: UpstreamDto,
     #[serde(default)]
+    metrics: MetricsDto,
+    #[serde(default)]
+    audit: AuditDto,
+    #[serde(default)]
     rate_limits: RateLimitsDto,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyDto {
@@ -65,6 +73,7 @@ struct PolicyDto {
     arguments: ArgumentsDto,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleDto {
@@ -78,6 +87,7 @@ struct RuleDto {
     shadow: bool,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WhoDto {
@@ -94,6 +104,7 @@ pub(crate) struct WhoDto {
     authenticated: Option<bool>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListsDto {
@@ -120,6 +131,8 @@ pub struct Config {
     pub auth: Option<Authenticator>,
     /// What approved requests carry upstream instead of the client's credentials.
     pub upstream: Upstream,
+    /// Metric labels and the audit log.
+    pub observe: Observe,
     /// Token buckets approved requests take from; empty: no limits, no cost.
     pub rate_limits: RateLimits,
 }
@@ -172,6 +185,15 @@ impl Config {
     }
 }
 
+/// The JSON Schema of the configuration, generated from the types the filter parses, for
+/// editors and CI (`mcp-guard schema`; committed as docs/mcp-guard.schema.json).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn json_schema() -> String {
+    let mut schema = schemars::schema_for!(ConfigDto);
+    schema.insert("title".into(), "mcp-guard filter configuration".into());
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
+}
+
 impl ConfigDto {
     fn compile(self) -> Result<Config, ConfigError> {
         let endpoints = self.endpoints.unwrap_or_else(|| vec!["/mcp".into()]);
@@ -198,15 +220,18 @@ impl ConfigDto {
                 message: format!("{max_body_bytes} is outside 1..={MAX_MAX_BODY_BYTES}"),
             });
         }
+        let policy = self.policy.compile()?;
+        let observe = Observe::compile(self.metrics, self.audit, policy.tool_literals());
         Ok(Config {
             endpoints: patterns("endpoints", &endpoints)?,
             other_paths: self.other_paths,
             max_body_bytes,
             get_stream: self.get_stream,
             delete_session: self.delete_session,
-            policy: self.policy.compile()?,
+            policy,
             auth: self.auth.map(|a| a.compile("auth")).transpose()?,
             upstream: self.upstream.compile()?,
+            observe,
             rate_limits: self.rate_limits.compile("rate_limits")?,
         })
     }
@@ -423,7 +448,7 @@ mod tests {
             (r#"{"endpoints":[]}"#, "endpoints: at least one MCP endpoint path is required"),
             (r#"{"endpoints":["/mcp","mcp"]}"#, "endpoints[1]: path \"mcp\" must start with '/'"),
             (r#"{"other_paths":"maybe"}"#, "other_paths: unknown variant `maybe`, expected `allow` or `deny` at line 1 column 22"),
-            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `rate_limits` at line 1 column 8"),
+            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `rate_limits` at line 1 column 8"),
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),
@@ -470,6 +495,18 @@ mod tests {
 #[cfg(test)]
 mod doc_tests {
     use super::Config;
+
+    /// The committed schema is the one the types generate (regenerate with
+    /// `cargo run -q --bin mcp-guard -- schema > docs/mcp-guard.schema.json`).
+    #[test]
+    fn committed_schema_is_current() {
+        let committed = include_str!("../docs/mcp-guard.schema.json");
+        assert_eq!(
+            committed.trim_end(),
+            super::json_schema(),
+            "docs/mcp-guard.schema.json is stale"
+        );
+    }
 
     /// Every JSON example in docs/CONFIG.md is a configuration the filter accepts (fragments
     /// such as `"auth": {...}` are wrapped in an object first), so the docs stay true.

@@ -6,7 +6,7 @@
 
 use crate::auth::Identity;
 use crate::config::{Access, Config};
-use crate::jsonrpc::{parse_body, Body, BodyError};
+use crate::jsonrpc::{parse_body, Body, BodyError, Seen};
 use crate::listfilter::ListRequest;
 use crate::policy::Decision;
 use crate::ratelimit::{Charge, KeyContext};
@@ -111,7 +111,8 @@ pub struct LocalReply {
 /// the request owes the rate limits (for the glue to take before it forwards).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Approved<'p> {
-    pub decisions: Vec<Decision<'p>>,
+    /// The decision on each message, with what the message was, in body order.
+    pub decisions: Vec<(Seen, Decision<'p>)>,
     pub list: Option<ListRequest>,
     pub charges: Vec<Charge>,
     /// The single request's `id` as JSON text, for a rate-limit refusal (only with charges).
@@ -202,8 +203,13 @@ impl<'c> Gate<'c> {
         identity: &Identity,
         body: &[u8],
     ) -> Result<Vec<Decision<'c>>, Rejection> {
-        self.approve(rule, head, identity, body)
-            .map(|approved| approved.decisions)
+        self.approve(rule, head, identity, body).map(|approved| {
+            approved
+                .decisions
+                .into_iter()
+                .map(|(_, decision)| decision)
+                .collect()
+        })
     }
 
     /// [`Gate::on_body`], and for an approved single list request, what its answer must be
@@ -260,14 +266,16 @@ impl<'c> Gate<'c> {
             .enumerate()
             .map(
                 |(i, message)| match rules.decide_with_arguments(message, body) {
-                    Decision::Denied { reason, .. } => {
+                    Decision::Denied { reason, rule } => {
                         let reason = match parsed {
                             Body::Batch(_) => format!("batch[{i}]: {reason}"),
                             Body::Single(_) => reason,
                         };
-                        Err(Rejection::new(Code::Forbidden, reason).with_id(id))
+                        Err(Rejection::new(Code::Forbidden, reason)
+                            .with_id(id)
+                            .about(message.seen(), rule))
                     }
-                    decision => Ok(decision),
+                    decision => Ok((message.seen(), decision)),
                 },
             )
             .collect::<Result<Vec<_>, _>>()?;

@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use crate::jsonrpc::Seen;
+
 /// Why the filter refused a request; fixes the JSON-RPC code and the HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
@@ -35,6 +37,23 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, for tables and tests that must cover them all.
+    pub const ALL: [Code; 13] = [
+        Code::ParseError,
+        Code::InvalidRequest,
+        Code::InvalidParams,
+        Code::HeaderMismatch,
+        Code::Unauthenticated,
+        Code::Forbidden,
+        Code::MethodNotAllowed,
+        Code::PayloadTooLarge,
+        Code::UnsupportedMediaType,
+        Code::Internal,
+        Code::Unavailable,
+        Code::BadGateway,
+        Code::RateLimited,
+    ];
+
     /// The JSON-RPC `error.code`.
     pub fn json_rpc(self) -> i32 {
         match self {
@@ -104,6 +123,9 @@ pub struct Rejection {
     pub headers: Vec<(&'static str, String)>,
     /// More members of `error.data` after `reason`: name and value as JSON text.
     pub data: Vec<(&'static str, String)>,
+    /// The message refused and the rule (for a 429: the limit) that refused it, for metrics
+    /// and the audit log.
+    pub about: Option<Box<(Seen, Option<String>)>>,
 }
 
 impl Rejection {
@@ -114,7 +136,13 @@ impl Rejection {
             id: None,
             headers: Vec::new(),
             data: Vec::new(),
+            about: None,
         }
+    }
+
+    pub fn about(mut self, message: Seen, rule: Option<&str>) -> Rejection {
+        self.about = Some(Box::new((message, rule.map(str::to_owned))));
+        self
     }
 
     pub fn with_header(mut self, name: &'static str, value: String) -> Rejection {
@@ -229,6 +257,7 @@ mod tests {
             (Code::BadGateway, -32603, 502),
             (Code::RateLimited, -32029, 429),
         ];
+        assert_eq!(table.len(), Code::ALL.len());
         for (code, rpc, http) in table {
             assert_eq!(
                 (code.json_rpc(), code.http_status()),

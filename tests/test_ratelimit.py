@@ -36,7 +36,7 @@ def config(limits: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     }
 
 
-BEHAVIOUR = config(
+BEHAVIOUR = {**config(
     [
         # Per caller and tool: two echo calls, ever.
         {"name": "echo-per-caller", "tools": ["echo"], "key": ["api_key", "tool"], "bucket": {"capacity": 2}},
@@ -49,7 +49,7 @@ BEHAVIOUR = config(
             "cost": {"tools": {"add": 3, "echo": 0}},
         },
     ]
-)
+), "audit": {"enabled": True}}
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,11 @@ def post(g: gw.Gateway, body: bytes, headers: dict[str, str], key: str) -> httpx
 def call(g: gw.Gateway, tool: str, key: str, arguments: dict[str, Any] | None = None) -> httpx.Response:
     body, headers = stateless("tools/call", {"name": tool, "arguments": arguments or {"text": "x", "a": 1, "b": 2}}, name=tool)
     return post(g, body, headers, key)
+
+
+def counter(g: gw.Gateway, name: str) -> int:
+    """The filter's counter `name` (e.g. `mcp_guard.ratelimit_contention`), summed over workers."""
+    return sum(v for k, v in g.stats(name).items() if k.endswith(name))
 
 
 def sdk_call(g: gw.Gateway, tool: str, key: str, arguments: str) -> dict[str, Any]:
@@ -114,7 +119,11 @@ def test_429_headers_follow_the_ietf_draft(gateway: gw.Gateway) -> None:
     # After the wait, it passes again.
     time.sleep(retry)
     assert call(gateway, "add", "bob-key").status_code == 200
-    assert any(v > 0 for k, v in gateway.stats("ratelimit").items() if k.endswith("mcp_guard.ratelimit.denied"))
+    assert counter(gateway, "mcp_guard.rejections.mcp_reason=rate_limited") > 0
+    audit = [json.loads(line.split("mcp-guard.audit ", 1)[1]) for line in gateway.log().splitlines() if "mcp-guard.audit " in line]
+    limited = [a for a in audit if a.get("decision") == "denied_limit" and a.get("tool") == "add"]
+    assert limited, audit[-5:]
+    assert all(a["limit"] == "calls" and "rule" not in a for a in limited), limited
 
 
 BATCH = config([{"name": "batch", "key": ["tool"], "methods": ["tools/call"], "bucket": {"capacity": 2}}])
@@ -194,8 +203,10 @@ def test_exactly_capacity_passes_across_two_workers(_alpha: procs.McpServer, mcp
         assert len([r for r in mcp_server.seen() if '"tools/call"' in r["body"]]) == N
         workers = served_by_workers(g)
         assert len(workers) == 2 and min(workers) > 0, workers
-        counters = {k.rpartition("ratelimit.")[2]: v for k, v in g.stats("mcp_guard.ratelimit").items()}
-        assert counters["denied"] == 9 * N
+        refused = counter(g, "mcp_guard.rejections.mcp_reason=rate_limited")
+        limited = counter(g, "mcp_guard.requests.mcp_method=tools_call.mcp_tool=other.mcp_decision=denied_limit")
+        assert (refused, limited) == (9 * N, 9 * N)
+        counters = {name: counter(g, f"mcp_guard.ratelimit_{name}") for name in ("contention", "overflow", "service_errors")}
         print(
             f"\nexactness (local, concurrency 2): {statuses.count(200)} of {len(statuses)} passed, capacity {N}; "
             f"connections per worker {workers}; counters {counters}"
@@ -319,8 +330,7 @@ def test_service_failure_follows_failure_mode(_alpha: procs.McpServer, log_dir: 
             assert resp.status_code == status, resp.text
         if status == 503:
             assert resp.json()["error"]["data"]["reason"] == "the rate limit service cannot be reached"
-        errors = [v for k, v in g.stats("ratelimit").items() if k.endswith("mcp_guard.ratelimit.service_errors")]
-        assert errors == [2]
+        assert counter(g, "mcp_guard.ratelimit_service_errors") == 2
     finally:
         g.stop()
 

@@ -17,13 +17,14 @@ use super::answer::ListAnswer;
 use super::host;
 use super::log;
 use super::ratelimit::{Pending, Start};
+use super::report::{self, Report};
 use super::shared::Shared;
 use crate::auth::Identity;
 use crate::authn::{AuthStep, Peer};
-use crate::gate::{BodyRule, Gate, HeadVerdict, RequestHead};
-use crate::listfilter::ListRequest;
+use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead};
+use crate::jsonrpc::{Seen, Target};
+use crate::observe::{self, Outcome};
 use crate::policy::Decision;
-use crate::ratelimit::Charge;
 use crate::reject::{Code, Rejection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +53,20 @@ pub struct Flow {
     state: State,
     /// Set when an approved single list request's answer is to be filtered for the caller.
     answer: Option<ListAnswer>,
-    /// An approved request held for the Rate Limit Service, with its list request.
-    limiting: Option<(Pending, Option<ListRequest>)>,
+    /// An approved single `tools/call`: its duration histogram and when the request began.
+    call: Option<(String, u64)>,
+    started_us: u64,
+    /// An approved request held for the Rate Limit Service.
+    limiting: Option<Held>,
+}
+
+/// A request held for the Rate Limit Service: its calls, the body to judge again (without
+/// the limits) once they all said yes, and the message that stands for it in reports.
+struct Held {
+    pending: Pending,
+    rule: BodyRule,
+    body: Vec<u8>,
+    seen: Option<Seen>,
 }
 
 impl Flow {
@@ -70,6 +83,8 @@ impl Flow {
             body_complete: false,
             state: State::Passing,
             answer: None,
+            call: None,
+            started_us: 0,
             limiting: None,
         }
     }
@@ -89,6 +104,7 @@ impl Flow {
             }
         };
         flow.head = RequestHead::new(pairs, end_of_stream);
+        flow.started_us = report::now_us();
         let gate = flow.gate();
         let verdict = gate
             .metadata_reply(&flow.head)
@@ -248,10 +264,7 @@ impl Flow {
             State::Rejected => return Action::Pause,
             State::Holding => {}
         }
-        let Some(identity) = &self.identity else {
-            return Action::Pause;
-        };
-        if !self.body_complete || self.limiting.is_some() {
+        if self.identity.is_none() || !self.body_complete || self.limiting.is_some() {
             return Action::Pause;
         }
         let Some(rule) = self.rule else {
@@ -265,93 +278,172 @@ impl Flow {
             Ok(body) => body.unwrap_or_default(),
             Err(status) => return self.internal(&format!("cannot read request body: {status:?}")),
         };
-        let verdict = self
-            .gate()
-            .approve(rule, &self.head, identity, &body)
-            .map(|approved| {
-                for decision in &approved.decisions {
-                    if let Decision::ShadowDenied { rule, reason } = decision {
-                        // Shadow mode: the request goes on; operators see what would happen.
-                        let rule = rule.unwrap_or("no rule");
-                        log(
-                            LogLevel::Info,
-                            &format!("mcp-guard: shadow deny by {rule:?}: {reason}"),
-                        );
-                    }
-                }
-                (approved.list, approved.charges, approved.id)
-            });
-        match verdict {
-            Ok((list, charges, id)) => self.limit(list, charges, id),
-            Err(rejection) => self.reject(&rejection),
-        }
+        self.decide(rule, body, true)
     }
 
-    /// Takes what an approved request owes the rate limits, then lets it pass, refuses it,
-    /// or holds it for the Rate Limit Service.
-    fn limit(
-        &mut self,
-        list: Option<ListRequest>,
-        charges: Vec<Charge>,
-        id: Option<String>,
-    ) -> Action {
-        let Some(limiter) = self.shared.limiter.as_ref().filter(|_| !charges.is_empty()) else {
-            return self.pass(list);
+    /// Judges the complete body and, with `limit`, takes what it owes the rate limits
+    /// (without, once the Rate Limit Service has let it pass): forwards it, refuses it, or
+    /// holds it for the service.
+    fn decide(&mut self, rule: BodyRule, body: Vec<u8>, limit: bool) -> Action {
+        let Some(identity) = &self.identity else {
+            return Action::Pause;
         };
-        match limiter.start(&self.shared.config.rate_limits, charges, id) {
-            Start::Pass => self.pass(list),
-            Start::Refuse(rejection) => self.reject(&rejection),
-            Start::Wait(pending) => {
-                self.limiting = Some((pending, list));
-                Action::Pause
+        let decide_start = report::now_us();
+        // The decisions borrow the configuration, not the flow, which they update below.
+        let shared = self.shared.clone();
+        let verdict = Gate {
+            config: &shared.config,
+        }
+        .approve(rule, &self.head, identity, &body);
+        self.shared.metrics.record(
+            "mcp_guard.decision_time_us".into(),
+            report::now_us().saturating_sub(decide_start),
+        );
+        let mut approved = match verdict {
+            Ok(approved) => approved,
+            Err(rejection) => return self.reject(&rejection),
+        };
+        let config = &shared.config;
+        if let (true, Some(limiter)) = (limit && !approved.charges.is_empty(), &shared.limiter) {
+            let charges = std::mem::take(&mut approved.charges);
+            let id = approved.id.take();
+            match limiter.start(&shared.metrics, &config.rate_limits, charges, id) {
+                Start::Pass => {}
+                Start::Refuse(rejection, limit) => {
+                    return self.refuse_limited(rejection, limit, first_seen(&approved));
+                }
+                Start::Wait(pending) => {
+                    let seen = first_seen(&approved);
+                    self.limiting = Some(Held {
+                        pending,
+                        rule,
+                        body,
+                        seen,
+                    });
+                    return Action::Pause;
+                }
             }
         }
+        for (seen, decision) in &approved.decisions {
+            let (outcome, rule, reason) = match decision {
+                Decision::ShadowDenied { rule, reason } => {
+                    // Shadow mode: the request goes on; operators see what would happen.
+                    log(
+                        LogLevel::Info,
+                        &format!(
+                            "mcp-guard: shadow deny by {:?}: {reason}",
+                            rule.unwrap_or("no rule")
+                        ),
+                    );
+                    (Outcome::Shadow, *rule, Some(reason.as_str()))
+                }
+                Decision::Allowed { rule } => (Outcome::Allowed, *rule, None),
+                Decision::Denied { rule, reason } => {
+                    (Outcome::DeniedPolicy, *rule, Some(reason.as_str()))
+                }
+            };
+            let arguments = seen.arguments.clone().and_then(|range| body.get(range));
+            let report = Report {
+                seen: Some(seen),
+                outcome,
+                rule,
+                limit: None,
+                reason,
+                arguments,
+            };
+            report::message(
+                &shared.metrics,
+                &config.observe,
+                &self.head,
+                Some(identity),
+                &report,
+            );
+        }
+        let seen: Vec<&Seen> = approved.decisions.iter().map(|(s, _)| s).collect();
+        if config.upstream.routes() {
+            host::apply(&config.upstream.routing_edits(&seen));
+        }
+        if let [Seen {
+            target: Some(tool @ Target::Tool(_)),
+            ..
+        }] = seen.as_slice()
+        {
+            self.call = Some((config.observe.call_duration_metric(tool), self.started_us));
+        }
+        self.answer = approved
+            .list
+            .zip(self.identity.clone())
+            .map(|(list, identity)| ListAnswer::new(self.shared.clone(), list, identity));
+        self.state = State::Passing;
+        Action::Continue
     }
 
-    /// A Rate Limit Service answer for this request: once all are in, resume or refuse.
+    /// A Rate Limit Service answer for this request: once all are in, forward or refuse.
     pub fn on_rate_limit_answer(&mut self, token: u32, status: u32, size: usize) {
         let shared = self.shared.clone();
-        let (Some((pending, _)), Some(limiter)) = (self.limiting.as_mut(), &shared.limiter) else {
+        let (Some(held), Some(limiter)) = (self.limiting.as_mut(), &shared.limiter) else {
             return;
         };
-        let Some(done) =
-            limiter.on_answer(&shared.config.rate_limits, pending, token, status, size)
-        else {
+        let Some(done) = limiter.on_answer(
+            &shared.metrics,
+            &shared.config.rate_limits,
+            &mut held.pending,
+            token,
+            status,
+            size,
+        ) else {
             return;
         };
-        let list = self.limiting.take().and_then(|(_, list)| list);
-        match done {
-            Ok(()) => {
-                if self.pass(list) == Action::Continue {
-                    if let Err(status) = hostcalls::resume_http_request() {
-                        log(
-                            LogLevel::Error,
-                            &format!("mcp-guard: cannot resume a request: {status:?}"),
-                        );
-                    }
-                }
-            }
-            Err(rejection) => {
-                self.reject(&rejection);
+        let Some(held) = self.limiting.take() else {
+            return;
+        };
+        let action = match done {
+            Ok(()) => self.decide(held.rule, held.body, false),
+            Err((rejection, limit)) => self.refuse_limited(rejection, limit, held.seen),
+        };
+        if action == Action::Continue {
+            if let Err(status) = hostcalls::resume_http_request() {
+                log(
+                    LogLevel::Error,
+                    &format!("mcp-guard: cannot resume a request: {status:?}"),
+                );
             }
         }
+    }
+
+    /// Refuses for a rate limit (`limit`; `None` when the service failed), naming it and
+    /// `seen` for the metrics and the audit log.
+    fn refuse_limited(
+        &mut self,
+        rejection: Rejection,
+        limit: Option<String>,
+        seen: Option<Seen>,
+    ) -> Action {
+        let rejection = match seen {
+            Some(seen) => rejection.about(seen, limit.as_deref()),
+            None => rejection,
+        };
+        self.reject(&rejection)
     }
 
     /// The stream ended while held for the Rate Limit Service: nothing was forwarded, so
     /// nothing is owed.
     pub fn abandon(&mut self) {
-        if let (Some((pending, _)), Some(limiter)) = (self.limiting.take(), &self.shared.limiter) {
-            limiter.abandon(&self.shared.config.rate_limits, &pending);
+        if let (Some(held), Some(limiter)) = (self.limiting.take(), &self.shared.limiter) {
+            limiter.abandon(
+                &self.shared.metrics,
+                &self.shared.config.rate_limits,
+                &held.pending,
+            );
         }
     }
 
-    /// Forwards the approved request; a list request's answer will be filtered.
-    fn pass(&mut self, list: Option<ListRequest>) -> Action {
-        self.answer = list
-            .zip(self.identity.clone())
-            .map(|(list, identity)| ListAnswer::new(self.shared.clone(), list, identity));
-        self.state = State::Passing;
-        Action::Continue
+    /// The stream ended: an approved tool call's duration is recorded.
+    pub fn on_log(&mut self) {
+        if let Some((metric, started_us)) = self.call.take() {
+            let ms = report::now_us().saturating_sub(started_us) / 1000;
+            self.shared.metrics.record(metric, ms);
+        }
     }
 
     /// The answer of an approved list request is filtered; any other passes untouched.
@@ -361,6 +453,33 @@ impl Flow {
 
     fn reject(&mut self, rejection: &Rejection) -> Action {
         self.state = State::Rejected;
+        let observe = &self.shared.config.observe;
+        let metrics = &self.shared.metrics;
+        metrics.count(observe::rejection_metric(rejection.code));
+        let (seen, rule) = match rejection.about.as_deref() {
+            Some((seen, rule)) => (Some(seen), rule.as_deref()),
+            None => (None, None),
+        };
+        // A rate-limit refusal names its limit where others name their rule.
+        let (rule, limit) = match rejection.code {
+            Code::RateLimited => (None, rule),
+            _ => (rule, None),
+        };
+        let report = Report {
+            seen,
+            outcome: Outcome::of_rejection(rejection.code),
+            rule,
+            limit,
+            reason: Some(&rejection.reason),
+            arguments: None,
+        };
+        report::message(
+            metrics,
+            observe,
+            &self.head,
+            self.identity.as_ref(),
+            &report,
+        );
         host::send_rejection(rejection);
         Action::Pause
     }
@@ -369,6 +488,12 @@ impl Flow {
         log(LogLevel::Error, &format!("mcp-guard: {reason}"));
         self.reject(&Rejection::new(Code::Internal, reason))
     }
+}
+
+/// The first message of an approved request: a batch refused by a rate limit is refused
+/// whole, and its first message stands for it in metrics and the audit log.
+fn first_seen(approved: &Approved<'_>) -> Option<Seen> {
+    approved.decisions.first().map(|(seen, _)| seen.clone())
 }
 
 /// A request waiting for keys.

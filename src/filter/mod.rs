@@ -6,6 +6,7 @@ mod flow;
 mod host;
 mod http;
 mod ratelimit;
+mod report;
 mod root;
 mod shared;
 

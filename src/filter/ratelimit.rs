@@ -1,28 +1,33 @@
-//! Rate limits in the glue: the counters, the local buckets in Envoy's shared data, and the
-//! `ShouldRateLimit` calls for global limits, one per distinct cost (the request's
-//! `hits_addend`), made through the configured cluster while the request is held.
+//! Rate limits in the glue: the local buckets in Envoy's shared data, the `ShouldRateLimit`
+//! calls for global limits (one per distinct cost, the request's `hits_addend`) made through
+//! the configured cluster while the request is held, and the counters of what went wrong
+//! (refusals are counted with every rejection, as `rate_limited`).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MetricType};
+use proxy_wasm::types::{BufferType, LogLevel};
 
 use super::host::{self, HostStore};
 use super::log;
+use super::report::Metrics;
 use crate::config::Access;
 use crate::ratelimit::local::{self, Taken};
 use crate::ratelimit::rls::{self, CODE_OK, CODE_OVER_LIMIT};
 use crate::ratelimit::{Charge, RateLimits, Scope};
 use crate::reject::{Code, Rejection};
 
-/// This VM's rate-limit counters (Envoy sums them over workers by name).
+/// Bucket updates that ran out of attempts (or gave back less than they took).
+const CONTENTION: &str = "mcp_guard.ratelimit_contention";
+/// New keys sent to a limit's overflow bucket.
+const OVERFLOW: &str = "mcp_guard.ratelimit_overflow";
+/// Rate Limit Service calls that failed, timed out or answered nonsense.
+const SERVICE_ERRORS: &str = "mcp_guard.ratelimit_service_errors";
+
+/// Rate limiting for one VM; exists only when limits are configured.
 pub struct Limiter {
-    denied: Option<u32>,
-    contention: Option<u32>,
-    overflow: Option<u32>,
-    service_errors: Option<u32>,
     /// The key bound is logged once per VM, not once per request.
     overflow_logged: Cell<bool>,
 }
@@ -30,7 +35,8 @@ pub struct Limiter {
 /// What becomes of a request after its local charges.
 pub enum Start {
     Pass,
-    Refuse(Rejection),
+    /// Refused, by the named limit (`None`: the service failed).
+    Refuse(Rejection, Option<String>),
     /// Held until the Rate Limit Service has answered every call.
     Wait(Pending),
 }
@@ -43,50 +49,42 @@ pub struct Pending {
     /// Local tokens taken, given back if a global limit refuses.
     taken: Vec<Taken>,
     id: Option<String>,
-    /// The first refusal (or failure) answered so far.
-    refused: Option<Rejection>,
+    /// The first refusal (or failure) answered so far, and the limit that refused.
+    refused: Option<(Rejection, Option<String>)>,
 }
 
-fn counter(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Counter, name).ok()
+fn count(metrics: &Metrics, name: &str, n: u32) {
+    for _ in 0..n {
+        metrics.count(name.to_owned());
+    }
 }
 
 impl Limiter {
     /// The limiter for `limits`; `None` when there are none (nothing on the request path).
     pub fn new(limits: &RateLimits) -> Option<Limiter> {
         (!limits.is_empty()).then(|| Limiter {
-            denied: counter("mcp_guard.ratelimit.denied"),
-            contention: counter("mcp_guard.ratelimit.contention"),
-            overflow: counter("mcp_guard.ratelimit.overflow"),
-            service_errors: counter("mcp_guard.ratelimit.service_errors"),
             overflow_logged: Cell::new(false),
         })
     }
 
-    fn count(&self, metric: Option<u32>, n: u32) {
-        if let (Some(id), true) = (metric, n > 0) {
-            let _ = hostcalls::increment_metric(id, i64::from(n));
-        }
-    }
-
     /// Gives back the local tokens of a request that will not be forwarded (refused by a
     /// global limit, or ended while its calls were in flight).
-    pub fn abandon(&self, limits: &RateLimits, pending: &Pending) {
+    pub fn abandon(&self, metrics: &Metrics, limits: &RateLimits, pending: &Pending) {
         let failed = local::give_back(&HostStore, &pending.taken, limits.cas_retries);
-        self.count(self.contention, failed);
-    }
-
-    /// Refuses the request: counted once, whatever refused it.
-    fn refuse(&self, rejection: Rejection) -> Start {
-        self.count(self.denied, 1);
-        Start::Refuse(rejection)
+        count(metrics, CONTENTION, failed);
     }
 
     /// Takes the local charges, then asks the service about the global ones.
-    pub fn start(&self, limits: &RateLimits, charges: Vec<Charge>, id: Option<String>) -> Start {
+    pub fn start(
+        &self,
+        metrics: &Metrics,
+        limits: &RateLimits,
+        charges: Vec<Charge>,
+        id: Option<String>,
+    ) -> Start {
         let outcome = local::take_all(&HostStore, limits, &charges, host::now_ms());
-        self.count(self.contention, outcome.contention);
-        self.count(self.overflow, outcome.overflowed);
+        count(metrics, CONTENTION, outcome.contention);
+        count(metrics, OVERFLOW, outcome.overflowed);
         if outcome.overflowed > 0 && !self.overflow_logged.replace(true) {
             log(
                 LogLevel::Warn,
@@ -98,7 +96,9 @@ impl Limiter {
         }
         let taken = match outcome.result {
             Ok(taken) => taken,
-            Err(refusal) => return self.refuse(refusal.rejection(id.as_deref())),
+            Err(refusal) => {
+                return Start::Refuse(refusal.rejection(id.as_deref()), Some(refusal.limit))
+            }
         };
         let (Some(service), true) = (
             &limits.service,
@@ -143,17 +143,18 @@ impl Limiter {
                         "cannot call the rate limit service on cluster {:?}: {status:?}",
                         service.cluster
                     );
-                    if let Some(rejection) = self.failed(limits, pending.id.as_deref(), &reason) {
-                        pending.refused.get_or_insert(rejection);
+                    if let Some(rejection) = failed(metrics, limits, pending.id.as_deref(), &reason)
+                    {
+                        pending.refused.get_or_insert((rejection, None));
                     }
                 }
             }
         }
         match (pending.calls.is_empty(), pending.refused.take()) {
             (true, None) => Start::Pass,
-            (true, Some(rejection)) => {
-                self.abandon(limits, &pending);
-                self.refuse(rejection)
+            (true, Some((rejection, limit))) => {
+                self.abandon(metrics, limits, &pending);
+                Start::Refuse(rejection, limit)
             }
             (false, refused) => {
                 pending.refused = refused;
@@ -162,33 +163,17 @@ impl Limiter {
         }
     }
 
-    /// A failed check: counted, logged, and a refusal if `failure_mode` is `deny`.
-    fn failed(&self, limits: &RateLimits, id: Option<&str>, reason: &str) -> Option<Rejection> {
-        self.count(self.service_errors, 1);
-        log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
-        let deny = limits
-            .service
-            .as_ref()
-            .is_none_or(|s| s.failure_mode == Access::Deny);
-        deny.then(|| {
-            Rejection::new(
-                Code::Unavailable,
-                "the rate limit service cannot be reached",
-            )
-            .with_id(id)
-        })
-    }
-
     /// One call's answer (`status` is the gRPC status, 0 for OK). When it was the last one:
     /// `Some(Ok)` to forward the request, `Some(Err)` to refuse it (local tokens given back).
     pub fn on_answer(
         &self,
+        metrics: &Metrics,
         limits: &RateLimits,
         pending: &mut Pending,
         token: u32,
         status: u32,
         size: usize,
-    ) -> Option<Result<(), Rejection>> {
+    ) -> Option<Result<(), (Rejection, Option<String>)>> {
         let at = pending.calls.iter().position(|(t, _)| *t == token)?;
         let (_, indexes) = pending.calls.swap_remove(at);
         let answer = match status {
@@ -205,18 +190,25 @@ impl Limiter {
             Ok(response) if response.overall_code == CODE_OVER_LIMIT => {
                 let charges = indexes.iter().filter_map(|&i| pending.charges.get(i));
                 let refusal = limits.global_refusal(charges, &response.statuses);
-                Some(refusal.rejection(pending.id.as_deref()))
+                Some((
+                    refusal.rejection(pending.id.as_deref()),
+                    Some(refusal.limit),
+                ))
             }
-            Ok(response) => self.failed(
+            Ok(response) => failed(
+                metrics,
                 limits,
                 pending.id.as_deref(),
                 &format!("rate limit service answered code {}", response.overall_code),
-            ),
-            Err(why) => self.failed(
+            )
+            .map(|r| (r, None)),
+            Err(why) => failed(
+                metrics,
                 limits,
                 pending.id.as_deref(),
                 &format!("rate limit service: {why}"),
-            ),
+            )
+            .map(|r| (r, None)),
         };
         if let Some(rejection) = outcome {
             pending.refused.get_or_insert(rejection);
@@ -226,13 +218,34 @@ impl Limiter {
         }
         Some(match pending.refused.take() {
             None => Ok(()),
-            Some(rejection) => {
-                self.count(self.denied, 1);
-                self.abandon(limits, pending);
-                Err(rejection)
+            Some(refused) => {
+                self.abandon(metrics, limits, pending);
+                Err(refused)
             }
         })
     }
+}
+
+/// A failed check: counted, logged, and a refusal if `failure_mode` is `deny`.
+fn failed(
+    metrics: &Metrics,
+    limits: &RateLimits,
+    id: Option<&str>,
+    reason: &str,
+) -> Option<Rejection> {
+    count(metrics, SERVICE_ERRORS, 1);
+    log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
+    let deny = limits
+        .service
+        .as_ref()
+        .is_none_or(|s| s.failure_mode == Access::Deny);
+    deny.then(|| {
+        Rejection::new(
+            Code::Unavailable,
+            "the rate limit service cannot be reached",
+        )
+        .with_id(id)
+    })
 }
 
 fn is_global(limits: &RateLimits, charge: &Charge) -> bool {

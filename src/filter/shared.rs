@@ -13,9 +13,11 @@ use super::flow::{Flow, Waiter};
 use super::host;
 use super::log;
 use super::ratelimit::Limiter;
+use super::report::Metrics;
 use crate::auth::{KeySet, TokenCache};
 use crate::config::Config;
 use crate::key_store::{FetchPolicy, KeyStore};
+use crate::observe;
 
 pub struct Shared {
     pub config: Config,
@@ -23,6 +25,7 @@ pub struct Shared {
     pub cache: RefCell<TokenCache>,
     /// `None` without rate limits.
     pub limiter: Option<Limiter>,
+    pub metrics: Metrics,
     waiters: RefCell<Vec<Waiter>>,
 }
 
@@ -38,6 +41,7 @@ impl Shared {
         Shared {
             keys: RefCell::new(KeyStore::new(policies)),
             cache: RefCell::new(TokenCache::default()),
+            metrics: Metrics::default(),
             waiters: RefCell::new(Vec::new()),
             limiter: Limiter::new(&config.rate_limits),
             config,
@@ -89,6 +93,7 @@ impl Shared {
             Some(other) => Err(format!("HTTP status {other}")),
             None => Err("no answer (connection failed or timed out)".into()),
         };
+        let ok = result.is_ok();
         if let Err(e) = &result {
             log(
                 LogLevel::Warn,
@@ -100,6 +105,9 @@ impl Shared {
             .borrow_mut()
             .finished(token, result, host::now_ms());
         if let Some(provider) = provider {
+            if let Some(p) = self.config.provider(provider) {
+                self.metrics.count(observe::jwks_metric(&p.name, ok));
+            }
             self.wake(|w| w.provider == provider, false);
         }
     }

@@ -19,33 +19,49 @@ pub const DEFAULT_CAS_RETRIES: u32 = 16;
 /// Default time the rate limit service has to answer.
 pub const DEFAULT_TIMEOUT_MS: u64 = 100;
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitsDto {
+    /// Every limit that applies to a request must let it pass.
     #[serde(default)]
     limits: Vec<LimitDto>,
+    /// When a bucket cannot be updated in `cas_retries` attempts (default deny).
     on_contention: Option<Access>,
+    /// Buckets per local limit before new keys share its overflow bucket (default 10000).
     max_keys: Option<u64>,
+    /// Compare-and-swap attempts per bucket update (default 16).
     cas_retries: Option<u32>,
+    /// The Envoy Rate Limit Service for global limits.
     service: Option<ServiceDto>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitDto {
+    /// Letters, digits, '-', '_', '.'; named in the 429 and its headers.
     name: String,
+    /// The callers it applies to (default everyone).
     who: Option<WhoDto>,
+    /// Method patterns it counts (default all).
     methods: Option<Vec<String>>,
+    /// Tool patterns it counts; when given, only messages naming a matching tool.
     tools: Option<Vec<String>>,
+    /// What makes a separate bucket: subject, api_key, claim:<name>, tool, method,
+    /// upstream, session.
     #[serde(default)]
     key: Vec<String>,
+    /// local (shared data of this Envoy) or global (the Rate Limit Service).
     #[serde(default)]
     scope: ScopeDto,
+    /// Required for a local limit; a global limit's bucket is configured in the service.
     bucket: Option<BucketDto>,
     #[serde(default)]
     cost: CostDto,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum ScopeDto {
@@ -54,36 +70,52 @@ enum ScopeDto {
     Global,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BucketDto {
+    /// Tokens when full (a new bucket starts full).
     capacity: u64,
+    /// Without it the bucket never refills.
     refill: Option<RefillDto>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RefillDto {
+    /// Tokens added every `per_seconds`, continuously.
     tokens: u64,
+    /// The refill period in seconds (default 1).
     per_seconds: Option<u64>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CostDto {
+    /// Tokens a message costs (default 1).
     default: Option<u64>,
+    /// Tool pattern -> cost; the highest of those that match.
     #[serde(default)]
     tools: BTreeMap<String, u64>,
+    /// Tool pattern -> JSON pointer of an argument whose count (a number, or an array's
+    /// length; at least 1) is the cost.
     #[serde(default)]
     arguments: BTreeMap<String, String>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServiceDto {
+    /// The Envoy cluster (HTTP/2) of the gRPC Rate Limit Service.
     cluster: String,
+    /// The requests' domain (default "mcp-guard").
     domain: Option<String>,
+    /// Time the service has to answer (default 100).
     timeout_ms: Option<u64>,
+    /// When the service fails or times out (default deny).
     failure_mode: Option<Access>,
 }
 

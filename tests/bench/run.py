@@ -49,6 +49,8 @@ class GatewaySpec:
     legend: str  # one line of the report's legend
     config: Path
     auth: bool = False  # requires a JWT (401 without one)
+    filter_config: dict | None = None  # replaces the config file's mcp-guard configuration
+    log_level: str = "warning"  # Envoy's; audit lines are written at info
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,38 @@ class Group:
         return "" if self.roles == ("A", "B", "C") else f" ({'/'.join(self.roles)})"
 
 
+def hundred_rules() -> dict:
+    """guard.yaml's allowlist spread over 100 rules that all apply to every caller, each with its
+    own tool patterns and a deny list: every call is judged against all of them."""
+    rules = [
+        {"name": f"team-{i}", "allow": {"tools": [f"team{i}_*", f"t{i}_query"]}, "deny": {"tools": [f"team{i}_drop*"]}}
+        for i in range(98)
+    ]
+    rules.append({"name": "demo-tools", "allow": {"tools": ["echo", "add", "search", "db_*"]}})
+    rules.append({"name": "no-deletes", "deny": {"tools": ["delete_*"]}})
+    return {"endpoints": ["/mcp"], "policy": {"rules": rules}}
+
+
+GUARD_OBSERVED = {
+    "endpoints": ["/mcp"],
+    "policy": {"allow": {"tools": ["echo", "add", "search", "db_*"]}},
+    "audit": {"enabled": True},
+}
+
+GUARD_RATELIMIT = {
+    "endpoints": ["/mcp"],
+    "policy": {"allow": {"tools": ["echo", "add", "search", "db_*"]}},
+    # Two buckets per call (per caller, per tool), so large that nothing is refused.
+    "rate_limits": {
+        "limits": [
+            {"name": "per-caller", "methods": ["tools/call"], "key": ["subject"],
+             "bucket": {"capacity": 1000000000, "refill": {"tokens": 1000000000}}},
+            {"name": "per-tool", "methods": ["tools/call"], "key": ["tool"],
+             "bucket": {"capacity": 1000000000, "refill": {"tokens": 1000000000}}, "cost": {"tools": {"db_*": 5}}},
+        ]
+    },
+}
+
 GATEWAYS = {
     g.key: g
     for g in (
@@ -91,7 +125,12 @@ GATEWAYS = {
         GatewaySpec("C", "Envoy + mcp-guard with the same tool allowlist", BENCH / "guard.yaml"),
         GatewaySpec("B-jwt", "B with `envoy.filters.http.jwt_authn` first (jwt_cache_config: 1024 entries)", BENCH / "native-jwt.yaml", auth=True),
         GatewaySpec("C-jwt", "C with a JWT provider in mcp-guard's `auth` (its per-worker cache: 1024 entries)", BENCH / "guard-jwt.yaml", auth=True),
-        GatewaySpec("C-rl", "C with two local rate limits on tools/call (per caller, per tool; never refusing)", BENCH / "guard-ratelimit.yaml"),
+        GatewaySpec("C-100", "C with the allowlist spread over 100 rules that all apply (each with allow and deny patterns)", BENCH / "guard.yaml",
+                    filter_config=hundred_rules()),
+        GatewaySpec("C-audit", "C with the audit log on (a JSON line per message in Envoy's log, filter state for access logs)", BENCH / "guard.yaml",
+                    filter_config=GUARD_OBSERVED, log_level="info"),
+        GatewaySpec("C-rl", "C with two local rate limits on tools/call (per caller and per tool, in shared data; never refusing)",
+                    BENCH / "guard.yaml", filter_config=GUARD_RATELIMIT),
     )
 }
 UNCACHED = 5000  # tokens cycled per set: more than either gateway's cache (1024) holds
@@ -121,7 +160,10 @@ GROUPS = (
             Workload("jwt-eddsa-nocache", 32, "call300", "eddsa"),
         ),
     ),
-    Group(("A", "C", "C-rl"), (Workload("ratelimit", 32, "call300"), Workload("ratelimit", 1, "call300"))),
+    # Features against plain C: the "B" column holds C, so C/B is the feature's own cost.
+    Group(("A", "C", "C-100"), (Workload("call300", 32), Workload("denied", 32, denied=True))),
+    Group(("A", "C", "C-audit"), (Workload("call300", 32),)),
+    Group(("A", "C", "C-rl"), (Workload("call300", 32), Workload("call300", 1))),
 )
 WORKLOAD_NOTES = (
     "Workloads: `call300` a ~300 B tools/call (varied ids and allowlisted tool names); `list` tools/list; `call64k` a 64 KiB",
@@ -130,8 +172,7 @@ WORKLOAD_NOTES = (
     f"cycles {TOKEN_SETS['rs256-few'].count} RS256 tokens, served from both caches; each `-nocache` row cycles {UNCACHED} distinct tokens"
     " (RSA 2048, EC",
     "P-256, Ed25519), more than either cache holds, so every request verifies a signature (the caches stay on).",
-    "The `ratelimit` rows (A/C/C-rl in the A, B, C columns) send `call300` through C and through C with two rate limits,",
-    "so their C/B column is the cost of the limits.",
+    "Feature rows (A/C/C-100, A/C/C-audit, A/C/C-rl) hold plain C in the B column: their C/B is the feature's own cost.",
 )
 
 
@@ -166,9 +207,10 @@ class Cell:
         return statistics.median(getattr(s, attr) for s in self.samples)
 
 
-def rewrite(path: Path, port: int, admin_port: int, upstream_port: int, out_dir: Path) -> Path:
-    """The bench config with this run's ports (listener, admin, upstream cluster)."""
-    config = yaml.safe_load(path.read_text())
+def rewrite(spec: GatewaySpec, port: int, admin_port: int, upstream_port: int, out_dir: Path) -> Path:
+    """The bench config with this run's ports (listener, admin, upstream cluster) and, if the
+    spec has one, its own mcp-guard configuration."""
+    config = yaml.safe_load(spec.config.read_text())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = port
     for cluster in config["static_resources"].get("clusters", []):
@@ -180,13 +222,15 @@ def rewrite(path: Path, port: int, admin_port: int, upstream_port: int, out_dir:
             vm = hf.get("typed_config", {}).get("config", {}).get("vm_config")
             if vm:
                 vm["code"]["local"]["filename"] = str(gw.WASM)
-    out = out_dir / path.name
+                if spec.filter_config is not None:
+                    hf["typed_config"]["config"]["configuration"]["value"] = json.dumps(spec.filter_config)
+    out = out_dir / f"{spec.key}.yaml"
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return out
 
 
-def start_envoy(name: str, config: Path, admin_port: int, core: int, log_dir: Path) -> procs.Proc:
-    cmd = ["taskset", "-c", str(core), str(gw.ENVOY), "-c", str(config), "--concurrency", "1", "--use-dynamic-base-id", "-l", "warning"]
+def start_envoy(name: str, config: Path, admin_port: int, core: int, log_dir: Path, log_level: str = "warning") -> procs.Proc:
+    cmd = ["taskset", "-c", str(core), str(gw.ENVOY), "-c", str(config), "--concurrency", "1", "--use-dynamic-base-id", "-l", log_level]
     proc = procs.start(name, cmd, log_dir=log_dir)
     gw.wait_ready(proc, admin_port)
     return proc
@@ -428,7 +472,7 @@ def main() -> int:
         gateways: dict[str, Gateway] = {}
         for spec in specs:
             port, admin = procs.free_port(), procs.free_port()
-            proc = start_envoy(f"gateway-{spec.key}", rewrite(spec.config, port, admin, upstream_port, log_dir), admin, 0, log_dir)
+            proc = start_envoy(f"gateway-{spec.key}", rewrite(spec, port, admin, upstream_port, log_dir), admin, 0, log_dir, spec.log_level)
             started.append(proc)
             gateways[spec.key] = Gateway(spec, proc, port, admin)
         cursor = TokenCursor(mint_tokens(TOKEN_SETS, log_dir))
