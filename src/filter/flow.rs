@@ -295,10 +295,13 @@ impl Flow {
             config: &shared.config,
         }
         .approve(rule, &self.head, identity, &body);
-        self.shared.metrics.record(
-            "mcp_guard.decision_time_us".into(),
-            report::now_us().saturating_sub(decide_start),
-        );
+        // A held request judged again after the Rate Limit Service is not a new decision.
+        if limit {
+            self.shared.metrics.record(
+                "mcp_guard.decision_time_us".into(),
+                report::now_us().saturating_sub(decide_start),
+            );
+        }
         let mut approved = match verdict {
             Ok(approved) => approved,
             Err(rejection) => return self.reject(&rejection),
