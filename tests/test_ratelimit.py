@@ -215,6 +215,22 @@ def test_exactly_capacity_passes_across_two_workers(_alpha: procs.McpServer, mcp
         g.stop()
 
 
+def test_contention_is_counted_and_follows_on_contention(_alpha: procs.McpServer, log_dir: Path) -> None:
+    """One compare-and-swap attempt per update, two workers, 16 connections: the updates that
+    lose their race are refused (on_contention deny), each one counted."""
+    cfg = config([{"name": "hot", "bucket": {"capacity": 1000000}}], cas_retries=1, on_contention="deny")
+    g = gw.start_gateway(_alpha.port, cfg, name="envoy-ratelimit-contention", log_dir=log_dir, concurrency=2)
+    try:
+        statuses, _, _ = hammer(g.url, 3000, threads=16)
+        contention = counter(g, "mcp_guard.ratelimit_contention")
+        print(f"\ncontention (cas_retries 1, concurrency 2): {contention} of {len(statuses)} updates lost their race")
+        assert set(statuses) <= {200, 429}
+        assert statuses.count(429) == contention
+        assert counter(g, "mcp_guard.rejections.mcp_reason=rate_limited") == contention
+    finally:
+        g.stop()
+
+
 def test_refill_stays_within_capacity_plus_rate_times_window(_alpha: procs.McpServer, log_dir: Path) -> None:
     capacity, rate = 10, 20
     cfg = config([{"name": "refill", "key": ["api_key"], "bucket": {"capacity": capacity, "refill": {"tokens": rate}}}])

@@ -131,8 +131,11 @@ fn take(
     outcome: &mut Outcome,
 ) -> Step {
     let mut key = key.to_owned();
+    // A new key is counted once, before its bucket is created; past the bound it is sent to
+    // the overflow bucket, which is read afresh without spending an attempt.
     let mut admitted = false;
-    for _ in 0..limits.cas_retries {
+    let mut attempts = 0;
+    while attempts < limits.cas_retries {
         let (state, cas) = match store.get(&key) {
             Some((bytes, cas)) => {
                 // An unreadable entry (not written by this version) starts full.
@@ -155,23 +158,23 @@ fn take(
                 }
             }
         };
+        if cas.is_none() && !admitted {
+            admitted = true;
+            let (counter, overflow) = limit.bound_keys();
+            match admit(store, &counter, limits.max_keys, limits.cas_retries) {
+                Some(true) => {}
+                Some(false) => {
+                    outcome.overflowed += 1;
+                    key = overflow;
+                    continue;
+                }
+                None => return Step::Contended,
+            }
+        }
+        attempts += 1;
         let written = match cas {
             Some(cas) => store.set(&key, &next.encode(), Some(cas)),
-            None if admitted => insert_new(store, &key, &next.encode()),
-            None => {
-                let (counter, overflow) = limit.bound_keys();
-                match admit(store, &counter, limits.max_keys, limits.cas_retries) {
-                    Some(true) => admitted = true,
-                    Some(false) => {
-                        // The overflow bucket is not a new key: it is created unbounded.
-                        outcome.overflowed += 1;
-                        key = overflow;
-                        admitted = true;
-                    }
-                    None => return Step::Contended,
-                }
-                continue;
-            }
+            None => insert_new(store, &key, &next.encode()),
         };
         match written {
             Ok(()) => return Step::Taken(key),
@@ -333,6 +336,25 @@ mod tests {
         assert!(take_all(&s, &l, &[charge(0, "k5", 1)], 0).result.is_err());
         // Known keys keep their own buckets.
         assert!(take_all(&s, &l, &[charge(0, "k1", 1)], 0).result.is_ok());
+    }
+
+    #[test]
+    fn one_attempt_is_enough_without_contention() {
+        // Admission and overflow do not spend the attempts bucket writes need.
+        let l = limits(
+            r#"{"cas_retries":1,"max_keys":1,"limits":[{"name":"a","key":["subject"],"bucket":{"capacity":2}}]}"#,
+        );
+        let s = store();
+        for key in ["k1", "k1", "k2", "k3"] {
+            let o = take_all(&s, &l, &[charge(0, key, 1)], 0);
+            assert_eq!((o.result.is_ok(), o.contention), (true, 0), "{key}");
+        }
+        // k1 has its own bucket (now empty), k2 and k3 shared the overflow bucket (empty).
+        assert!(take_all(&s, &l, &[charge(0, "k1", 1)], 0).result.is_err());
+        assert!(take_all(&s, &l, &[charge(0, "k4", 1)], 0).result.is_err());
+        // The key counter counted k1 only.
+        let (counter, _) = l.limits[0].bound_keys();
+        assert_eq!(s.get(&counter).unwrap().0, 1u64.to_le_bytes());
     }
 
     /// A store whose versioned writes always lose, as under a storm of other workers.
