@@ -2,7 +2,8 @@
 //!
 //! `check` validates a configuration exactly as the filter does when Envoy loads it;
 //! `explain` runs one HTTP request through the same gate the filter runs (head,
-//! authentication, body) and says what would happen to it, and why.
+//! authentication, body) and says what would happen to it, and why; `pin` prints the pins
+//! of a server's current tools, hashed as the filter hashes them.
 //!
 //! Native only: the crate's wasm32 build (the filter) compiles this binary to a stub, so
 //! it never produces a second, filter-like `.wasm` module.
@@ -32,16 +33,23 @@ mod cli {
     use mcp_guard::jsonrpc::{parse_body, Kind, Message, Target};
     use mcp_guard::policy::Decision;
     use mcp_guard::reject::{Code, Rejection};
+    use mcp_guard::tooldef::{hex, ToolDef};
+    use mcp_guard::toolstate::NoTools;
 
     const USAGE: &str = "\
 usage: mcp-guard check --config FILE
        mcp-guard explain --config FILE --request FILE [options]
+       mcp-guard pin [--answer FILE] [--upstream CLUSTER]
 
   check     validate a filter configuration (the JSON of Envoy's `configuration` value);
             prints `ok`, or the filter's error on stderr (exit 1)
   explain   run one POST request through the filter's gate and report the identity, the
             decision for each JSON-RPC message and, if refused, the exact response
-            (exit 0: passes, 2: refused)
+            (exit 0: passes, 2: refused); a pinned tool counts as not yet verified and
+            a tool's annotations as unknown, as in a filter that has seen no tools/list
+  pin       read a tools/list answer (the JSON-RPC response or its result, default stdin)
+            and print the `tools.pins` configuration that pins every tool in it, under
+            the upstream CLUSTER (default \"*\": every upstream)
 
 explain options:
   --request FILE      the request body (JSON-RPC)
@@ -98,6 +106,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
             "-h" | "--help" | "help" => Err(Error::Help),
             "check" => {
                 let options = Options::parse(rest, &["--config"])?;
+                options.require_config()?;
                 load_config(&options)?;
                 println!("ok");
                 Ok(ExitCode::SUCCESS)
@@ -115,6 +124,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                     "--now",
                 ],
             )?),
+            "pin" => pin(&Options::parse(rest, &["--answer", "--upstream"])?),
             other => Err(usage(format!("unknown command {other:?}"))),
         }
     }
@@ -130,6 +140,8 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
         api_key: Option<String>,
         jwks: Option<String>,
         now: Option<u64>,
+        answer: Option<String>,
+        upstream: Option<String>,
     }
 
     impl Options {
@@ -163,6 +175,8 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                     "--token" => once(&mut options.token)?,
                     "--api-key" => once(&mut options.api_key)?,
                     "--jwks" => once(&mut options.jwks)?,
+                    "--answer" => once(&mut options.answer)?,
+                    "--upstream" => once(&mut options.upstream)?,
                     "--header" => options.headers.push(value),
                     _ => {
                         let now = value
@@ -172,10 +186,14 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                     }
                 }
             }
-            if options.config.is_none() {
-                return Err(usage("--config is required"));
-            }
             Ok(options)
+        }
+
+        fn require_config(&self) -> Result<(), Error> {
+            match self.config {
+                Some(_) => Ok(()),
+                None => Err(usage("--config is required")),
+            }
         }
     }
 
@@ -217,6 +235,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
     }
 
     fn explain(options: &Options) -> Result<ExitCode, Error> {
+        options.require_config()?;
         let Some(request) = options.request.as_deref() else {
             return Err(usage("--request is required"));
         };
@@ -303,7 +322,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
         if body.len() as u64 > config.max_body_bytes {
             return out.refused(&gate.too_large());
         }
-        let verdict = gate.on_body(rule, &head, &identity, &body);
+        let verdict = gate.on_body(rule, &head, &identity, &body, &NoTools);
         // Each message's decision, by the same rules the gate applies (a policy refusal stops
         // the gate at the first denied message; the report shows every one).
         let policy_stage = match &verdict {
@@ -319,7 +338,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                 } else {
                     "message".to_owned()
                 };
-                let line = decision_line(message, &rules.decide_with_arguments(message, &body));
+                let line = decision_line(message, &gate.decide(&rules, message, &body, &NoTools));
                 out.line(format!("{label:<9} {line}"));
             }
         }
@@ -330,6 +349,38 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
             }
             Err(rejection) => out.refused(&rejection),
         }
+    }
+
+    /// Prints `{"tools":{"pins":{UPSTREAM:{TOOL:SHA256,...}}}}` for the tools of an answer.
+    fn pin(options: &Options) -> Result<ExitCode, Error> {
+        let path = options.answer.as_deref().unwrap_or("-");
+        let answer: serde_json::Value = serde_json::from_slice(&read_input(path)?)
+            .map_err(|e| Error::Failed(format!("{path}: not JSON: {e}")))?;
+        let result = answer.get("result").unwrap_or(&answer);
+        let Some(tools) = result.get("tools").and_then(serde_json::Value::as_array) else {
+            return Err(Error::Failed(format!(
+                "{path}: not a tools/list answer (no result.tools or tools array)"
+            )));
+        };
+        let mut pins = serde_json::Map::new();
+        for (i, tool) in tools.iter().enumerate() {
+            let def = ToolDef::parse(tool.to_string().as_bytes())
+                .map_err(|e| Error::Failed(format!("{path}: tools[{i}]: {}", e.reason)))?;
+            if pins
+                .insert(def.name.clone(), hex(&def.sha256).into())
+                .is_some()
+            {
+                return Err(Error::Failed(format!(
+                    "{path}: tool {:?} is listed twice",
+                    def.name
+                )));
+            }
+        }
+        let upstream = options.upstream.clone().unwrap_or_else(|| "*".into());
+        let config = serde_json::json!({ "tools": { "pins": { upstream: pins } } });
+        let text = serde_json::to_string_pretty(&config)
+            .map_err(|e| Error::Failed(format!("cannot print the pins: {e}")))?;
+        Report { text: text + "\n" }.finish(ExitCode::SUCCESS)
     }
 
     /// The first endpoint without wildcards, else `/mcp`.

@@ -22,6 +22,7 @@ use crate::authn::{AuthStep, Peer};
 use crate::gate::{BodyRule, Gate, HeadVerdict, RequestHead};
 use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
+use crate::toolstate::{NoTools, ToolLookup, UpstreamTools};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -256,9 +257,25 @@ impl Flow {
             Ok(body) => body.unwrap_or_default(),
             Err(status) => return self.internal(&format!("cannot read request body: {status:?}")),
         };
+        // Learned tool state is kept per upstream: the cluster the route sends to.
+        let upstream = if self.shared.config.learns_tools {
+            host::property(&["xds", "cluster_name"]).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let learned = UpstreamTools {
+            store: &host::HostStore,
+            config: &self.shared.config.tools,
+            upstream: &upstream,
+        };
+        let tools: &dyn ToolLookup = if self.shared.config.learns_tools {
+            &learned
+        } else {
+            &NoTools
+        };
         let verdict = self
             .gate()
-            .approve(rule, &self.head, identity, &body)
+            .approve(rule, &self.head, identity, &body, tools)
             .map(|approved| {
                 for decision in &approved.decisions {
                     if let Decision::ShadowDenied { rule, reason } = decision {
@@ -274,9 +291,9 @@ impl Flow {
             });
         match verdict {
             Ok(list) => {
-                self.answer = list
-                    .zip(self.identity.clone())
-                    .map(|(list, identity)| ListAnswer::new(self.shared.clone(), list, identity));
+                self.answer = list.zip(self.identity.clone()).map(|(list, identity)| {
+                    ListAnswer::new(self.shared.clone(), list, identity, upstream)
+                });
                 self.state = State::Passing;
                 Action::Continue
             }

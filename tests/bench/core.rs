@@ -12,6 +12,7 @@ use mcp_guard::auth::{Identity, IdentityKind};
 use mcp_guard::config::Config;
 use mcp_guard::gate::{BodyRule, Gate, RequestHead};
 use mcp_guard::jsonrpc::parse_body;
+use mcp_guard::toolstate::NoTools;
 
 fn call_body(tool: &str, id: u64, text_len: usize) -> Vec<u8> {
     format!(
@@ -117,7 +118,7 @@ fn main() {
         let mut i = 0;
         let t = measure(budget, || {
             i = (i + 1) % bodies.len();
-            black_box(gate.on_body(BodyRule::JsonRpc, &head, &caller, black_box(&bodies[i])).is_ok());
+            black_box(gate.on_body(BodyRule::JsonRpc, &head, &caller, black_box(&bodies[i]), &NoTools).is_ok());
         });
         report(&format!("{label}, 300 B call"), bodies[0].len(), t);
     }
