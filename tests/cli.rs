@@ -256,3 +256,60 @@ fn explain_remote_jwks_needs_a_jwks_file() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("(rule \"admins\")"), "{out}");
 }
+
+const TOOLS_ANSWER: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[
+  {"name":"echo","description":"Echo.","inputSchema":{"type":"object","properties":{"text":{"type":"string"}}},"annotations":{"readOnlyHint":true}},
+  {"name":"rm","inputSchema":{"type":"object"},"title":"not hashed"}]}}"#;
+
+/// The SHA-256 of `canonical`, in hex.
+fn sha256_hex(canonical: &str) -> String {
+    hmac_sha256::Hash::hash(canonical.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn pin_prints_the_pins_of_every_tool() {
+    let echo = sha256_hex(
+        r#"{"annotations":{"readOnlyHint":true},"description":"Echo.","inputSchema":{"properties":{"text":{"type":"string"}},"type":"object"},"name":"echo"}"#,
+    );
+    let rm = sha256_hex(r#"{"inputSchema":{"type":"object"},"name":"rm"}"#);
+    // From stdin, the whole JSON-RPC answer; from a file, the bare result.
+    let (code, out, err) = run(&["pin"], TOOLS_ANSWER);
+    assert_eq!(code, 0, "{err}");
+    let printed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        printed,
+        json!({"tools": {"pins": {"*": {"echo": echo, "rm": rm}}}})
+    );
+    let result: serde_json::Value = serde_json::from_str(TOOLS_ANSWER).unwrap();
+    let path = file("result.json", &result["result"].to_string());
+    let (code, out, _) = run(&["pin", "--answer", &path, "--upstream", "mcp_backend"], "");
+    assert_eq!(code, 0);
+    let printed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(printed["tools"]["pins"]["mcp_backend"]["rm"], rm);
+    // What it prints is a valid configuration.
+    let config = file("pins.json", &out);
+    assert_eq!(run(&["check", "--config", &config], "").0, 0);
+}
+
+#[test]
+fn pin_refuses_what_is_not_a_tools_list() {
+    for (input, want) in [
+        ("not json", "not JSON"),
+        (r#"{"result":{"prompts":[]}}"#, "not a tools/list answer"),
+        (
+            r#"{"tools":[{"description":"x"}]}"#,
+            "tools[0]: a tool definition needs a string name",
+        ),
+        (
+            r#"{"tools":[{"name":"a"},{"name":"a"}]}"#,
+            "tool \"a\" is listed twice",
+        ),
+    ] {
+        let (code, _, err) = run(&["pin"], input);
+        assert_eq!(code, 1, "{input}");
+        assert!(err.contains(want), "{input}: {err}");
+    }
+}
