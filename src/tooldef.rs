@@ -12,6 +12,7 @@
 use std::fmt::Write;
 
 use crate::jsonrpc::{Reader, SyntaxError};
+use crate::reject::push_json_string;
 
 /// The members of a tool definition that its hash covers.
 pub const HASHED_MEMBERS: &[&str] = &["name", "description", "inputSchema", "annotations"];
@@ -118,7 +119,7 @@ impl ToolDef {
             if text.len() > 1 {
                 text.push(',');
             }
-            write_string(&mut text, key);
+            push_json_string(&mut text, key);
             text.push(':');
             text.push_str(value);
             match (key.as_str(), raw) {
@@ -159,7 +160,7 @@ impl Canonical {
         match self {
             Canonical::String(s) => {
                 let mut out = String::with_capacity(s.len() + 2);
-                write_string(&mut out, s);
+                push_json_string(&mut out, s);
                 out
             }
             Canonical::Object(members) => {
@@ -168,7 +169,7 @@ impl Canonical {
                     if i > 0 {
                         out.push(',');
                     }
-                    write_string(&mut out, key);
+                    push_json_string(&mut out, key);
                     out.push(':');
                     out.push_str(value);
                 }
@@ -238,27 +239,6 @@ fn number(text: &str) -> String {
         return format!("{}", value as i64);
     }
     format!("{value:e}")
-}
-
-/// Appends `s` as a JSON string with only the required escapes.
-fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\u{c}' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// The boolean hints of an `annotations` object; other values count as not said.
@@ -337,6 +317,16 @@ mod tests {
         assert_ne!(
             hash(&reordered),
             hash(&BASE.replace(r#"["path"]"#, r#"["x","path"]"#))
+        );
+    }
+
+    #[test]
+    fn strings_take_the_short_escapes() {
+        let def = r#"{"name":"x","description":"a\u0008b\/\u001F\u00e9\t"}"#;
+        let canonical = "{\"description\":\"a\\bb/\\u001f\u{e9}\\t\",\"name\":\"x\"}";
+        assert_eq!(
+            ToolDef::parse(def.as_bytes()).unwrap().sha256,
+            hmac_sha256::Hash::hash(canonical.as_bytes())
         );
     }
 

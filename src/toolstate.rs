@@ -323,6 +323,18 @@ mod tests {
         store
     }
 
+    fn upstream<'a>(
+        store: &'a MemoryStore,
+        config: &'a ToolsConfig,
+        name: &'a str,
+    ) -> UpstreamTools<'a, MemoryStore> {
+        UpstreamTools {
+            store,
+            config,
+            upstream: name,
+        }
+    }
+
     fn config(max: u32, pins: &[(&str, &str, Pin)]) -> ToolsConfig {
         let mut config = ToolsConfig {
             max_tools_per_upstream: max,
@@ -351,11 +363,7 @@ mod tests {
     fn learns_hints_per_upstream() {
         let store = store();
         let config = config(10, &[]);
-        let a = UpstreamTools {
-            store: &store,
-            config: &config,
-            upstream: "a",
-        };
+        let a = upstream(&store, &config, "a");
         let b = UpstreamTools { upstream: "b", ..a };
         assert_eq!(a.status("echo"), ToolStatus::UNKNOWN);
         let learned = a.learn("echo", READ_ONLY, h(1));
@@ -386,11 +394,7 @@ mod tests {
                 ("*", "add", Pin::Sha256(h(7))),
             ],
         );
-        let tools = UpstreamTools {
-            store: &store,
-            config: &config,
-            upstream: "up",
-        };
+        let tools = upstream(&store, &config, "up");
         let state = |tool| tools.status(tool).pin;
         // Before any list: pinned tools are unverified, others are not pinned.
         assert_eq!(state("echo"), PinState::Unverified);
@@ -450,11 +454,7 @@ mod tests {
     fn trust_on_first_use_keeps_the_first_of_racing_workers() {
         let store = store();
         let config = config(10, &[("*", "*", Pin::TrustOnFirstUse)]);
-        let tools = UpstreamTools {
-            store: &store,
-            config: &config,
-            upstream: "up",
-        };
+        let tools = upstream(&store, &config, "up");
         // Another worker created the entry between this worker's read and its create.
         let other = Record {
             hints: Hints::UNKNOWN,
@@ -485,11 +485,7 @@ mod tests {
     fn the_bound_leaves_new_tools_unknown() {
         let store = store();
         let config = config(2, &[("*", "*", Pin::TrustOnFirstUse)]);
-        let tools = UpstreamTools {
-            store: &store,
-            config: &config,
-            upstream: "up",
-        };
+        let tools = upstream(&store, &config, "up");
         assert_eq!(tools.learn("a", READ_ONLY, h(1)).status.hints, READ_ONLY);
         assert_eq!(tools.learn("b", READ_ONLY, h(1)).status.hints, READ_ONLY);
         let third = tools.learn("c", READ_ONLY, h(1));
