@@ -22,7 +22,7 @@ use crate::authn::{AuthStep, Peer};
 use crate::gate::{BodyRule, Gate, HeadVerdict, RequestHead};
 use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
-use crate::toolstate::{NoTools, ToolLookup, UpstreamTools};
+use crate::toolstate::UpstreamTools;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -263,19 +263,15 @@ impl Flow {
         } else {
             String::new()
         };
-        let learned = UpstreamTools {
+        // Looked up only when the configuration learns tools (`Gate::decide`).
+        let tools = UpstreamTools {
             store: &host::HostStore,
             config: &self.shared.config.tools,
             upstream: &upstream,
         };
-        let tools: &dyn ToolLookup = if self.shared.config.learns_tools {
-            &learned
-        } else {
-            &NoTools
-        };
         let verdict = self
             .gate()
-            .approve(rule, &self.head, identity, &body, tools)
+            .approve(rule, &self.head, identity, &body, &tools)
             .map(|approved| {
                 for decision in &approved.decisions {
                     if let Decision::ShadowDenied { rule, reason } = decision {
