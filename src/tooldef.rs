@@ -103,37 +103,38 @@ impl ToolDef {
     /// `name`, or a repeated key anywhere (two readers could see two different tools).
     pub fn parse(element: &[u8]) -> Result<ToolDef, SyntaxError> {
         let mut reader = Reader::new(element);
-        let offset = reader.offset();
-        let invalid = |reason| SyntaxError { offset, reason };
-        let Canonical::Object(members) = canonical(&mut reader)? else {
+        let invalid = |reason| SyntaxError { offset: 0, reason };
+        if reader.peek() != Some(b'{') {
             return Err(invalid("a tool definition must be an object"));
-        };
-        reader.finish()?;
-        let mut name = None;
-        let mut hints = Hints::default();
-        let mut text = String::from("{");
-        for (key, value, raw) in &members {
-            if !HASHED_MEMBERS.contains(&key.as_str()) {
-                continue;
-            }
-            if text.len() > 1 {
-                text.push(',');
-            }
-            push_json_string(&mut text, key);
-            text.push(':');
-            text.push_str(value);
-            match (key.as_str(), raw) {
-                ("name", Canonical::String(n)) => name = Some(n.clone()),
-                ("annotations", Canonical::Object(entries)) => hints = hints_of(entries),
-                _ => {}
-            }
         }
-        text.push('}');
-        let name = name.ok_or(invalid("a tool definition needs a string name"))?;
+        let all = members(&mut reader)?;
+        reader.finish()?;
+        let member = |name: &str| {
+            all.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, text)| text.as_bytes())
+        };
+        // Both were written by `canonical`: reading them back cannot fail on syntax.
+        let name = match member("name") {
+            Some(text) if text.first() == Some(&b'"') => {
+                Reader::new(text).read_string()?.into_owned()
+            }
+            _ => return Err(invalid("a tool definition needs a string name")),
+        };
+        let hints = match member("annotations") {
+            Some(text) if text.first() == Some(&b'{') => {
+                hints_of(&members(&mut Reader::new(text))?)
+            }
+            _ => Hints::default(),
+        };
+        let hashed: Vec<(String, String)> = all
+            .into_iter()
+            .filter(|(key, _)| HASHED_MEMBERS.contains(&key.as_str()))
+            .collect();
         Ok(ToolDef {
             name,
             hints,
-            sha256: hmac_sha256::Hash::hash(text.as_bytes()),
+            sha256: hmac_sha256::Hash::hash(object_text(&hashed).as_bytes()),
         })
     }
 }
@@ -146,63 +147,18 @@ pub fn hex(hash: &[u8; 32]) -> String {
     })
 }
 
-/// A value read for canonicalization: its canonical text, and for strings and objects what
-/// [`ToolDef::parse`] needs of it.
-enum Canonical {
-    String(String),
-    /// Members sorted by key: (key, canonical text of the value, the value).
-    Object(Vec<(String, String, Canonical)>),
-    Other(String),
-}
-
-impl Canonical {
-    fn text(&self) -> String {
-        match self {
-            Canonical::String(s) => {
-                let mut out = String::with_capacity(s.len() + 2);
-                push_json_string(&mut out, s);
-                out
-            }
-            Canonical::Object(members) => {
-                let mut out = String::from("{");
-                for (i, (key, value, _)) in members.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    push_json_string(&mut out, key);
-                    out.push(':');
-                    out.push_str(value);
-                }
-                out.push('}');
-                out
-            }
-            Canonical::Other(text) => text.clone(),
-        }
-    }
-}
-
-/// Reads one value (nesting is bounded by the reader's depth limit).
-fn canonical(reader: &mut Reader<'_>) -> Result<Canonical, SyntaxError> {
+/// One value's canonical text (nesting is bounded by the reader's depth limit). Memory
+/// stays proportional to the value: each level keeps only its members' finished texts.
+fn canonical(reader: &mut Reader<'_>) -> Result<String, SyntaxError> {
     let start = reader.offset_after_ws();
     match reader.peek() {
-        Some(b'"') => Ok(Canonical::String(reader.read_string()?.into_owned())),
-        Some(b'{') => {
-            reader.begin_object()?;
-            let mut members: Vec<(String, String, Canonical)> = Vec::new();
-            let mut first = true;
-            while let Some(key) = reader.next_key(&mut first)? {
-                if members.iter().any(|(k, _, _)| *k == key) {
-                    return Err(SyntaxError {
-                        offset: reader.offset(),
-                        reason: "repeated key",
-                    });
-                }
-                let value = canonical(reader)?;
-                members.push((key.into_owned(), value.text(), value));
-            }
-            members.sort_by(|(a, _, _), (b, _, _)| a.encode_utf16().cmp(b.encode_utf16()));
-            Ok(Canonical::Object(members))
+        Some(b'"') => {
+            let value = reader.read_string()?;
+            let mut out = String::with_capacity(value.len() + 2);
+            push_json_string(&mut out, &value);
+            Ok(out)
         }
+        Some(b'{') => Ok(object_text(&members(reader)?)),
         Some(b'[') => {
             reader.begin_array()?;
             let mut out = String::from("[");
@@ -211,19 +167,54 @@ fn canonical(reader: &mut Reader<'_>) -> Result<Canonical, SyntaxError> {
                 if out.len() > 1 {
                     out.push(',');
                 }
-                out.push_str(&canonical(reader)?.text());
+                out.push_str(&canonical(reader)?);
             }
             out.push(']');
-            Ok(Canonical::Other(out))
+            Ok(out)
         }
-        Some(b'-' | b'0'..=b'9') => Ok(Canonical::Other(number(reader.read_number()?))),
+        Some(b'-' | b'0'..=b'9') => Ok(number(reader.read_number()?)),
         _ => {
             reader.skip_value()?;
-            Ok(Canonical::Other(
-                reader.slice(start, reader.offset()).to_owned(),
-            ))
+            Ok(reader.slice(start, reader.offset()).to_owned())
         }
     }
+}
+
+/// An object's members with their values' canonical texts, sorted by key (UTF-16 code
+/// units); a repeated key is an error.
+fn members(reader: &mut Reader<'_>) -> Result<Vec<(String, String)>, SyntaxError> {
+    reader.begin_object()?;
+    let mut members = Vec::new();
+    let mut first = true;
+    while let Some(key) = reader.next_key(&mut first)? {
+        members.push((key.into_owned(), canonical(reader)?));
+    }
+    members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+    if members.windows(2).any(|pair| match pair {
+        [(a, _), (b, _)] => a == b,
+        _ => false,
+    }) {
+        return Err(SyntaxError {
+            offset: reader.offset(),
+            reason: "repeated key",
+        });
+    }
+    Ok(members)
+}
+
+/// `{"key":value,...}` from sorted members.
+fn object_text(members: &[(String, String)]) -> String {
+    let mut out = String::from("{");
+    for (i, (key, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(&mut out, key);
+        out.push(':');
+        out.push_str(value);
+    }
+    out.push('}');
+    out
 }
 
 /// Largest integer an f64 holds exactly.
@@ -242,12 +233,12 @@ fn number(text: &str) -> String {
 }
 
 /// The boolean hints of an `annotations` object; other values count as not said.
-fn hints_of(entries: &[(String, String, Canonical)]) -> Hints {
+fn hints_of(entries: &[(String, String)]) -> Hints {
     let hint = |name: &str| {
         entries
             .iter()
-            .find(|(k, _, _)| k == name)
-            .and_then(|(_, text, _)| match text.as_str() {
+            .find(|(k, _)| k == name)
+            .and_then(|(_, text)| match text.as_str() {
                 "true" => Some(true),
                 "false" => Some(false),
                 _ => None,
@@ -345,11 +336,28 @@ mod tests {
     }
 
     #[test]
+    fn large_and_deep_definitions_stay_cheap() {
+        // Many keys: sorted once, repeats found among neighbours (not pair by pair).
+        let keys: Vec<String> = (0..50_000).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        let wide = format!(r#"{{"name":"w","inputSchema":{{{}}}}}"#, keys.join(","));
+        assert!(ToolDef::parse(wide.as_bytes()).is_ok());
+        let repeated = wide.replacen("}}", r#","k7":0}}"#, 1);
+        assert!(ToolDef::parse(repeated.as_bytes()).is_err());
+        // Deep nesting around a large string: each level keeps only finished texts.
+        let big = "x".repeat(1 << 20);
+        let deep = format!(
+            r#"{{"name":"d","inputSchema":{}"{big}"{}}}"#,
+            r#"{"a":"#.repeat(120),
+            "}".repeat(120)
+        );
+        assert_eq!(ToolDef::parse(deep.as_bytes()).unwrap().name, "d");
+    }
+
+    #[test]
     fn keys_sort_by_utf16_code_units() {
         // In UTF-8 bytes U+FB01 (EF ..) sorts before U+1F600 (F0 ..); in UTF-16 code units
         // U+1F600 is the surrogate pair D83D DE00, which sorts before FB01.
-        let text = Canonical::Object(vec![]).text();
-        assert_eq!(text, "{}");
+        assert_eq!(object_text(&[]), "{}");
         let def = r#"{"name":"x","inputSchema":{"ﬁ":1,"😀":2}}"#;
         let canonical = r#"{"inputSchema":{"😀":2,"ﬁ":1},"name":"x"}"#;
         assert_eq!(
