@@ -229,7 +229,8 @@ impl<S: SharedStore> UpstreamTools<'_, S> {
                     (previous, result.map(|()| record))
                 }
                 None => {
-                    if !self.take_slot() {
+                    // An unreadable first definition is never pinned on first use.
+                    if hash == UNREADABLE || !self.take_slot() {
                         return unknown(self);
                     }
                     let record = Record {
@@ -440,7 +441,21 @@ mod tests {
             assert_eq!(learned.drifted_now, reported, "{step}");
             assert_eq!(state(tool), state_after, "{step}");
         }
-        // An unreadable definition matches no pin.
+        // An unreadable definition matches no pin, and is never the first-use pin.
+        assert_eq!(
+            tools.learn_element("new", b"{\"name\":\"new\",\"x\":1,\"x\":2}"),
+            Learned {
+                status: ToolStatus {
+                    hints: Hints::UNKNOWN,
+                    pin: PinState::Unverified
+                },
+                drifted_now: false
+            }
+        );
+        assert_eq!(
+            tools.learn("new", Hints::UNKNOWN, h(8)).status.pin,
+            PinState::Verified
+        );
         assert_eq!(
             tools
                 .learn_element("echo", br#"{"name":"echo","name":"x"}"#)
