@@ -46,6 +46,21 @@ impl ToolsConfig {
         let tools = self.pins.get(upstream).or_else(|| self.pins.get("*"))?;
         tools.get(tool).or_else(|| tools.get("*")).copied()
     }
+
+    /// How `tool` of `upstream` stands, given what is recorded of it.
+    pub fn status(&self, upstream: &str, tool: &str, record: Option<&Record>) -> ToolStatus {
+        let pin = match (self.pin(upstream, tool), record) {
+            (None, _) => PinState::NotPinned,
+            (Some(_), None) => PinState::Unverified,
+            (Some(Pin::Sha256(hash)), Some(r)) if r.live == hash => PinState::Verified,
+            (Some(Pin::TrustOnFirstUse), Some(r)) if r.live == r.first => PinState::Verified,
+            (Some(_), Some(_)) => PinState::Drifted,
+        };
+        ToolStatus {
+            hints: record.map_or(Hints::UNKNOWN, |r| r.hints),
+            pin,
+        }
+    }
 }
 
 /// One tool as shared data holds it.
@@ -56,6 +71,17 @@ pub struct Record {
     pub live: [u8; 32],
     /// Hash of the first definition seen (never changes).
     pub first: [u8; 32],
+}
+
+impl Record {
+    /// A tool seen for the first time.
+    pub fn first_seen(hints: Hints, hash: [u8; 32]) -> Record {
+        Record {
+            hints,
+            live: hash,
+            first: hash,
+        }
+    }
 }
 
 const RECORD_VERSION: u8 = 1;
@@ -185,17 +211,7 @@ impl<S: SharedStore> UpstreamTools<'_, S> {
     }
 
     fn judge(&self, tool: &str, record: Option<&Record>) -> ToolStatus {
-        let pin = match (self.config.pin(self.upstream, tool), record) {
-            (None, _) => PinState::NotPinned,
-            (Some(_), None) => PinState::Unverified,
-            (Some(Pin::Sha256(hash)), Some(r)) if r.live == hash => PinState::Verified,
-            (Some(Pin::TrustOnFirstUse), Some(r)) if r.live == r.first => PinState::Verified,
-            (Some(_), Some(_)) => PinState::Drifted,
-        };
-        ToolStatus {
-            hints: record.map_or(Hints::UNKNOWN, |r| r.hints),
-            pin,
-        }
+        self.config.status(self.upstream, tool, record)
     }
 
     /// Records a definition seen in a `tools/list` answer (`hash` [`UNREADABLE`] for one
@@ -233,11 +249,7 @@ impl<S: SharedStore> UpstreamTools<'_, S> {
                     if hash == UNREADABLE || !self.take_slot() {
                         return unknown(self);
                     }
-                    let record = Record {
-                        hints,
-                        live: hash,
-                        first: hash,
-                    };
+                    let record = Record::first_seen(hints, hash);
                     let result = insert_new(self.store, &key, &record.encode());
                     if result.is_err() {
                         self.release_slot();

@@ -313,3 +313,60 @@ fn pin_refuses_what_is_not_a_tools_list() {
         assert!(err.contains(want), "{input}: {err}");
     }
 }
+
+#[test]
+fn explain_judges_annotations_and_pins_by_a_saved_tools_list() {
+    let echo = sha256_hex(
+        r#"{"annotations":{"readOnlyHint":true},"description":"Echo.","inputSchema":{"properties":{"text":{"type":"string"}},"type":"object"},"name":"echo"}"#,
+    );
+    let config = json!({
+        "policy": {"rules": [
+            {"name": "safe", "allow": {"tools": ["*"], "annotations": {"destructiveHint": false}}}
+        ]},
+        "tools": {"pins": {"backend": {"echo": echo, "rm": "0".repeat(64)}}}
+    })
+    .to_string();
+    let tools = file("tools.json", TOOLS_ANSWER);
+    let cases: &[(&str, &[&str], i32, &str)] = &[
+        // Without the answer every tool is unknown: destructive by default.
+        ("echo", &[], 2, r#"no rule allows tool \"echo\""#),
+        ("echo", &["--tools", &tools], 0, r#"(rule "safe")"#),
+        // `rm` says nothing: destructive by default.
+        (
+            "rm",
+            &["--tools", &tools],
+            2,
+            r#"no rule allows tool \"rm\""#,
+        ),
+        // Under the pinned upstream, `echo` matches its pin and `rm` does not.
+        (
+            "echo",
+            &["--tools", &tools, "--upstream", "backend"],
+            0,
+            r#"(rule "safe")"#,
+        ),
+        (
+            "rm",
+            &["--tools", &tools, "--upstream", "backend"],
+            2,
+            r#"no rule allows tool \"rm\""#,
+        ),
+        (
+            "add",
+            &["--tools", &tools, "--upstream", "backend"],
+            2,
+            r#"no rule allows tool \"add\""#,
+        ),
+    ];
+    for (tool, extra, want_code, want) in cases {
+        let (code, out, err) = explain(&config, &call(1, tool), extra);
+        assert_eq!(code, *want_code, "{tool} {extra:?}: {out}{err}");
+        assert!(out.contains(want), "{tool} {extra:?}: {out}");
+    }
+    // A drifted pin refuses a tool the rules allow.
+    let drifted = config.replace(&echo, &"1".repeat(64));
+    let extra = ["--tools", &tools, "--upstream", "backend"];
+    let (code, out, _) = explain(&drifted, &call(1, "echo"), &extra);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("pin mismatch"), "{out}");
+}
