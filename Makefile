@@ -8,7 +8,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CARGO_FLAGS ?=
 
-.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk bench
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk bench pin
 
 ## The rustup target for proxy-wasm modules.
 wasm-target:
@@ -33,6 +33,14 @@ rmcp-client:
 ## Starts the demo gateway on 127.0.0.1:10000 and walks a scripted session (DEMO_EXIT=1 stops after it).
 demo: build venv rmcp-client
 	$(PY) tests/demo.py
+
+## Pins for the tools a running MCP server offers now, as a `tools` configuration block:
+##   make pin URL=http://host:port/mcp [UPSTREAM=cluster] [HEADER='Authorization: Bearer …']
+pin: venv
+	@test -n "$(URL)" || { echo "usage: make pin URL=http://host:port/mcp [UPSTREAM=cluster] [HEADER='K: V']" >&2; exit 1; }
+	@cargo build $(CARGO_FLAGS) -q --bin mcp-guard
+	@set -o pipefail; $(PY) tests/clients/list_tools.py --url '$(URL)' $(if $(HEADER),--header '$(HEADER)') \
+		| cargo run $(CARGO_FLAGS) -q --bin mcp-guard -- pin $(if $(UPSTREAM),--upstream '$(UPSTREAM)')
 
 lint: wasm-target
 	cargo fmt --all --check

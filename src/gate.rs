@@ -6,11 +6,12 @@
 
 use crate::auth::Identity;
 use crate::config::{Access, Config};
-use crate::jsonrpc::{parse_body, Body, BodyError, Seen};
+use crate::jsonrpc::{parse_body, Body, BodyError, Message, Seen, Target};
 use crate::listfilter::ListRequest;
-use crate::policy::Decision;
+use crate::policy::{Applicable, Decision};
 use crate::reject::{Code, Rejection};
 use crate::revision::{check_headers, RoutingHeaders};
+use crate::toolstate::{ToolLookup, ToolStatus};
 
 /// The request head as the gate sees it: the few fields it decides on, parsed once, and
 /// every header as received (moved in from the host, not copied).
@@ -189,20 +190,23 @@ impl<'c> Gate<'c> {
 
     /// Judges a complete body held under `rule`, sent by `identity`: the policy's decision
     /// for each message (shadow denials included, for the glue to log), or the refusal.
+    /// `tools` says what is known of the tools calls name.
     pub fn on_body(
         &self,
         rule: BodyRule,
         head: &RequestHead,
         identity: &Identity,
         body: &[u8],
+        tools: &dyn ToolLookup,
     ) -> Result<Vec<Decision<'c>>, Rejection> {
-        self.approve(rule, head, identity, body).map(|approved| {
-            approved
-                .decisions
-                .into_iter()
-                .map(|(_, decision)| decision)
-                .collect()
-        })
+        self.approve(rule, head, identity, body, tools)
+            .map(|approved| {
+                approved
+                    .decisions
+                    .into_iter()
+                    .map(|(_, decision)| decision)
+                    .collect()
+            })
     }
 
     /// [`Gate::on_body`], and for an approved single list request, what its answer must be
@@ -213,6 +217,7 @@ impl<'c> Gate<'c> {
         head: &RequestHead,
         identity: &Identity,
         body: &[u8],
+        tools: &dyn ToolLookup,
     ) -> Result<Approved<'c>, Rejection> {
         match rule {
             BodyRule::MustBeEmpty if body.is_empty() => Ok(Approved::default()),
@@ -220,7 +225,7 @@ impl<'c> Gate<'c> {
                 Code::InvalidRequest,
                 format!("{} on an MCP endpoint must not carry a body", head.method),
             )),
-            BodyRule::JsonRpc => self.on_json_rpc(head, identity, body),
+            BodyRule::JsonRpc => self.on_json_rpc(head, identity, body, tools),
         }
     }
 
@@ -229,6 +234,7 @@ impl<'c> Gate<'c> {
         head: &RequestHead,
         identity: &Identity,
         body: &[u8],
+        tools: &dyn ToolLookup,
     ) -> Result<Approved<'c>, Rejection> {
         if body.is_empty() {
             return Err(Rejection::new(Code::ParseError, "empty request body"));
@@ -258,7 +264,7 @@ impl<'c> Gate<'c> {
             .iter()
             .enumerate()
             .map(
-                |(i, message)| match rules.decide_with_arguments(message, body) {
+                |(i, message)| match self.decide(&rules, message, body, tools) {
                     Decision::Denied { reason, rule } => {
                         let reason = match parsed {
                             Body::Batch(_) => format!("batch[{i}]: {reason}"),
@@ -273,6 +279,34 @@ impl<'c> Gate<'c> {
             )
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Approved { decisions, list })
+    }
+
+    /// One message's decision: the rules' and argument constraints' (with the hints of the
+    /// tool a call names), then the tool's pin. Tool facts are looked up only when the
+    /// configuration learns tools. A pin is enforced even in shadow mode.
+    pub fn decide(
+        &self,
+        rules: &Applicable<'c>,
+        message: &Message<'_>,
+        body: &[u8],
+        tools: &dyn ToolLookup,
+    ) -> Decision<'c> {
+        let status = match &message.target {
+            Some(Target::Tool(name)) if self.config.learns_tools => tools.status(name),
+            _ => ToolStatus::UNKNOWN,
+        };
+        let decision = rules.decide_with_arguments(message, body, &status.hints.effective());
+        if matches!(decision, Decision::Denied { .. }) {
+            return decision;
+        }
+        let (Some(Target::Tool(name)), Some(reason)) = (&message.target, status.pin.refusal())
+        else {
+            return decision;
+        };
+        Decision::Denied {
+            rule: None,
+            reason: format!("tool {name:?} {reason}"),
+        }
     }
 }
 
@@ -306,6 +340,7 @@ fn check_content_type(value: Option<&str>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::toolstate::NoTools;
 
     fn head(
         method: &str,
@@ -483,13 +518,13 @@ mod tests {
             rule: Some("global"),
         };
         assert_eq!(
-            gate.on_body(BodyRule::JsonRpc, &post, anon, ok),
+            gate.on_body(BodyRule::JsonRpc, &post, anon, ok, &NoTools),
             Ok(vec![global.clone()])
         );
 
         let denied = br#"{"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"delete_\u0066ile"}}"#;
         let r = gate
-            .on_body(BodyRule::JsonRpc, &post, anon, denied)
+            .on_body(BodyRule::JsonRpc, &post, anon, denied, &NoTools)
             .unwrap_err();
         assert_eq!(
             (r.code, r.reason.as_str(), r.id.as_deref()),
@@ -502,7 +537,7 @@ mod tests {
 
         let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file"}}]"#;
         let r = gate
-            .on_body(BodyRule::JsonRpc, &post, anon, batch)
+            .on_body(BodyRule::JsonRpc, &post, anon, batch, &NoTools)
             .unwrap_err();
         assert_eq!(
             (r.code, r.reason.as_str(), r.id),
@@ -520,7 +555,7 @@ mod tests {
             false,
         );
         let r = gate
-            .on_body(BodyRule::JsonRpc, &mismatch, anon, denied)
+            .on_body(BodyRule::JsonRpc, &mismatch, anon, denied, &NoTools)
             .unwrap_err();
         assert_eq!(
             (r.code, r.id.as_deref()),
@@ -528,7 +563,7 @@ mod tests {
         );
 
         let r = gate
-            .on_body(BodyRule::JsonRpc, &post, anon, b"{")
+            .on_body(BodyRule::JsonRpc, &post, anon, b"{", &NoTools)
             .unwrap_err();
         assert_eq!(r.code, Code::ParseError);
         let r = gate
@@ -537,6 +572,7 @@ mod tests {
                 &post,
                 anon,
                 br#"{"jsonrpc":"2.0","id":5,"method":"tools/call"}"#,
+                &NoTools,
             )
             .unwrap_err();
         assert_eq!((r.code, r.id.as_deref()), (Code::InvalidParams, Some("5")));
@@ -546,17 +582,18 @@ mod tests {
                 &post,
                 anon,
                 br#"{"jsonrpc":"2.0","id":5,"id":6,"method":"ping"}"#,
+                &NoTools,
             )
             .unwrap_err();
         assert_eq!(r.code, Code::InvalidRequest);
 
         let get = head("GET", "/mcp", &[], false);
         assert_eq!(
-            gate.on_body(BodyRule::MustBeEmpty, &get, anon, b""),
+            gate.on_body(BodyRule::MustBeEmpty, &get, anon, b"", &NoTools),
             Ok(vec![])
         );
         assert_eq!(
-            gate.on_body(BodyRule::MustBeEmpty, &get, anon, b"{}")
+            gate.on_body(BodyRule::MustBeEmpty, &get, anon, b"{}", &NoTools)
                 .unwrap_err()
                 .code,
             Code::InvalidRequest
@@ -582,7 +619,7 @@ mod tests {
             reason: reason.into(),
         };
         assert_eq!(
-            gate.on_body(BodyRule::JsonRpc, &post, &dev, batch),
+            gate.on_body(BodyRule::JsonRpc, &post, &dev, batch, &NoTools),
             Ok(vec![
                 shadow("devs", "tool \"echo\" is denied by rule \"devs\""),
                 shadow("global", "tool \"delete_file\" is denied by policy"),
@@ -618,7 +655,13 @@ mod tests {
             let config = Config::from_json(format!(r#"{{"policy":{policy}}}"#).as_bytes()).unwrap();
             let gate = Gate { config: &config };
             let got = gate
-                .on_body(BodyRule::JsonRpc, &post, anon, call(to).as_bytes())
+                .on_body(
+                    BodyRule::JsonRpc,
+                    &post,
+                    anon,
+                    call(to).as_bytes(),
+                    &NoTools,
+                )
                 .map_err(|r| {
                     assert_eq!((r.code, r.id.as_deref()), (Code::Forbidden, Some("7")));
                     r.reason
@@ -626,5 +669,77 @@ mod tests {
             let want = want.map(|d| vec![d]).map_err(str::to_owned);
             assert_eq!(got, want, "{policy} {to}");
         }
+    }
+
+    #[test]
+    fn calls_are_judged_by_learned_hints_and_pins() {
+        use crate::shared_store::{reserve, MemoryStore};
+        use crate::toolstate::UpstreamTools;
+
+        let config = Config::from_json(
+            br#"{"policy":{"rules":[
+                {"name":"safe","allow":{"tools":["*"],"annotations":{"destructiveHint":false}}},
+                {"name":"admins","who":{"roles":["admin"]},"allow":{"tools":["*"]}}]},
+              "tools":{"pins":{"up":{"*":"trust_on_first_use"}}}}"#,
+        )
+        .unwrap();
+        let gate = Gate { config: &config };
+        let store = MemoryStore::default();
+        reserve(&store).unwrap();
+        let tools = UpstreamTools {
+            store: &store,
+            config: &config.tools,
+            upstream: "up",
+        };
+        let post = head("POST", "/mcp", JSON, false);
+        let anon = &Identity::anonymous();
+        let admin = &Identity {
+            roles: vec!["admin".into()],
+            ..Identity::anonymous()
+        };
+        let outcome = |who: &Identity, tool: &str| {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+            );
+            match gate.on_body(BodyRule::JsonRpc, &post, who, body.as_bytes(), &tools) {
+                Ok(_) => "allow".to_owned(),
+                Err(r) => {
+                    assert_eq!((r.code, r.id.as_deref()), (Code::Forbidden, Some("1")));
+                    r.reason
+                }
+            }
+        };
+        let learn = |element: &str| {
+            let def = crate::tooldef::ToolDef::parse(element.as_bytes()).unwrap();
+            tools.learn(&def.name, def.hints, def.sha256)
+        };
+        let unverified = r#"tool "read" is pinned and its definition was not verified yet: list the tools through the gateway first"#;
+        assert_eq!(outcome(admin, "read"), unverified);
+        learn(r#"{"name":"read","annotations":{"readOnlyHint":true}}"#);
+        learn(r#"{"name":"rm","annotations":{"destructiveHint":true}}"#);
+        assert_eq!(outcome(anon, "read"), "allow");
+        assert_eq!(outcome(anon, "rm"), r#"no rule allows tool "rm""#);
+        assert_eq!(outcome(admin, "rm"), "allow");
+        // The definition changes: nobody may call it, until it is back.
+        learn(
+            r#"{"name":"read","description":"now also writes","annotations":{"readOnlyHint":true}}"#,
+        );
+        let drifted = r#"tool "read" is pinned and its definition changed (pin mismatch); refused until the server serves the pinned definition again"#;
+        assert_eq!(outcome(anon, "read"), drifted);
+        assert_eq!(outcome(admin, "read"), drifted);
+        learn(r#"{"name":"read","annotations":{"readOnlyHint":true}}"#);
+        assert_eq!(outcome(anon, "read"), "allow");
+        // Without annotation conditions or pins the lookup is never consulted.
+        struct Panics;
+        impl ToolLookup for Panics {
+            fn status(&self, _: &str) -> ToolStatus {
+                panic!("looked up")
+            }
+        }
+        let plain = Config::from_json(b"{}").unwrap();
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+        assert!(Gate { config: &plain }
+            .on_body(BodyRule::JsonRpc, &post, anon, body, &Panics)
+            .is_ok());
     }
 }

@@ -17,6 +17,8 @@ pub mod policy;
 pub mod reject;
 pub mod revision;
 pub mod shared_store;
+pub mod tooldef;
+pub mod toolstate;
 pub mod upstream;
 
 pub mod filter;

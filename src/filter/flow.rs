@@ -25,6 +25,7 @@ use crate::jsonrpc::{Seen, Target};
 use crate::observe::{self, Outcome};
 use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
+use crate::toolstate::UpstreamTools;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -268,10 +269,22 @@ impl Flow {
         };
         // The decisions borrow the configuration, not the flow, which they update below.
         let shared = self.shared.clone();
+        // Learned tool state is kept per upstream: the cluster the route sends to.
+        let upstream = if shared.config.learns_tools {
+            host::property(&["xds", "cluster_name"]).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        // Looked up only when the configuration learns tools (`Gate::decide`).
+        let tools = UpstreamTools {
+            store: &host::HostStore,
+            config: &shared.config.tools,
+            upstream: &upstream,
+        };
         let verdict = Gate {
             config: &shared.config,
         }
-        .approve(rule, &self.head, identity, &body);
+        .approve(rule, &self.head, identity, &body, &tools);
         self.shared.metrics.record(
             "mcp_guard.decision_time_us".into(),
             report::now_us().saturating_sub(decide_start),
@@ -329,7 +342,7 @@ impl Flow {
         self.answer = approved
             .list
             .zip(self.identity.clone())
-            .map(|(list, identity)| ListAnswer::new(self.shared.clone(), list, identity));
+            .map(|(list, identity)| ListAnswer::new(self.shared.clone(), list, identity, upstream));
         self.state = State::Passing;
         Action::Continue
     }

@@ -183,6 +183,12 @@ class McpServer:
     def reset(self) -> None:
         http_json("POST", f"{self.base}/__reset")
 
+    def mutate(self, tool: str, description: str) -> str:
+        """Changes `tool`'s description from now on; returns the previous one."""
+        answer = http_json("POST", f"{self.base}/__mutate", {"tool": tool, "description": description})
+        assert answer["ok"], answer
+        return answer["old"]
+
     def stop(self) -> int | None:
         return self.proc.stop()
 

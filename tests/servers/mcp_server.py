@@ -13,6 +13,11 @@ Serves on one port:
   /sse, /messages/     the older HTTP+SSE transport (2024-11-05).
   GET  /__seen         JSON list of every HTTP request that reached this process.
   POST /__reset        clears that list.
+  POST /__mutate       {"tool": NAME, "description": TEXT} changes a tool's description from
+                       now on (a server whose tool definitions drift); answers the old one.
+
+Tool annotations: echo, add and whoami say readOnlyHint (add also openWorldHint false),
+delete_file says destructiveHint, slow_count says nothing.
 
 --deny-tool NAME (repeatable) makes the recorder answer tools/call for NAME itself with
 HTTP 403 and a JSON-RPC error (-32003), to exercise client error paths without Envoy.
@@ -33,6 +38,7 @@ import anyio
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import ToolAnnotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # DNS-rebinding protection off: the Host header arrives rewritten or not by Envoy,
@@ -43,22 +49,24 @@ NO_HOST_CHECK = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 def build_mcp(name: str) -> MCPServer:
     mcp = MCPServer(name=name, version="1.0.0", instructions="mcp-guard test server", log_level="WARNING")
 
-    @mcp.tool()
+    read_only = ToolAnnotations(readOnlyHint=True)
+
+    @mcp.tool(annotations=read_only)
     def echo(text: str) -> str:
         """Return the text unchanged."""
         return text
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     def add(a: int, b: int) -> int:
         """Add two integers."""
         return a + b
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True))
     def delete_file(path: str) -> str:
         """Pretend to delete a file (harmless; the 'dangerous' tool policies deny)."""
         return f"deleted {path}"
 
-    @mcp.tool()
+    @mcp.tool(annotations=read_only)
     def whoami() -> str:
         """Name of the server replica that answered."""
         return name
@@ -87,8 +95,9 @@ def build_mcp(name: str) -> MCPServer:
 class RequestRecorder:
     """ASGI middleware: records every HTTP request (fully buffered body) before the app sees it."""
 
-    def __init__(self, app: ASGIApp, deny_tools: frozenset[str] = frozenset()) -> None:
+    def __init__(self, app: ASGIApp, mcp: MCPServer, deny_tools: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.mcp = mcp
         self.deny_tools = deny_tools
         self.seen: list[dict[str, Any]] = []
 
@@ -107,6 +116,9 @@ class RequestRecorder:
         if scope["path"] == "/__reset" and scope["method"] == "POST":
             self.seen.clear()
             await _send_json(send, {"ok": True})
+            return
+        if scope["path"] == "/__mutate" and scope["method"] == "POST":
+            await _send_json(send, await self._mutate(receive))
             return
 
         # Buffer the whole body before handing over.
@@ -157,6 +169,21 @@ class RequestRecorder:
         await self.app(scope, replay_receive, send)
 
 
+    async def _mutate(self, receive: Receive) -> dict[str, Any]:
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body", False):
+                break
+        change = json.loads(body)
+        tool = self.mcp._tool_manager.get_tool(change["tool"])  # pyright: ignore[reportPrivateUsage]
+        if tool is None:
+            return {"ok": False, "error": f"no tool {change['tool']!r}"}
+        old, tool.description = tool.description, change["description"]
+        return {"ok": True, "old": old}
+
+
 def _denied_call(body: bytes, deny_tools: frozenset[str]) -> dict[str, Any] | None:
     """For --deny-tool: the JSON-RPC error a policy proxy would answer a denied tools/call with."""
     try:
@@ -201,7 +228,7 @@ def build_app(name: str, json_response: bool = False, deny_tools: frozenset[str]
     )
     sse = mcp.sse_app(sse_path="/sse", message_path="/messages/", transport_security=NO_HOST_CHECK)
     app.router.routes.extend(sse.routes)
-    return RequestRecorder(app, deny_tools)
+    return RequestRecorder(app, mcp, deny_tools)
 
 
 async def _serve(

@@ -10,6 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use mcp_guard::auth::Identity;
 use mcp_guard::config::Config;
 use mcp_guard::gate::{BodyRule, Gate, RequestHead};
+use mcp_guard::toolstate::NoTools;
 use serde_json::Value;
 
 static CONFIG: LazyLock<Config> = LazyLock::new(|| {
@@ -23,7 +24,9 @@ static CONFIG: LazyLock<Config> = LazyLock::new(|| {
 });
 
 fn denied_tool(name: &str) -> bool {
-    name.starts_with("delete_") || name.starts_with("db_drop") || !(name == "echo" || name == "add" || name.starts_with("db_"))
+    name.starts_with("delete_")
+        || name.starts_with("db_drop")
+        || !(name == "echo" || name == "add" || name.starts_with("db_"))
 }
 
 fuzz_target!(|body: &[u8]| {
@@ -36,7 +39,13 @@ fuzz_target!(|body: &[u8]| {
         ],
         false,
     );
-    let Ok(approved) = gate.approve(BodyRule::JsonRpc, &head, &Identity::anonymous(), body) else {
+    let Ok(approved) = gate.approve(
+        BodyRule::JsonRpc,
+        &head,
+        &Identity::anonymous(),
+        body,
+        &NoTools,
+    ) else {
         return;
     };
     let value: Value = serde_json::from_slice(body).expect("approved a body serde_json refuses");
@@ -47,7 +56,9 @@ fuzz_target!(|body: &[u8]| {
     assert_eq!(messages.len(), approved.decisions.len());
     for m in messages {
         if m["method"] == "tools/call" {
-            let name = m["params"]["name"].as_str().expect("approved a call without a name");
+            let name = m["params"]["name"]
+                .as_str()
+                .expect("approved a call without a name");
             assert!(!denied_tool(name), "approved a call of {name:?}");
             if name == "echo" {
                 if let Some(text) = m["params"]["arguments"]["text"].as_str() {
