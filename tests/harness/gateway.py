@@ -1,9 +1,10 @@
-"""A real Envoy with the built mcp-guard .wasm, configured from envoy/demo.yaml.
+"""A real Envoy with the built mcp-guard .wasm, configured from envoy/test-gateway.yaml.
 
 Tests change only what they must: listener and admin ports, upstream ports, extra routes,
 the filter's JSON configuration and, for mTLS tests, a downstream TLS context on the
 listener. Everything else (buffer limits, header hold, failure policy, trailers) is
-exactly what the demo ships.
+exactly what the shipped configurations use. `load_shipped` runs a shipped configuration
+(the demo, the examples) unchanged except for its ports and the .wasm path.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import yaml
 from .procs import LOOPBACK, REPO, Proc, free_port, start
 
 ENVOY = REPO / ".venv" / "bin" / "envoy"
+TEST_YAML = REPO / "envoy" / "test-gateway.yaml"
 DEMO_YAML = REPO / "envoy" / "demo.yaml"
 WASM = REPO / "target" / "wasm32-wasip1" / "release" / "mcp_guard.wasm"
 
@@ -73,7 +76,7 @@ def render_config(
     extra_clusters: dict[str, int] | None = None,
     tls: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
-    """envoy/demo.yaml with new ports and filter configuration.
+    """envoy/test-gateway.yaml with new ports and filter configuration.
 
     `extra_routes` maps a path prefix to an upstream port; each gets its own cluster and a
     route placed before the catch-all route to the MCP server. `extra_clusters` adds named
@@ -81,7 +84,7 @@ def render_config(
     (keys `cert`, `key`, `client_ca`: PEM paths) makes the listener speak TLS only and
     require a client certificate signed by `client_ca`; without it the listener is plain.
     """
-    config = yaml.safe_load(DEMO_YAML.read_text())
+    config = yaml.safe_load(TEST_YAML.read_text())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listener = config["static_resources"]["listeners"][0]
     listener["address"]["socket_address"]["port_value"] = listen_port
@@ -105,6 +108,35 @@ def render_config(
         routes.insert(0, route)
     for name, port in (extra_clusters or {}).items():
         clusters.append(_cluster(name, port, template))
+    return config
+
+
+def _dicts(node: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping in a parsed YAML document, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _dicts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _dicts(value)
+
+
+def load_shipped(path: Path, ports: dict[int, int]) -> dict[str, Any]:
+    """A shipped Envoy configuration as is, except that each port it names is replaced by
+    `ports[port]` (listeners, admin and upstream endpoints alike) and the .wasm path is the
+    freshly built one. Every shipped port must be mapped, so a test never touches the
+    fixed ports a running demo uses."""
+    config = yaml.safe_load(path.read_text())
+    nodes = list(_dicts(config))
+    missing = {n["port_value"] for n in nodes if "port_value" in n} - set(ports)
+    if missing:
+        raise ValueError(f"{path.name}: no test port for {sorted(missing)}")
+    for node in nodes:
+        if "port_value" in node:
+            node["port_value"] = ports[node["port_value"]]
+        if str(node.get("local", {}).get("filename", "")).endswith(".wasm"):
+            node["local"]["filename"] = str(WASM)
     return config
 
 
