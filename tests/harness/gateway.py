@@ -211,6 +211,27 @@ def start_gateway(
     return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"), tls=tls is not None)
 
 
+def start_shipped(
+    path: Path,
+    upstreams: dict[int, int],
+    *,
+    name: str = "envoy",
+    log_dir: Path | None = None,
+    concurrency: int = 1,
+    timeout: float = 20.0,
+) -> Gateway:
+    """Start a shipped configuration (see `load_shipped`) on fresh listener and admin ports;
+    `upstreams` maps each upstream port it names to the port of a server the test started."""
+    shipped = yaml.safe_load(path.read_text())
+    admin = shipped["admin"]["address"]["socket_address"]["port_value"]
+    listener = shipped["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
+    port, admin_port = free_port(), free_port()
+    config = load_shipped(path, {**upstreams, listener: port, admin: admin_port})
+    proc = launch(config, name=name, log_dir=log_dir, concurrency=concurrency)
+    wait_ready(proc, admin_port, timeout)
+    return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"))
+
+
 def wait_ready(proc: Proc, admin_port: int, timeout: float = 20.0) -> None:
     """Wait until Envoy's admin endpoint reports LIVE; fail with its log if it exits or hangs."""
     deadline = time.monotonic() + timeout
