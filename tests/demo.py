@@ -137,6 +137,8 @@ def start_all(log_dir: Path) -> list[procs.Proc]:
         envoy = gw.launch(yaml.safe_load(gw.DEMO_YAML.read_text()), name="envoy-demo", log_dir=log_dir, concurrency=2)
         started.append(envoy)
         gw.wait_ready(envoy, ADMIN_PORT)
+        gw.wait_healthy(ADMIN_PORT, "mcp_demo", len(REPLICA_PORTS))
+        gw.wait_healthy(ADMIN_PORT, "db_servers", 1)
     except BaseException:
         for proc in started:
             proc.stop()

@@ -232,6 +232,28 @@ def start_shipped(
     return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"))
 
 
+def healthy_hosts(admin_port: int, cluster: str) -> set[str]:
+    """Addresses of `cluster`'s hosts that Envoy currently sends traffic to (admin /clusters)."""
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{admin_port}/clusters", timeout=5) as r:
+        lines = r.read().decode().splitlines()
+    prefix = f"{cluster}::"
+    return {
+        line[len(prefix) :].split("::")[0]
+        for line in lines
+        if line.startswith(prefix) and line.endswith("::health_flags::healthy")
+    }
+
+
+def wait_healthy(admin_port: int, cluster: str, count: int, timeout: float = 20.0) -> None:
+    """Wait until `count` hosts of `cluster` passed their health checks (Envoy reports ready
+    before the first round of active health checks is done)."""
+    deadline = time.monotonic() + timeout
+    while len(healthy_hosts(admin_port, cluster)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{cluster}: fewer than {count} healthy hosts after {timeout}s")
+        time.sleep(0.1)
+
+
 def wait_ready(proc: Proc, admin_port: int, timeout: float = 20.0) -> None:
     """Wait until Envoy's admin endpoint reports LIVE; fail with its log if it exits or hangs."""
     deadline = time.monotonic() + timeout
