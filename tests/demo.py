@@ -12,41 +12,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from harness import demo_stack as stack  # noqa: E402
 from harness import gateway as gw  # noqa: E402
 from harness import procs  # noqa: E402
 
-GATEWAY = "http://127.0.0.1:10000"
-MCP_URL = f"{GATEWAY}/mcp"
-ADMIN_PORT = 9901
-REPLICA_PORTS = {"replica-a": 18081, "replica-b": 18082}
-DB_PORT = 18083
-JWKS_PORT = 18090
-DEMO_DIR = procs.REPO / "deploy" / "demo"
-CI_KEY = "demo-ci-key"  # envoy/demo.yaml stores its SHA-256
+PORTS = stack.SHIPPED
+MCP_URL = f"http://127.0.0.1:{PORTS['gateway']}/mcp"
+CI_KEY = stack.CI_KEY
 STATELESS_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
-
-
-def token(subject: str, roles: list[str]) -> str:
-    """A token of the demo identity provider, signed with its TEST-ONLY key."""
-    now = int(time.time())
-    claims = {"iss": "https://idp.demo.local", "aud": "http://127.0.0.1:10000/mcp", "sub": subject, "iat": now, "exp": now + 3600, "roles": roles, "scope": "mcp:tools"}
-    key = (DEMO_DIR / "demo-es256.pem").read_bytes()
-    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "demo-es256"})
 
 
 def show(who: str, what: str, outcome: dict[str, Any]) -> None:
@@ -83,7 +67,7 @@ def raw(what: str, body: bytes, headers: dict[str, str] | None = None) -> None:
 
 
 def walk() -> None:
-    alice = {"authorization": f"Bearer {token('alice', ['dev'])}"}
+    alice = {"authorization": f"Bearer {stack.token('alice', ['dev'])}"}
     print("\n1. alice (JWT, role dev), session-based client (official Rust SDK rmcp, 2025-11-25):")
     print("   the session stays on the replica that created it")
     steps = ("list", "call:whoami", 'call:echo:{"text":"hello through mcp-guard"}', "call:whoami", 'call:delete_file:{"path":"/etc/passwd"}', "close")
@@ -124,58 +108,35 @@ def walk() -> None:
     raw("a 2 MiB body", b'{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"echo","arguments":{"text":"' + b"x" * (2 << 20) + b'"}}}')
 
 
-def start_all(log_dir: Path) -> list[procs.Proc]:
-    """The JWKS endpoint, the replicas, the database server and Envoy, on the demo's ports."""
-    keys = log_dir / "jwks"
-    keys.mkdir()
-    shutil.copy(DEMO_DIR / "jwks.json", keys / "jwks.json")
-    started = [procs.start("jwks", [procs.PYTHON, str(procs.TESTS / "servers" / "jwks_server.py"), "--port", str(JWKS_PORT), "--dir", str(keys)], ready=r"ready", log_dir=log_dir)]
-    try:
-        for name, port in REPLICA_PORTS.items():
-            started.append(procs.start_mcp_server(name, port=port, log_dir=log_dir).proc)
-        started.append(procs.start_mcp_server("db", port=DB_PORT, db_tools=True, log_dir=log_dir).proc)
-        envoy = gw.launch(yaml.safe_load(gw.DEMO_YAML.read_text()), name="envoy-demo", log_dir=log_dir, concurrency=2)
-        started.append(envoy)
-        gw.wait_ready(envoy, ADMIN_PORT)
-        gw.wait_healthy(ADMIN_PORT, "mcp_demo", len(REPLICA_PORTS))
-        gw.wait_healthy(ADMIN_PORT, "db_servers", 1)
-    except BaseException:
-        for proc in started:
-            proc.stop()
-        raise
-    return started
-
-
 def main() -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="mcp-guard-demo-"))
-    for port in (10000, ADMIN_PORT, *REPLICA_PORTS.values(), DB_PORT, JWKS_PORT):
+    for port in PORTS.values():
         try:
             procs.wait_port(port, timeout=0.1)
         except TimeoutError:
             continue
         print(f"port {port} is already in use: stop what runs there (an earlier demo?) and retry", file=sys.stderr)
         return 1
-    started = start_all(log_dir)
+    demo = stack.start(log_dir)
     try:
         print(f"mcp-guard demo: Envoy with {gw.WASM.relative_to(procs.REPO)} ({gw.WASM.stat().st_size} bytes)")
-        print(f"  gateway {MCP_URL}  ->  replicas :{REPLICA_PORTS['replica-a']} and :{REPLICA_PORTS['replica-b']}, db_* tools -> :{DB_PORT}")
+        print(f"  gateway {MCP_URL}  ->  replicas :{PORTS['replica-a']} and :{PORTS['replica-b']}, db_* tools -> :{PORTS['db']}")
         print(f"  policy and routing: envoy/demo.yaml   (logs, with Envoy's access log: {log_dir})")
         walk()
         if os.environ.get("DEMO_EXIT") == "1":
             return 0
-        print(f"\nThe gateway is running on {MCP_URL} (Envoy admin and /stats/prometheus on http://127.0.0.1:{ADMIN_PORT}).")
+        print(f"\nThe gateway is running on {MCP_URL} (Envoy admin and /stats/prometheus on http://127.0.0.1:{PORTS['admin']}).")
         print(f"Try: .venv/bin/python tests/clients/py_client.py --url {MCP_URL} --header x-api-key:{CI_KEY} list   Ctrl-C to stop.")
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         while not stop.wait(1.0):
-            if not all(proc.alive() for proc in started):
+            if not demo.alive():
                 print("a demo process exited; see the logs above", file=sys.stderr)
                 return 1
         return 0
     finally:
-        for proc in reversed(started):
-            proc.stop()
+        demo.stop()
 
 
 if __name__ == "__main__":
