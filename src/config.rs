@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::arguments::{self, ArgumentsDto};
 use crate::auth::{AuthDto, Authenticator, Provider};
 use crate::glob::{Glob, GlobError, PatternSet};
+use crate::observe::{AuditDto, MetricsDto, Observe};
 use crate::policy::{
     Lists, Policy, Rule, Selector, Who, GLOBAL_RULE, PROMPT_METHODS, RESOURCE_METHODS, TOOL_METHODS,
 };
@@ -47,6 +48,10 @@ struct ConfigDto {
     auth: Option<AuthDto>,
     #[serde(default)]
     upstream: UpstreamDto,
+    #[serde(default)]
+    metrics: MetricsDto,
+    #[serde(default)]
+    audit: AuditDto,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +122,8 @@ pub struct Config {
     pub auth: Option<Authenticator>,
     /// What approved requests carry upstream instead of the client's credentials.
     pub upstream: Upstream,
+    /// Metric labels and the audit log.
+    pub observe: Observe,
 }
 
 /// A configuration error, with the path of the value at fault.
@@ -193,15 +200,18 @@ impl ConfigDto {
                 message: format!("{max_body_bytes} is outside 1..={MAX_MAX_BODY_BYTES}"),
             });
         }
+        let policy = self.policy.compile()?;
+        let observe = Observe::compile(self.metrics, self.audit, policy.tool_literals());
         Ok(Config {
             endpoints: patterns("endpoints", &endpoints)?,
             other_paths: self.other_paths,
             max_body_bytes,
             get_stream: self.get_stream,
             delete_session: self.delete_session,
-            policy: self.policy.compile()?,
+            policy,
             auth: self.auth.map(|a| a.compile("auth")).transpose()?,
             upstream: self.upstream.compile()?,
+            observe,
         })
     }
 }
@@ -417,7 +427,7 @@ mod tests {
             (r#"{"endpoints":[]}"#, "endpoints: at least one MCP endpoint path is required"),
             (r#"{"endpoints":["/mcp","mcp"]}"#, "endpoints[1]: path \"mcp\" must start with '/'"),
             (r#"{"other_paths":"maybe"}"#, "other_paths: unknown variant `maybe`, expected `allow` or `deny` at line 1 column 22"),
-            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream` at line 1 column 8"),
+            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit` at line 1 column 8"),
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),

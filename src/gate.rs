@@ -6,7 +6,7 @@
 
 use crate::auth::Identity;
 use crate::config::{Access, Config};
-use crate::jsonrpc::{parse_body, Body, BodyError};
+use crate::jsonrpc::{parse_body, Body, BodyError, Seen};
 use crate::listfilter::ListRequest;
 use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
@@ -107,7 +107,8 @@ pub struct LocalReply {
 /// log) and, for a single list request, the request whose answer is to be filtered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Approved<'p> {
-    pub decisions: Vec<Decision<'p>>,
+    /// The decision on each message, with what the message was, in body order.
+    pub decisions: Vec<(Seen, Decision<'p>)>,
     pub list: Option<ListRequest>,
 }
 
@@ -195,8 +196,13 @@ impl<'c> Gate<'c> {
         identity: &Identity,
         body: &[u8],
     ) -> Result<Vec<Decision<'c>>, Rejection> {
-        self.approve(rule, head, identity, body)
-            .map(|approved| approved.decisions)
+        self.approve(rule, head, identity, body).map(|approved| {
+            approved
+                .decisions
+                .into_iter()
+                .map(|(_, decision)| decision)
+                .collect()
+        })
     }
 
     /// [`Gate::on_body`], and for an approved single list request, what its answer must be
@@ -253,14 +259,16 @@ impl<'c> Gate<'c> {
             .enumerate()
             .map(
                 |(i, message)| match rules.decide_with_arguments(message, body) {
-                    Decision::Denied { reason, .. } => {
+                    Decision::Denied { reason, rule } => {
                         let reason = match parsed {
                             Body::Batch(_) => format!("batch[{i}]: {reason}"),
                             Body::Single(_) => reason,
                         };
-                        Err(Rejection::new(Code::Forbidden, reason).with_id(id))
+                        Err(Rejection::new(Code::Forbidden, reason)
+                            .with_id(id)
+                            .about(message.seen(), rule))
                     }
-                    decision => Ok(decision),
+                    decision => Ok((message.seen(), decision)),
                 },
             )
             .collect::<Result<Vec<_>, _>>()?;

@@ -200,6 +200,11 @@ impl PatternSet {
         self.match_all || self.exact.contains(text) || self.globs.iter().any(|g| g.is_match(text))
     }
 
+    /// The names this set lists exactly (its patterns without wildcards).
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.exact.iter().map(String::as_str)
+    }
+
     pub fn is_empty(&self) -> bool {
         !self.match_all && self.exact.is_empty() && self.globs.is_empty()
     }

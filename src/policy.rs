@@ -219,6 +219,14 @@ impl Policy {
         &self.arguments
     }
 
+    /// Tool names the rules list exactly: the tools metrics label by name.
+    pub fn tool_literals(&self) -> impl Iterator<Item = String> + '_ {
+        self.rules
+            .iter()
+            .flat_map(|r| r.allow.tools.literals().chain(r.deny.tools.literals()))
+            .map(str::to_owned)
+    }
+
     /// The rules that apply to `identity`, in configuration order.
     pub fn applicable(&self, identity: &Identity) -> Applicable<'_> {
         let mut ids = self.everyone.clone();

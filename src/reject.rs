@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use crate::jsonrpc::Seen;
+
 /// Why the filter refused a request; fixes the JSON-RPC code and the HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
@@ -96,6 +98,8 @@ pub struct Rejection {
     pub id: Option<String>,
     /// A `WWW-Authenticate` challenge for 401 and 403 answers about credentials.
     pub challenge: Option<String>,
+    /// The message refused and the rule that refused it, for metrics and the audit log.
+    pub about: Option<Box<(Seen, Option<String>)>>,
 }
 
 impl Rejection {
@@ -105,7 +109,13 @@ impl Rejection {
             reason: reason.into(),
             id: None,
             challenge: None,
+            about: None,
         }
+    }
+
+    pub fn about(mut self, message: Seen, rule: Option<&str>) -> Rejection {
+        self.about = Some(Box::new((message, rule.map(str::to_owned))));
+        self
     }
 
     pub fn with_id(mut self, id: Option<&str>) -> Rejection {

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::auth::Identity;
 use crate::config::ConfigError;
+use crate::jsonrpc::{Seen, Target};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +19,14 @@ pub(crate) struct UpstreamDto {
     identity_headers: Option<IdentityHeadersDto>,
     #[serde(default)]
     inject: Vec<InjectDto>,
+    routing_headers: Option<RoutingHeadersDto>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutingHeadersDto {
+    method: Option<String>,
+    tool: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +55,9 @@ pub struct Upstream {
     /// How the caller authenticated (`jwt:<provider>`, `api_key:<name>`, `peer`, `anonymous`).
     method: Option<String>,
     inject: Vec<(String, Vec<(String, String)>)>,
+    /// Headers carrying the approved request's method and tool, for Envoy's routes.
+    route_method: Option<String>,
+    route_tool: Option<String>,
 }
 
 /// Header changes for one request, applied by the glue before the request moves on.
@@ -71,7 +83,10 @@ impl UpstreamDto {
             }
             inject.push((rule.cluster, headers));
         }
+        let routing = self.routing_headers.unwrap_or_default();
         Ok(Upstream {
+            route_method: name("upstream.routing_headers.method", routing.method)?,
+            route_tool: name("upstream.routing_headers.tool", routing.tool)?,
             remove_client_authorization: self.remove_client_authorization.unwrap_or(true),
             subject: name("upstream.identity_headers.subject", ids.subject)?,
             roles: name("upstream.identity_headers.roles", ids.roles)?,
@@ -106,6 +121,8 @@ impl Default for Upstream {
             scopes: None,
             method: None,
             inject: Vec::new(),
+            route_method: None,
+            route_tool: None,
         }
     }
 }
@@ -124,12 +141,19 @@ impl Upstream {
         !self.inject.is_empty()
     }
 
-    /// The identity headers the gateway owns: removed from every request, even unauthenticated ones.
+    /// The headers the gateway owns (identity and routing): any copy the client sent is removed.
     pub fn identity_header_names(&self) -> impl Iterator<Item = &str> {
-        [&self.subject, &self.roles, &self.scopes, &self.method]
-            .into_iter()
-            .flatten()
-            .map(String::as_str)
+        [
+            &self.subject,
+            &self.roles,
+            &self.scopes,
+            &self.method,
+            &self.route_method,
+            &self.route_tool,
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
     }
 
     /// Edits for an authenticated request routed to `cluster`. `credential_headers` are the
@@ -166,6 +190,34 @@ impl Upstream {
         }
         edits.remove.sort();
         edits.remove.dedup();
+        edits
+    }
+
+    /// Whether approved requests get routing headers.
+    pub fn routes(&self) -> bool {
+        self.route_method.is_some() || self.route_tool.is_some()
+    }
+
+    /// Routing headers for an approved body: the method of a single message (`batch` for a
+    /// batch) and the tool of a single `tools/call`. The client's copies were removed with
+    /// the identity headers, so an absent value leaves the header absent.
+    pub fn routing_edits(&self, seen: &[&Seen]) -> HeaderEdits {
+        let mut edits = HeaderEdits::default();
+        let (method, tool) = match seen {
+            [one] => (
+                one.method.as_deref(),
+                match &one.target {
+                    Some(Target::Tool(tool)) => Some(tool.as_ref()),
+                    _ => None,
+                },
+            ),
+            _ => (Some("batch"), None),
+        };
+        for (name, value) in [(&self.route_method, method), (&self.route_tool, tool)] {
+            if let (Some(name), Some(value)) = (name, value) {
+                edits.set.push((name.clone(), header_value(value)));
+            }
+        }
         edits
     }
 }
@@ -217,6 +269,37 @@ mod tests {
             !other.set.iter().any(|(k, _)| k == "authorization"),
             "injection is per cluster"
         );
+    }
+
+    #[test]
+    fn routing_headers_name_method_and_tool_and_are_owned() {
+        let up = upstream(r#"{"routing_headers":{"method":"X-MCP-Method","tool":"x-mcp-tool"}}"#)
+            .unwrap();
+        let edits = up.edits(&Identity::anonymous(), None, &[]);
+        assert!(edits.remove.contains(&"x-mcp-method".to_owned()));
+        assert!(edits.remove.contains(&"x-mcp-tool".to_owned()));
+        let call = Seen {
+            method: Some("tools/call".into()),
+            target: Some(Target::Tool("db_query".into())),
+            arguments: None,
+        };
+        assert_eq!(
+            up.routing_edits(&[&call]).set,
+            [
+                ("x-mcp-method".to_owned(), "tools/call".to_owned()),
+                ("x-mcp-tool".to_owned(), "db_query".to_owned())
+            ]
+        );
+        let list = Seen {
+            method: Some("tools/list".into()),
+            target: None,
+            arguments: None,
+        };
+        assert_eq!(
+            up.routing_edits(&[&call, &list]).set,
+            [("x-mcp-method".to_owned(), "batch".to_owned())]
+        );
+        assert!(!upstream("{}").unwrap().routes());
     }
 
     #[test]

@@ -16,10 +16,13 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use super::answer::ListAnswer;
 use super::host;
 use super::log;
+use super::report::{self, Report};
 use super::shared::Shared;
 use crate::auth::Identity;
 use crate::authn::{AuthStep, Peer};
 use crate::gate::{BodyRule, Gate, HeadVerdict, RequestHead};
+use crate::jsonrpc::{Seen, Target};
+use crate::observe::{self, Outcome};
 use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
 
@@ -49,6 +52,9 @@ pub struct Flow {
     state: State,
     /// Set when an approved single list request's answer is to be filtered for the caller.
     answer: Option<ListAnswer>,
+    /// An approved single `tools/call`: its duration histogram and when the request began.
+    call: Option<(String, u64)>,
+    started_us: u64,
 }
 
 impl Flow {
@@ -65,6 +71,8 @@ impl Flow {
             body_complete: false,
             state: State::Passing,
             answer: None,
+            call: None,
+            started_us: 0,
         }
     }
 
@@ -83,6 +91,7 @@ impl Flow {
             }
         };
         flow.head = RequestHead::new(pairs, end_of_stream);
+        flow.started_us = report::now_us();
         let gate = flow.gate();
         let verdict = gate
             .metadata_reply(&flow.head)
@@ -252,35 +261,84 @@ impl Flow {
             self.state = State::Passing;
             return Action::Continue;
         };
+        let decide_start = report::now_us();
         let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, self.body_size) {
             Ok(body) => body.unwrap_or_default(),
             Err(status) => return self.internal(&format!("cannot read request body: {status:?}")),
         };
-        let verdict = self
-            .gate()
-            .approve(rule, &self.head, identity, &body)
-            .map(|approved| {
-                for decision in &approved.decisions {
-                    if let Decision::ShadowDenied { rule, reason } = decision {
-                        // Shadow mode: the request goes on; operators see what would happen.
-                        let rule = rule.unwrap_or("no rule");
-                        log(
-                            LogLevel::Info,
-                            &format!("mcp-guard: shadow deny by {rule:?}: {reason}"),
-                        );
-                    }
+        // The decisions borrow the configuration, not the flow, which they update below.
+        let shared = self.shared.clone();
+        let verdict = Gate {
+            config: &shared.config,
+        }
+        .approve(rule, &self.head, identity, &body);
+        self.shared.metrics.record(
+            "mcp_guard.decision_time_us".into(),
+            report::now_us().saturating_sub(decide_start),
+        );
+        let approved = match verdict {
+            Ok(approved) => approved,
+            Err(rejection) => return self.reject(&rejection),
+        };
+        let config = &shared.config;
+        for (seen, decision) in &approved.decisions {
+            let (outcome, rule, reason) = match decision {
+                Decision::ShadowDenied { rule, reason } => {
+                    // Shadow mode: the request goes on; operators see what would happen.
+                    log(
+                        LogLevel::Info,
+                        &format!(
+                            "mcp-guard: shadow deny by {:?}: {reason}",
+                            rule.unwrap_or("no rule")
+                        ),
+                    );
+                    (Outcome::Shadow, *rule, Some(reason.as_str()))
                 }
-                approved.list
-            });
-        match verdict {
-            Ok(list) => {
-                self.answer = list
-                    .zip(self.identity.clone())
-                    .map(|(list, identity)| ListAnswer::new(self.shared.clone(), list, identity));
-                self.state = State::Passing;
-                Action::Continue
-            }
-            Err(rejection) => self.reject(&rejection),
+                Decision::Allowed { rule } => (Outcome::Allowed, *rule, None),
+                Decision::Denied { rule, reason } => {
+                    (Outcome::DeniedPolicy, *rule, Some(reason.as_str()))
+                }
+            };
+            let arguments = seen.arguments.clone().and_then(|range| body.get(range));
+            let report = Report {
+                seen: Some(seen),
+                outcome,
+                rule,
+                reason,
+                arguments,
+            };
+            report::message(
+                &shared.metrics,
+                &config.observe,
+                &self.head,
+                Some(identity),
+                &report,
+            );
+        }
+        let seen: Vec<&Seen> = approved.decisions.iter().map(|(s, _)| s).collect();
+        if config.upstream.routes() {
+            host::apply(&config.upstream.routing_edits(&seen));
+        }
+        if let [Seen {
+            target: Some(tool @ Target::Tool(_)),
+            ..
+        }] = seen.as_slice()
+        {
+            self.call = Some((config.observe.call_duration_metric(tool), self.started_us));
+        }
+        self.answer = approved
+            .list
+            .zip(self.identity.clone())
+            .map(|(list, identity)| ListAnswer::new(self.shared.clone(), list, identity));
+        self.state = State::Passing;
+        Action::Continue
+    }
+
+    /// The stream ended: an approved tool call's duration is recorded.
+    pub fn on_log(&mut self) {
+        if let Some((metric, started_us)) = self.call.take() {
+            let ms = report::now_us().saturating_sub(started_us) / 1000;
+            self.shared.metrics.record(metric, ms);
         }
     }
 
@@ -291,6 +349,27 @@ impl Flow {
 
     fn reject(&mut self, rejection: &Rejection) -> Action {
         self.state = State::Rejected;
+        let observe = &self.shared.config.observe;
+        let metrics = &self.shared.metrics;
+        metrics.count(observe::rejection_metric(rejection.code));
+        let (seen, rule) = match rejection.about.as_deref() {
+            Some((seen, rule)) => (Some(seen), rule.as_deref()),
+            None => (None, None),
+        };
+        let report = Report {
+            seen,
+            outcome: Outcome::of_rejection(rejection.code),
+            rule,
+            reason: Some(&rejection.reason),
+            arguments: None,
+        };
+        report::message(
+            metrics,
+            observe,
+            &self.head,
+            self.identity.as_ref(),
+            &report,
+        );
         host::send_rejection(rejection);
         Action::Pause
     }

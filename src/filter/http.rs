@@ -61,6 +61,10 @@ impl HttpContext for Request {
             .map_or(Action::Continue, |a| a.on_body(body_size, end_of_stream))
     }
 
+    fn on_log(&mut self) {
+        self.flow.borrow_mut().on_log();
+    }
+
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         let mut flow = self.flow.borrow_mut();
         flow.answer().map_or(Action::Continue, |a| a.on_trailers())

@@ -5,6 +5,7 @@ mod answer;
 mod flow;
 mod host;
 mod http;
+mod report;
 mod root;
 mod shared;
 

@@ -12,14 +12,17 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use super::flow::{Flow, Waiter};
 use super::host;
 use super::log;
+use super::report::Metrics;
 use crate::auth::{KeySet, TokenCache};
 use crate::config::Config;
 use crate::key_store::{FetchPolicy, KeyStore};
+use crate::observe;
 
 pub struct Shared {
     pub config: Config,
     pub keys: RefCell<KeyStore>,
     pub cache: RefCell<TokenCache>,
+    pub metrics: Metrics,
     waiters: RefCell<Vec<Waiter>>,
 }
 
@@ -35,6 +38,7 @@ impl Shared {
         Shared {
             keys: RefCell::new(KeyStore::new(policies)),
             cache: RefCell::new(TokenCache::default()),
+            metrics: Metrics::default(),
             waiters: RefCell::new(Vec::new()),
             config,
         }
@@ -85,6 +89,7 @@ impl Shared {
             Some(other) => Err(format!("HTTP status {other}")),
             None => Err("no answer (connection failed or timed out)".into()),
         };
+        let ok = result.is_ok();
         if let Err(e) = &result {
             log(
                 LogLevel::Warn,
@@ -96,6 +101,9 @@ impl Shared {
             .borrow_mut()
             .finished(token, result, host::now_ms());
         if let Some(provider) = provider {
+            if let Some(p) = self.config.provider(provider) {
+                self.metrics.count(observe::jwks_metric(&p.name, ok));
+            }
             self.wake(|w| w.provider == provider, false);
         }
     }

@@ -60,6 +60,36 @@ pub struct Message<'a> {
     pub arguments: Option<Range<usize>>,
 }
 
+/// What the gate reports about a message after deciding: its method and target, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub method: Option<String>,
+    pub target: Option<Target<'static>>,
+    /// Byte range of `params.arguments` in the body.
+    pub arguments: Option<Range<usize>>,
+}
+
+impl Message<'_> {
+    pub fn seen(&self) -> Seen {
+        Seen {
+            method: self.method.as_deref().map(str::to_owned),
+            target: self.target.as_ref().map(Target::to_owned),
+            arguments: self.arguments.clone(),
+        }
+    }
+}
+
+impl Target<'_> {
+    fn to_owned(&self) -> Target<'static> {
+        let owned = |v: &Cow<'_, str>| Cow::Owned(v.to_string());
+        match self {
+            Target::Tool(v) => Target::Tool(owned(v)),
+            Target::Prompt(v) => Target::Prompt(owned(v)),
+            Target::Resource(v) => Target::Resource(owned(v)),
+        }
+    }
+}
+
 /// A POST body: one message or a non-empty batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body<'a> {

@@ -5,5 +5,7 @@ mod differential;
 mod message;
 mod reader;
 
-pub use message::{parse_body, Body, BodyError, Kind, Message, Target, META_PROTOCOL_VERSION};
+pub use message::{
+    parse_body, Body, BodyError, Kind, Message, Seen, Target, META_PROTOCOL_VERSION,
+};
 pub use reader::{Reader, SyntaxError, MAX_DEPTH};

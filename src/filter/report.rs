@@ -1,0 +1,133 @@
+//! Reports decisions to the host: counters and histograms through the proxy-wasm metrics
+//! API (names and labels come from [`crate::observe`]), the audit line, and the filter state
+//! Envoy's access logs read (`%FILTER_STATE(wasm.mcp_guard.decision:PLAIN)%`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MetricType};
+
+use super::host;
+use super::log;
+use crate::auth::{Identity, IdentityKind};
+use crate::gate::RequestHead;
+use crate::jsonrpc::Seen;
+use crate::observe::{AuditRecord, Observe, Outcome};
+
+/// Metric ids by name, defined on first use: `define_metric` is a host call, so each name
+/// is defined once per VM (the host gives every VM the same metric for a name).
+#[derive(Default)]
+pub struct Metrics {
+    ids: RefCell<HashMap<String, u32>>,
+}
+
+impl Metrics {
+    fn id(&self, kind: MetricType, name: String) -> Option<u32> {
+        if let Some(id) = self.ids.borrow().get(&name) {
+            return Some(*id);
+        }
+        match hostcalls::define_metric(kind, &name) {
+            Ok(id) => {
+                self.ids.borrow_mut().insert(name, id);
+                Some(id)
+            }
+            Err(status) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("mcp-guard: cannot define metric {name}: {status:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn count(&self, name: String) {
+        if let Some(id) = self.id(MetricType::Counter, name) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    pub fn record(&self, name: String, value: u64) {
+        if let Some(id) = self.id(MetricType::Histogram, name) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
+/// Microseconds by the host's clock, for durations.
+pub fn now_us() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// One message's decision, as reported.
+pub struct Report<'a> {
+    pub seen: Option<&'a Seen>,
+    pub outcome: Outcome,
+    pub rule: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    /// The call's raw arguments, when the audit log may record them.
+    pub arguments: Option<&'a [u8]>,
+}
+
+/// Counts `report` and, with the audit log on, writes its line and filter state.
+pub fn message(
+    metrics: &Metrics,
+    observe: &Observe,
+    head: &RequestHead,
+    identity: Option<&Identity>,
+    report: &Report<'_>,
+) {
+    let method = report.seen.and_then(|s| s.method.as_deref());
+    let target = report.seen.and_then(|s| s.target.as_ref());
+    metrics.count(observe.request_metric(report.seen, report.outcome));
+    let Some(audit) = &observe.audit else {
+        return;
+    };
+    let subject = identity
+        .filter(|i| i.kind != IdentityKind::Anonymous)
+        .map(|i| i.subject.as_str());
+    let upstream = host::property(&["xds", "cluster_name"]);
+    let header = |name| {
+        head.values(name)
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    };
+    let record = AuditRecord {
+        time_ms: host::now_ms(),
+        request_id: header("x-request-id"),
+        session_id: header("mcp-session-id"),
+        subject,
+        method,
+        target,
+        outcome: Some(report.outcome),
+        rule: report.rule,
+        limit: None,
+        reason: report.reason,
+        upstream: upstream.as_deref(),
+        arguments: report
+            .arguments
+            .filter(|_| audit.arguments)
+            .and_then(|raw| audit.redacted(raw)),
+    };
+    log(
+        LogLevel::Info,
+        &format!("mcp-guard.audit {}", record.to_line()),
+    );
+    let tool = target.map(|t| t.value());
+    for (key, value) in [
+        ("mcp_guard.decision", Some(report.outcome.as_str())),
+        ("mcp_guard.method", method),
+        ("mcp_guard.tool", tool),
+        ("mcp_guard.subject", subject),
+        ("mcp_guard.rule", report.rule),
+    ] {
+        if let Some(value) = value {
+            let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
+        }
+    }
+}
