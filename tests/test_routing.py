@@ -81,8 +81,10 @@ def test_db_tools_go_to_the_db_server_and_the_rest_to_the_replicas(fresh: stack.
 
 
 def test_sessionless_calls_spread_over_both_replicas(fresh: stack.DemoStack) -> None:
-    answers = {text(call(fresh.gateway.url, "whoami")) for _ in range(12)}
-    assert answers == set(stack.REPLICAS)
+    # Envoy's workers may keep using the first healthy replica for about a second after the
+    # admin API reports both healthy; after that, round robin alternates.
+    answers = [text(call(fresh.gateway.url, "whoami")) for _ in range(60)]
+    assert set(answers[-10:]) == set(stack.REPLICAS), answers
 
 
 def test_a_session_keeps_hitting_the_replica_that_created_it(fresh: stack.DemoStack, rmcp_client_bin: Path) -> None:
@@ -130,7 +132,9 @@ def test_killing_a_replica_loses_no_sessionless_call(tmp_path: Path) -> None:
     try:
         stream = CallStream(demo.gateway.url)
         stream.thread.start()
-        while len(stream.results) < 20:
+        deadline = time.monotonic() + 15
+        while {r["result"]["content"][0]["text"] for r in stream.results if r["ok"]} != set(stack.REPLICAS):
+            assert time.monotonic() < deadline, stream.results
             time.sleep(0.05)
         with stream.lock:
             before = len(stream.results)
