@@ -31,6 +31,7 @@ const MAX_QUOTED_CHARS: usize = 64;
 pub type ArgumentsDto = BTreeMap<String, Vec<ConstraintDto>>;
 
 /// One constraint as configured.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConstraintDto {
@@ -45,6 +46,7 @@ pub struct ConstraintDto {
     required: bool,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RangeDto {

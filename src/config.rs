@@ -24,6 +24,7 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 pub const MAX_MAX_BODY_BYTES: u64 = 64 << 20;
 
 /// What to do with a request or stream: let it through or refuse it.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {
@@ -32,6 +33,7 @@ pub enum Access {
     Deny,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigDto {
@@ -54,6 +56,7 @@ struct ConfigDto {
     audit: AuditDto,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyDto {
@@ -67,6 +70,7 @@ struct PolicyDto {
     arguments: ArgumentsDto,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleDto {
@@ -80,6 +84,7 @@ struct RuleDto {
     shadow: bool,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WhoDto {
@@ -96,6 +101,7 @@ struct WhoDto {
     authenticated: Option<bool>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListsDto {
@@ -172,6 +178,15 @@ impl Config {
         })?;
         dto.compile()
     }
+}
+
+/// The JSON Schema of the configuration, generated from the types the filter parses, for
+/// editors and CI (`mcp-guard schema`; committed as docs/mcp-guard.schema.json).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn json_schema() -> String {
+    let mut schema = schemars::schema_for!(ConfigDto);
+    schema.insert("title".into(), "mcp-guard filter configuration".into());
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
 }
 
 impl ConfigDto {
@@ -474,6 +489,18 @@ mod tests {
 #[cfg(test)]
 mod doc_tests {
     use super::Config;
+
+    /// The committed schema is the one the types generate (regenerate with
+    /// `cargo run -q --bin mcp-guard -- schema > docs/mcp-guard.schema.json`).
+    #[test]
+    fn committed_schema_is_current() {
+        let committed = include_str!("../docs/mcp-guard.schema.json");
+        assert_eq!(
+            committed.trim_end(),
+            super::json_schema(),
+            "docs/mcp-guard.schema.json is stale"
+        );
+    }
 
     /// Every JSON example in docs/CONFIG.md is a configuration the filter accepts (fragments
     /// such as `"auth": {...}` are wrapped in an object first), so the docs stay true.

@@ -112,6 +112,7 @@ pub fn reason_label(code: Code) -> &'static str {
     }
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MetricsDto {
@@ -120,6 +121,7 @@ pub(crate) struct MetricsDto {
     tools: Vec<String>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuditDto {

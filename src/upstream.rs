@@ -12,6 +12,7 @@ use crate::auth::Identity;
 use crate::config::ConfigError;
 use crate::jsonrpc::{Seen, Target};
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpstreamDto {
@@ -22,6 +23,7 @@ pub(crate) struct UpstreamDto {
     routing_headers: Option<RoutingHeadersDto>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RoutingHeadersDto {
@@ -29,6 +31,7 @@ struct RoutingHeadersDto {
     tool: Option<String>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct IdentityHeadersDto {
@@ -38,6 +41,7 @@ struct IdentityHeadersDto {
     method: Option<String>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InjectDto {

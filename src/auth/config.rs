@@ -23,6 +23,7 @@ const MAX_MS: u64 = 60_000;
 
 /// The `auth` section. Embed it as `auth: Option<AuthDto>` and call [`AuthDto::compile`]
 /// with the path it sits at (`"auth"`).
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthDto {
@@ -37,6 +38,7 @@ pub struct AuthDto {
     resource_metadata: Option<ResourceMetadataDto>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProviderDto {
@@ -54,6 +56,7 @@ struct ProviderDto {
     claims: ClaimsDto,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokenDto {
@@ -62,11 +65,13 @@ struct TokenDto {
 }
 
 /// A JWKS document pasted into the configuration; its other members are ignored.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 struct JwksDto {
     keys: Vec<Jwk>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RemoteJwksDto {
@@ -79,6 +84,7 @@ struct RemoteJwksDto {
     max_wait_ms: Option<u64>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ClaimsDto {
@@ -89,6 +95,7 @@ struct ClaimsDto {
     other: BTreeMap<String, String>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ApiKeysDto {
@@ -96,6 +103,7 @@ struct ApiKeysDto {
     keys: Vec<ApiKeyDto>,
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ApiKeyDto {
@@ -108,6 +116,7 @@ struct ApiKeyDto {
 }
 
 /// RFC 9728 protected resource metadata; serialized as is into the served document.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ResourceMetadataDto {

@@ -101,6 +101,7 @@ impl Alg {
 }
 
 /// One JWK as published; unknown members (`x5c`, `key_ops`, …) are ignored, as RFC 7517 asks.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Deserialize)]
 pub struct Jwk {
     kty: String,

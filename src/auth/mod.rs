@@ -169,6 +169,7 @@ impl KeyLookup for Vec<Option<KeySet>> {
 }
 
 /// Which SAN of the TLS peer certificate names the caller.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerIdentity {

@@ -36,12 +36,14 @@ mod cli {
     const USAGE: &str = "\
 usage: mcp-guard check --config FILE
        mcp-guard explain --config FILE --request FILE [options]
+       mcp-guard schema
 
   check     validate a filter configuration (the JSON of Envoy's `configuration` value);
             prints `ok`, or the filter's error on stderr (exit 1)
   explain   run one POST request through the filter's gate and report the identity, the
             decision for each JSON-RPC message and, if refused, the exact response
             (exit 0: passes, 2: refused)
+  schema    print the JSON Schema of the configuration (docs/mcp-guard.schema.json)
 
 explain options:
   --request FILE      the request body (JSON-RPC)
@@ -115,6 +117,13 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                     "--now",
                 ],
             )?),
+            "schema" => {
+                if let Some(arg) = rest.first() {
+                    return Err(usage(format!("unexpected argument {arg:?}")));
+                }
+                println!("{}", mcp_guard::config::json_schema());
+                Ok(ExitCode::SUCCESS)
+            }
             other => Err(usage(format!("unknown command {other:?}"))),
         }
     }

@@ -49,6 +49,8 @@ class GatewaySpec:
     legend: str  # one line of the report's legend
     config: Path
     auth: bool = False  # requires a JWT (401 without one)
+    filter_config: dict | None = None  # replaces the config file's mcp-guard configuration
+    log_level: str = "warning"  # Envoy's; audit lines are written at info
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,24 @@ class Group:
         return "" if self.roles == ("A", "B", "C") else f" ({'/'.join(self.roles)})"
 
 
+def hundred_rules() -> dict:
+    """guard.yaml's allowlist spread over 100 rules that all apply to every caller, each with its
+    own tool patterns and a deny list: every call is judged against all of them."""
+    rules = [
+        {"name": f"team-{i}", "allow": {"tools": [f"team{i}_*", f"t{i}_query"]}, "deny": {"tools": [f"team{i}_drop*"]}}
+        for i in range(98)
+    ]
+    rules.append({"name": "demo-tools", "allow": {"tools": ["echo", "add", "search", "db_*"]}})
+    rules.append({"name": "no-deletes", "deny": {"tools": ["delete_*"]}})
+    return {"endpoints": ["/mcp"], "policy": {"rules": rules}}
+
+
+GUARD_OBSERVED = {
+    "endpoints": ["/mcp"],
+    "policy": {"allow": {"tools": ["echo", "add", "search", "db_*"]}},
+    "audit": {"enabled": True},
+}
+
 GATEWAYS = {
     g.key: g
     for g in (
@@ -91,6 +111,10 @@ GATEWAYS = {
         GatewaySpec("C", "Envoy + mcp-guard with the same tool allowlist", BENCH / "guard.yaml"),
         GatewaySpec("B-jwt", "B with `envoy.filters.http.jwt_authn` first (jwt_cache_config: 1024 entries)", BENCH / "native-jwt.yaml", auth=True),
         GatewaySpec("C-jwt", "C with a JWT provider in mcp-guard's `auth` (its per-worker cache: 1024 entries)", BENCH / "guard-jwt.yaml", auth=True),
+        GatewaySpec("C-100", "C with the allowlist spread over 100 rules that all apply (each with allow and deny patterns)", BENCH / "guard.yaml",
+                    filter_config=hundred_rules()),
+        GatewaySpec("C-audit", "C with the audit log on (a JSON line per message in Envoy's log, filter state for access logs)", BENCH / "guard.yaml",
+                    filter_config=GUARD_OBSERVED, log_level="info"),
     )
 }
 UNCACHED = 5000  # tokens cycled per set: more than either gateway's cache (1024) holds
@@ -120,6 +144,9 @@ GROUPS = (
             Workload("jwt-eddsa-nocache", 32, "call300", "eddsa"),
         ),
     ),
+    # Features against plain C: the "B" column holds C, so C/B is the feature's own cost.
+    Group(("A", "C", "C-100"), (Workload("call300", 32), Workload("denied", 32, denied=True))),
+    Group(("A", "C", "C-audit"), (Workload("call300", 32),)),
 )
 WORKLOAD_NOTES = (
     "Workloads: `call300` a ~300 B tools/call (varied ids and allowlisted tool names); `list` tools/list; `call64k` a 64 KiB",
@@ -162,9 +189,10 @@ class Cell:
         return statistics.median(getattr(s, attr) for s in self.samples)
 
 
-def rewrite(path: Path, port: int, admin_port: int, upstream_port: int, out_dir: Path) -> Path:
-    """The bench config with this run's ports (listener, admin, upstream cluster)."""
-    config = yaml.safe_load(path.read_text())
+def rewrite(spec: GatewaySpec, port: int, admin_port: int, upstream_port: int, out_dir: Path) -> Path:
+    """The bench config with this run's ports (listener, admin, upstream cluster) and, if the
+    spec has one, its own mcp-guard configuration."""
+    config = yaml.safe_load(spec.config.read_text())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = port
     for cluster in config["static_resources"].get("clusters", []):
@@ -176,13 +204,15 @@ def rewrite(path: Path, port: int, admin_port: int, upstream_port: int, out_dir:
             vm = hf.get("typed_config", {}).get("config", {}).get("vm_config")
             if vm:
                 vm["code"]["local"]["filename"] = str(gw.WASM)
-    out = out_dir / path.name
+                if spec.filter_config is not None:
+                    hf["typed_config"]["config"]["configuration"]["value"] = json.dumps(spec.filter_config)
+    out = out_dir / f"{spec.key}.yaml"
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return out
 
 
-def start_envoy(name: str, config: Path, admin_port: int, core: int, log_dir: Path) -> procs.Proc:
-    cmd = ["taskset", "-c", str(core), str(gw.ENVOY), "-c", str(config), "--concurrency", "1", "--use-dynamic-base-id", "-l", "warning"]
+def start_envoy(name: str, config: Path, admin_port: int, core: int, log_dir: Path, log_level: str = "warning") -> procs.Proc:
+    cmd = ["taskset", "-c", str(core), str(gw.ENVOY), "-c", str(config), "--concurrency", "1", "--use-dynamic-base-id", "-l", log_level]
     proc = procs.start(name, cmd, log_dir=log_dir)
     gw.wait_ready(proc, admin_port)
     return proc
@@ -421,7 +451,7 @@ def main() -> int:
         gateways: dict[str, Gateway] = {}
         for spec in GATEWAYS.values():
             port, admin = procs.free_port(), procs.free_port()
-            proc = start_envoy(f"gateway-{spec.key}", rewrite(spec.config, port, admin, upstream_port, log_dir), admin, 0, log_dir)
+            proc = start_envoy(f"gateway-{spec.key}", rewrite(spec, port, admin, upstream_port, log_dir), admin, 0, log_dir, spec.log_level)
             started.append(proc)
             gateways[spec.key] = Gateway(spec, proc, port, admin)
         cursor = TokenCursor(mint_tokens(TOKEN_SETS, log_dir))
