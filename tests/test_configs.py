@@ -186,13 +186,39 @@ def gateway_policy() -> tuple[dict[str, Any], dict[str, Any]]:
     return doc, wasm["config"]
 
 
-@pytest.mark.parametrize("example", [istio_plugin, gateway_policy], ids=["istio", "envoy-gateway"])
-def test_kubernetes_examples_carry_a_configuration_mcp_guard_accepts(example: Any, tmp_path: Path) -> None:
-    """The filter configuration inside the resource, loaded by the real filter in Envoy."""
-    _, filter_config = example()
+def validate_filter(wasm_config: dict[str, Any] | None, filter_config: Any, tmp_path: Path) -> None:
+    """envoy/test-gateway.yaml with this filter configuration (and, if given, this Wasm filter
+    `config` block, its code pointed at the built module) passes `envoy --mode validate`,
+    which runs the filter's own configuration check."""
     config = gw.render_config(listen_port=procs.free_port(), admin_port=procs.free_port(), upstream_port=procs.free_port(), filter_config=filter_config)
+    if wasm_config is not None:
+        hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        wasm = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.wasm")
+        wasm["typed_config"]["config"] = {**wasm_config, "vm_config": {**wasm_config["vm_config"], "code": {"local": {"filename": str(gw.WASM)}}}}
     path = tmp_path / "envoy.yaml"
     path.write_text(yaml.safe_dump(config))
     run = subprocess.run([str(gw.ENVOY), "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "mcp-guard: configuration loaded" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("example", [istio_plugin, gateway_policy], ids=["istio", "envoy-gateway"])
+def test_kubernetes_examples_carry_a_configuration_mcp_guard_accepts(example: Any, tmp_path: Path) -> None:
+    _, filter_config = example()
+    validate_filter(None, filter_config, tmp_path)
+
+
+def test_istio_envoyfilter_is_the_wasmplugin_with_the_header_hold(tmp_path: Path) -> None:
+    doc = yaml.safe_load((procs.REPO / "deploy" / "istio" / "envoyfilter.yaml").read_text())
+    assert (doc["apiVersion"], doc["kind"]) == ("networking.istio.io/v1alpha3", "EnvoyFilter")
+    extension, http_filter = doc["spec"]["configPatches"]
+    assert (extension["applyTo"], extension["patch"]["operation"]) == ("EXTENSION_CONFIG", "ADD")
+    assert (http_filter["applyTo"], http_filter["patch"]["operation"]) == ("HTTP_FILTER", "INSERT_FIRST")
+    assert extension["patch"]["value"]["name"] == http_filter["patch"]["value"]["name"]
+    wasm = extension["patch"]["value"]["typed_config"]["config"]
+    assert wasm["allow_on_headers_stop_iteration"] is True and wasm["failure_policy"] == "FAIL_CLOSED"
+    plugin, plugin_config = istio_plugin()
+    assert wasm["vm_config"]["code"]["remote"]["http_uri"]["uri"] == plugin["spec"]["url"]
+    filter_config = json.loads(wasm["configuration"]["value"])
+    assert filter_config == plugin_config
+    validate_filter(wasm, filter_config, tmp_path)
