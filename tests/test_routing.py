@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -96,12 +97,17 @@ def test_a_session_keeps_hitting_the_replica_that_created_it(fresh: stack.DemoSt
         owners.append(answers.pop())
     # Every request of a session (initialize, calls, DELETE) reached its owner only, with the
     # server's own session id (the envelope Envoy adds for the client is removed again).
+    server_ids = set()
     for name in stack.REPLICAS:
         other = next(n for n in stack.REPLICAS if n != name)
         own = {r["headers"].get("mcp-session-id") for r in fresh.servers[name].seen()} - {None}
         theirs = {r["headers"].get("mcp-session-id") for r in fresh.servers[other].seen()} - {None}
         assert len(own) == owners.count(name) and not own & theirs
         assert all(";UV:" not in sid for sid in own)
+        server_ids |= own
+    # mcp-guard runs after the stateful session filter: its audit log has the servers' ids too.
+    audited = {json.loads(m).get("session_id") for m in re.findall(r"mcp-guard\.audit (\{.*\})", fresh.gateway.log())}
+    assert server_ids <= audited and not any(";UV:" in (sid or "") for sid in audited)
 
 
 class CallStream:
