@@ -233,7 +233,8 @@ def start_shipped(
 
 
 def healthy_hosts(admin_port: int, cluster: str) -> set[str]:
-    """Addresses of `cluster`'s hosts that Envoy currently sends traffic to (admin /clusters)."""
+    """Addresses of `cluster`'s hosts the admin API reports healthy (/clusters); Envoy's
+    workers may take about a second more to balance over a host that just turned healthy."""
     with urllib.request.urlopen(f"http://{LOOPBACK}:{admin_port}/clusters", timeout=5) as r:
         lines = r.read().decode().splitlines()
     prefix = f"{cluster}::"
