@@ -164,7 +164,8 @@ impl Config {
         let dto: ConfigDto = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             ConfigError {
-                path: if path == "." {
+                // An empty top-level key renders as an empty path.
+                path: if path == "." || path.is_empty() {
                     "configuration".into()
                 } else {
                     path
@@ -445,6 +446,8 @@ mod tests {
             (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit` at line 1 column 8"),
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
+            // Found by the config fuzz target: an empty key once gave an empty path.
+            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit` at line 1 column 3"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),
             (r#"{"policy":{"rules":[{"name":"a","who":{"roles":["ok","["]}}]}}"#, r#"policy.rules[0].who.roles[1]: invalid pattern "[": unclosed or empty '['"#),
             (r#"{"policy":{"rules":[{"name":"a"},{"name":"b"},{"name":"c","allow":{"tools":["["]}}]}}"#, r#"policy.rules[2].allow.tools[0]: invalid pattern "[": unclosed or empty '['"#),
