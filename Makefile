@@ -8,7 +8,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CARGO_FLAGS ?=
 
-.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk bench pin
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk bench pin docker-compose
 
 ## The rustup target for proxy-wasm modules.
 wasm-target:
@@ -50,7 +50,7 @@ lint: wasm-target
 unit:
 	cargo test $(CARGO_FLAGS) --workspace
 
-integration: build venv rmcp-client
+integration: build venv rmcp-client docker-compose
 	$(PY) -m pytest -q -o timeout=180 -p no:cacheprovider tests
 
 ## Every test: formatting, lints, unit tests, then real Envoy with real MCP servers and SDK clients.
@@ -59,6 +59,10 @@ test: lint unit integration
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+## Debian's docker-compose: `make integration` validates docker-compose.yml with it (no Docker daemon needed).
+docker-compose:
+	@command -v docker-compose >/dev/null || (apt-get update -qq && apt-get install -y -qq docker-compose)
 
 ## Load generator for `make bench` (Debian's wrk).
 wrk:

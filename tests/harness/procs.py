@@ -199,6 +199,7 @@ def start_mcp_server(
     port: int = 0,
     json_response: bool = False,
     deny_tools: tuple[str, ...] = (),
+    db_tools: bool = False,
     log_dir: Path | None = None,
     timeout: float = 15.0,
 ) -> McpServer:
@@ -206,6 +207,8 @@ def start_mcp_server(
     cmd = [PYTHON, str(MCP_SERVER), "--port", str(port), "--name", name]
     if json_response:
         cmd.append("--json-response")
+    if db_tools:
+        cmd.append("--db-tools")
     for t in deny_tools:
         cmd += ["--deny-tool", t]
     proc = start(f"mcp-server-{name}", cmd, ready=r"ready (\d+)", timeout=timeout, log_dir=log_dir)

@@ -15,9 +15,12 @@ Serves on one port:
   POST /__reset        clears that list.
   POST /__mutate       {"tool": NAME, "description": TEXT} changes a tool's description from
                        now on (a server whose tool definitions drift); answers the old one.
+  GET  /healthz        200 "ok" for load-balancer health checks (not recorded).
 
 Tool annotations: echo, add and whoami say readOnlyHint (add also openWorldHint false),
 delete_file says destructiveHint, slow_count says nothing.
+
+--db-tools adds db_query and db_drop_table, the tools the demo routes to its database server.
 
 --deny-tool NAME (repeatable) makes the recorder answer tools/call for NAME itself with
 HTTP 403 and a JSON-RPC error (-32003), to exercise client error paths without Envoy.
@@ -46,7 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 NO_HOST_CHECK = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
-def build_mcp(name: str) -> MCPServer:
+def build_mcp(name: str, db_tools: bool = False) -> MCPServer:
     mcp = MCPServer(name=name, version="1.0.0", instructions="mcp-guard test server", log_level="WARNING")
 
     read_only = ToolAnnotations(readOnlyHint=True)
@@ -79,6 +82,9 @@ def build_mcp(name: str) -> MCPServer:
             await ctx.report_progress(i, n, f"count {i}")
         return f"counted {n}"
 
+    if db_tools:
+        add_db_tools(mcp, name)
+
     @mcp.prompt()
     def greet(name: str) -> str:
         """Greet someone."""
@@ -90,6 +96,20 @@ def build_mcp(name: str) -> MCPServer:
         return "This is the mcp-guard demo MCP server."
 
     return mcp
+
+
+def add_db_tools(mcp: MCPServer, name: str) -> None:
+    """The database server's tools (harmless: nothing is queried or dropped)."""
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def db_query(sql: str) -> str:
+        """Run a read-only SQL query."""
+        return f"{name}: 3 rows for {sql}"
+
+    @mcp.tool(annotations=ToolAnnotations(destructiveHint=True))
+    def db_drop_table(table: str) -> str:
+        """Drop a table (the policy denies it)."""
+        return f"{name}: dropped {table}"
 
 
 class RequestRecorder:
@@ -112,6 +132,9 @@ class RequestRecorder:
 
         if scope["path"] == "/__seen" and scope["method"] == "GET":
             await _send_json(send, self.seen)
+            return
+        if scope["path"] == "/healthz" and scope["method"] == "GET":
+            await _send_json(send, "ok")
             return
         if scope["path"] == "/__reset" and scope["method"] == "POST":
             self.seen.clear()
@@ -215,8 +238,10 @@ async def _send_json(send: Send, obj: Any, status: int = 200) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def build_app(name: str, json_response: bool = False, deny_tools: frozenset[str] = frozenset()) -> RequestRecorder:
-    mcp = build_mcp(name)
+def build_app(
+    name: str, json_response: bool = False, deny_tools: frozenset[str] = frozenset(), db_tools: bool = False
+) -> RequestRecorder:
+    mcp = build_mcp(name, db_tools)
     # streamable_http_app carries the lifespan that runs the session manager;
     # stateless_http=False keeps 2025-era sessions; 2026-07-28 requests are routed
     # to the SDK's modern single-exchange entry by their MCP-Protocol-Version header.
@@ -232,10 +257,10 @@ def build_app(name: str, json_response: bool = False, deny_tools: frozenset[str]
 
 
 async def _serve(
-    host: str, port: int, name: str, json_response: bool, log_level: str, deny_tools: frozenset[str]
+    host: str, port: int, name: str, json_response: bool, log_level: str, deny_tools: frozenset[str], db_tools: bool
 ) -> None:
     config = uvicorn.Config(
-        build_app(name, json_response, deny_tools),
+        build_app(name, json_response, deny_tools, db_tools),
         host=host,
         port=port,
         log_level=log_level,
@@ -270,10 +295,19 @@ def main() -> None:
         default=[],
         help="answer tools/call for this tool with HTTP 403 + JSON-RPC error -32003 (client error-path testing)",
     )
+    ap.add_argument("--db-tools", action="store_true", help="also serve db_query and db_drop_table")
     args = ap.parse_args()
     try:
         asyncio.run(
-            _serve(args.host, args.port, args.name, args.json_response, args.log_level, frozenset(args.deny_tool))
+            _serve(
+                args.host,
+                args.port,
+                args.name,
+                args.json_response,
+                args.log_level,
+                frozenset(args.deny_tool),
+                args.db_tools,
+            )
         )
     except KeyboardInterrupt:
         pass
