@@ -8,7 +8,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CARGO_FLAGS ?=
 
-.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk redis bench
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz
 
 ## The rustup target for proxy-wasm modules.
 wasm-target:
@@ -34,6 +34,14 @@ rmcp-client:
 demo: build venv rmcp-client
 	$(PY) tests/demo.py
 
+## Pins for the tools a running MCP server offers now, as a `tools` configuration block:
+##   make pin URL=http://host:port/mcp [UPSTREAM=cluster] [HEADER='Authorization: Bearer …']
+pin: venv
+	@test -n "$(URL)" || { echo "usage: make pin URL=http://host:port/mcp [UPSTREAM=cluster] [HEADER='K: V']" >&2; exit 1; }
+	@cargo build $(CARGO_FLAGS) -q --bin mcp-guard
+	@set -o pipefail; $(PY) tests/clients/list_tools.py --url '$(URL)' $(if $(HEADER),--header '$(HEADER)') \
+		| cargo run $(CARGO_FLAGS) -q --bin mcp-guard -- pin $(if $(UPSTREAM),--upstream '$(UPSTREAM)')
+
 lint: wasm-target
 	cargo fmt --all --check
 	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
@@ -42,15 +50,48 @@ lint: wasm-target
 unit:
 	cargo test $(CARGO_FLAGS) --workspace
 
-integration: build venv rmcp-client redis
+integration: build venv rmcp-client docker-compose redis
 	$(PY) -m pytest -q -o timeout=180 -p no:cacheprovider tests
 
-## Every test: formatting, lints, unit tests, then real Envoy with real MCP servers and SDK clients.
-test: lint unit integration
+## Every test: formatting, lints, unit tests, a short fuzz run, then real Envoy with real MCP
+## servers and SDK clients.
+test: lint unit fuzz-smoke integration
+
+FUZZ_TARGETS := jsonrpc_body list_answer config policy
+FUZZ_DIR     := tests/fuzz
+FUZZ_SECONDS ?= 20
+
+## cargo fuzz on the nightly toolchain (libFuzzer with sanitizers).
+fuzz-tool:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+## FUZZ_SECONDS per target from the committed corpus; new inputs go to a scratch directory,
+## so the tree is unchanged. A finding fails the run and is saved in tests/fuzz/artifacts/.
+fuzz-smoke: fuzz-tool
+	cargo +nightly fuzz build --fuzz-dir $(FUZZ_DIR)
+	@set -eo pipefail; scratch=$$(mktemp -d); for t in $(FUZZ_TARGETS); do mkdir -p $$scratch/$$t; \
+	  cargo +nightly fuzz run --fuzz-dir $(FUZZ_DIR) $$t $$scratch/$$t $(FUZZ_DIR)/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | grep -E 'stat::number_of_executed_units|Done|ERROR|panicked' \
+	    | sed "s/^/$$t: /"; done; rm -rf $$scratch
+
+## Longer fuzzing (FUZZ_SECONDS=600 per target): new inputs join the corpus, which is then
+## minimised (cargo fuzz cmin) so the committed corpus stays small.
+fuzz: FUZZ_SECONDS = 600
+fuzz: fuzz-tool
+	cargo +nightly fuzz build --fuzz-dir $(FUZZ_DIR)
+	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \
+	  cargo +nightly fuzz run --fuzz-dir $(FUZZ_DIR) $$t $(FUZZ_DIR)/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    2>&1 | grep -E 'stat::number_of_executed_units|Done|ERROR|panicked' | sed "s/^/$$t: /"; \
+	  cargo +nightly fuzz cmin --fuzz-dir $(FUZZ_DIR) $$t $(FUZZ_DIR)/corpus/$$t >/dev/null 2>&1; done
 
 clean:
 	cargo clean
 	rm -rf $(VENV)
+
+## Debian's docker-compose: `make integration` validates docker-compose.yml with it (no Docker daemon needed).
+docker-compose:
+	@command -v docker-compose >/dev/null || (apt-get update -qq && apt-get install -y -qq docker-compose)
 
 ## Redis for the global rate-limit tests (Debian's redis-server; the tests start their own on loopback).
 redis:

@@ -17,6 +17,8 @@ use crate::policy::{
     Lists, Policy, Rule, Selector, Who, GLOBAL_RULE, PROMPT_METHODS, RESOURCE_METHODS, TOOL_METHODS,
 };
 use crate::ratelimit::{RateLimits, RateLimitsDto};
+use crate::tooldef::Hints;
+use crate::toolstate::{Pin, ToolsConfig, DEFAULT_MAX_TOOLS, MAX_MAX_TOOLS};
 use crate::upstream::{Upstream, UpstreamDto};
 
 /// Default cap on an inspected request body: 1 MiB.
@@ -56,7 +58,36 @@ struct ConfigDto {
     #[serde(default)]
     audit: AuditDto,
     #[serde(default)]
+    tools: ToolsDto,
+    #[serde(default)]
     rate_limits: RateLimitsDto,
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolsDto {
+    max_tools_per_upstream: Option<u32>,
+    /// Upstream → tool → 64 hex digits or `trust_on_first_use`.
+    #[serde(default)]
+    pins: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The pin value that pins the first definition seen.
+pub const TRUST_ON_FIRST_USE: &str = "trust_on_first_use";
+
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HintsDto {
+    #[serde(rename = "readOnlyHint")]
+    read_only: Option<bool>,
+    #[serde(rename = "destructiveHint")]
+    destructive: Option<bool>,
+    #[serde(rename = "idempotentHint")]
+    idempotent: Option<bool>,
+    #[serde(rename = "openWorldHint")]
+    open_world: Option<bool>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -112,6 +143,7 @@ struct ListsDto {
     tools: Option<Vec<String>>,
     prompts: Option<Vec<String>>,
     resources: Option<Vec<String>>,
+    annotations: Option<HintsDto>,
 }
 
 /// The compiled configuration the filter runs with.
@@ -133,6 +165,11 @@ pub struct Config {
     pub upstream: Upstream,
     /// Metric labels and the audit log.
     pub observe: Observe,
+    /// Tool pins and the bound on learned tools.
+    pub tools: ToolsConfig,
+    /// Rules test annotations or tools are pinned: `tools/list` answers are learned from
+    /// and calls look their tool up in shared data. Otherwise neither costs anything.
+    pub learns_tools: bool,
     /// Token buckets approved requests take from; empty: no limits, no cost.
     pub rate_limits: RateLimits,
 }
@@ -169,7 +206,8 @@ impl Config {
         let dto: ConfigDto = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             ConfigError {
-                path: if path == "." {
+                // An empty top-level key renders as an empty path.
+                path: if path == "." || path.is_empty() {
                     "configuration".into()
                 } else {
                     path
@@ -222,19 +260,68 @@ impl ConfigDto {
         }
         let policy = self.policy.compile()?;
         let observe = Observe::compile(self.metrics, self.audit, policy.tool_literals());
+        let tools = self.tools.compile()?;
         Ok(Config {
+            learns_tools: policy.uses_annotations() || !tools.pins.is_empty(),
+            policy,
+            tools,
             endpoints: patterns("endpoints", &endpoints)?,
             other_paths: self.other_paths,
             max_body_bytes,
             get_stream: self.get_stream,
             delete_session: self.delete_session,
-            policy,
             auth: self.auth.map(|a| a.compile("auth")).transpose()?,
             upstream: self.upstream.compile()?,
             observe,
             rate_limits: self.rate_limits.compile("rate_limits")?,
         })
     }
+}
+
+impl ToolsDto {
+    fn compile(self) -> Result<ToolsConfig, ConfigError> {
+        let max = self.max_tools_per_upstream.unwrap_or(DEFAULT_MAX_TOOLS);
+        if !(1..=MAX_MAX_TOOLS).contains(&max) {
+            return Err(ConfigError {
+                path: "tools.max_tools_per_upstream".into(),
+                message: format!("{max} is outside 1..={MAX_MAX_TOOLS}"),
+            });
+        }
+        let mut pins = std::collections::HashMap::new();
+        for (upstream, tools) in self.pins {
+            let mut compiled = std::collections::HashMap::new();
+            for (tool, value) in tools {
+                let pin = parse_pin(&value).ok_or_else(|| ConfigError {
+                    path: format!("tools.pins.{upstream}.{tool}"),
+                    message: format!(
+                        "{value:?} is neither a SHA-256 (64 hex digits) nor {TRUST_ON_FIRST_USE:?}"
+                    ),
+                })?;
+                compiled.insert(tool, pin);
+            }
+            pins.insert(upstream, compiled);
+        }
+        Ok(ToolsConfig {
+            max_tools_per_upstream: max,
+            pins,
+        })
+    }
+}
+
+/// A pin as written in the configuration.
+fn parse_pin(value: &str) -> Option<Pin> {
+    if value == TRUST_ON_FIRST_USE {
+        return Some(Pin::TrustOnFirstUse);
+    }
+    if value.len() != 64 {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (byte, pair) in hash.iter_mut().zip(value.as_bytes().chunks(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(Pin::Sha256(hash))
 }
 
 impl PolicyDto {
@@ -380,7 +467,20 @@ impl ListsDto {
             None if absent_matches => Ok(PatternSet::everything()),
             None => Ok(PatternSet::default()),
         };
+        if self.annotations.is_some() && self.tools.is_none() {
+            return Err(ConfigError {
+                path: format!("{path}.annotations"),
+                message: "narrows the tools list beside it: give \"tools\" too (e.g. [\"*\"])"
+                    .into(),
+            });
+        }
         Ok(Lists {
+            annotations: self.annotations.map(|a| Hints {
+                read_only: a.read_only,
+                destructive: a.destructive,
+                idempotent: a.idempotent,
+                open_world: a.open_world,
+            }),
             methods: list("methods", self.methods)?,
             tools: list("tools", self.tools)?,
             prompts: list("prompts", self.prompts)?,
@@ -417,7 +517,10 @@ mod tests {
         let parsed = crate::jsonrpc::parse_body(body.as_bytes()).unwrap();
         let rules = c.policy.applicable(&crate::auth::Identity::anonymous());
         !matches!(
-            rules.decide(&parsed.messages()[0]),
+            rules.decide(
+                &parsed.messages()[0],
+                &crate::tooldef::Hints::UNKNOWN.effective()
+            ),
             crate::policy::Decision::Denied { .. }
         )
     }
@@ -442,15 +545,17 @@ mod tests {
         let cases = [
             (r#"{"policy":{"deny":{"tools":["["]}}}"#, r#"policy.deny.tools[0]: invalid pattern "[": unclosed or empty '['"#),
             (r#"{"policy":{"allow":{"methods":["a","b[!"]}}}"#, r#"policy.allow.methods[1]: invalid pattern "b[!": unclosed or empty '['"#),
-            (r#"{"policy":{"allow":{"tool":[]}}}"#, "policy.allow.tool: unknown field `tool`, expected one of `methods`, `tools`, `prompts`, `resources` at line 1 column 26"),
+            (r#"{"policy":{"allow":{"tool":[]}}}"#, "policy.allow.tool: unknown field `tool`, expected one of `methods`, `tools`, `prompts`, `resources`, `annotations` at line 1 column 26"),
             (r#"{"max_body_bytes":0}"#, "max_body_bytes: 0 is outside 1..=67108864"),
             (r#"{"max_body_bytes":-1}"#, "max_body_bytes: invalid value: integer `-1`, expected u64 at line 1 column 20"),
             (r#"{"endpoints":[]}"#, "endpoints: at least one MCP endpoint path is required"),
             (r#"{"endpoints":["/mcp","mcp"]}"#, "endpoints[1]: path \"mcp\" must start with '/'"),
             (r#"{"other_paths":"maybe"}"#, "other_paths: unknown variant `maybe`, expected `allow` or `deny` at line 1 column 22"),
-            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `rate_limits` at line 1 column 8"),
+            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits` at line 1 column 8"),
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
+            // Found by the config fuzz target: an empty key once gave an empty path.
+            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits` at line 1 column 3"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),
             (r#"{"policy":{"rules":[{"name":"a","who":{"roles":["ok","["]}}]}}"#, r#"policy.rules[0].who.roles[1]: invalid pattern "[": unclosed or empty '['"#),
             (r#"{"policy":{"rules":[{"name":"a"},{"name":"b"},{"name":"c","allow":{"tools":["["]}}]}}"#, r#"policy.rules[2].allow.tools[0]: invalid pattern "[": unclosed or empty '['"#),
@@ -468,11 +573,44 @@ mod tests {
             (r#"{"policy":{"rules":[{"name":"a","allowed":{}}]}}"#, "policy.rules[0].allowed: unknown field `allowed`, expected one of `name`, `who`, `allow`, `deny`, `shadow` at line 1 column 41"),
             (r#"{"policy":{"rules":[{"who":{"roles":["r"]}}]}}"#, "policy.rules[0]: missing field `name` at line 1 column 43"),
             (r#"{"policy":{"shadow":"yes"}}"#, "policy.shadow: invalid type: string \"yes\", expected a boolean at line 1 column 25"),
+            (r#"{"policy":{"rules":[{"name":"a","deny":{"annotations":{"destructiveHint":true}}}]}}"#, r#"policy.rules[0].deny.annotations: narrows the tools list beside it: give "tools" too (e.g. ["*"])"#),
+            (r#"{"policy":{"allow":{"tools":["*"],"annotations":{"destructive":true}}}}"#, "policy.allow.annotations.destructive: unknown field `destructive`, expected one of `readOnlyHint`, `destructiveHint`, `idempotentHint`, `openWorldHint` at line 1 column 62"),
+            (r#"{"policy":{"allow":{"tools":["*"],"annotations":{"readOnlyHint":1}}}}"#, "policy.allow.annotations.readOnlyHint: invalid type: integer `1`, expected a boolean at line 1 column 65"),
+            (r#"{"tools":{"max_tools_per_upstream":0}}"#, "tools.max_tools_per_upstream: 0 is outside 1..=10000"),
+            (r#"{"tools":{"pins":{"mcp":{"echo":"abc"}}}}"#, r#"tools.pins.mcp.echo: "abc" is neither a SHA-256 (64 hex digits) nor "trust_on_first_use""#),
+            (&format!(r#"{{"tools":{{"pins":{{"*":{{"echo":"{}"}}}}}}}}"#, "g".repeat(64)), &format!(r#"tools.pins.*.echo: "{}" is neither a SHA-256 (64 hex digits) nor "trust_on_first_use""#, "g".repeat(64))),
+            (r#"{"tools":{"pins":{"*":{"echo":"tofu"}}}}"#, r#"tools.pins.*.echo: "tofu" is neither a SHA-256 (64 hex digits) nor "trust_on_first_use""#),
+            (r#"{"tools":{"pin":{}}}"#, "tools.pin: unknown field `pin`, expected `max_tools_per_upstream` or `pins` at line 1 column 15"),
             (r#"{"policy":{"rule":[]}}"#, "policy.rule: unknown field `rule`, expected one of `shadow`, `allow`, `deny`, `rules`, `arguments` at line 1 column 17"),
         ];
         for (json, want) in cases {
             assert_eq!(err(json), want, "{json}");
         }
+    }
+
+    #[test]
+    fn tools_section_compiles_pins_and_the_flag() {
+        let hash = "AB".repeat(32);
+        let c = Config::from_json(
+            format!(
+                r#"{{"tools":{{"pins":{{"mcp":{{"echo":"{hash}","*":"trust_on_first_use"}}}}}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert!(c.learns_tools);
+        assert_eq!(c.tools.max_tools_per_upstream, 256);
+        assert_eq!(c.tools.pin("mcp", "echo"), Some(Pin::Sha256([0xab; 32])));
+        assert_eq!(c.tools.pin("mcp", "add"), Some(Pin::TrustOnFirstUse));
+        assert_eq!(c.tools.pin("other", "echo"), None);
+        // Annotation conditions alone also learn; neither means no learning at all.
+        let annotations = r#"{"policy":{"rules":[{"name":"r","allow":{"tools":["*"],"annotations":{"readOnlyHint":true}}}]}}"#;
+        assert!(
+            Config::from_json(annotations.as_bytes())
+                .unwrap()
+                .learns_tools
+        );
+        assert!(!Config::from_json(b"{}").unwrap().learns_tools);
     }
 
     #[test]

@@ -6,12 +6,13 @@
 
 use crate::auth::Identity;
 use crate::config::{Access, Config};
-use crate::jsonrpc::{parse_body, Body, BodyError, Seen};
+use crate::jsonrpc::{parse_body, Body, BodyError, Message, Seen, Target};
 use crate::listfilter::ListRequest;
-use crate::policy::Decision;
+use crate::policy::{Applicable, Decision};
 use crate::ratelimit::{Charge, KeyContext};
 use crate::reject::{Code, Rejection};
 use crate::revision::{check_headers, RoutingHeaders};
+use crate::toolstate::{ToolLookup, ToolStatus};
 
 /// The request head as the gate sees it: the few fields it decides on, parsed once, and
 /// every header as received (moved in from the host, not copied).
@@ -28,7 +29,8 @@ pub struct RequestHead {
     /// All headers, names in lower case (pseudo-headers included); values are bytes because
     /// HTTP allows non-UTF-8 octets in them.
     pub headers: Vec<(String, Vec<u8>)>,
-    /// The route's upstream cluster, set by the glue only when a rate-limit key names it.
+    /// The route's upstream cluster, set by the glue only when learned tools or a rate-limit
+    /// key need it.
     pub upstream: Option<String>,
 }
 
@@ -196,20 +198,23 @@ impl<'c> Gate<'c> {
 
     /// Judges a complete body held under `rule`, sent by `identity`: the policy's decision
     /// for each message (shadow denials included, for the glue to log), or the refusal.
+    /// `tools` says what is known of the tools calls name.
     pub fn on_body(
         &self,
         rule: BodyRule,
         head: &RequestHead,
         identity: &Identity,
         body: &[u8],
+        tools: &dyn ToolLookup,
     ) -> Result<Vec<Decision<'c>>, Rejection> {
-        self.approve(rule, head, identity, body).map(|approved| {
-            approved
-                .decisions
-                .into_iter()
-                .map(|(_, decision)| decision)
-                .collect()
-        })
+        self.approve(rule, head, identity, body, tools)
+            .map(|approved| {
+                approved
+                    .decisions
+                    .into_iter()
+                    .map(|(_, decision)| decision)
+                    .collect()
+            })
     }
 
     /// [`Gate::on_body`], and for an approved single list request, what its answer must be
@@ -220,6 +225,7 @@ impl<'c> Gate<'c> {
         head: &RequestHead,
         identity: &Identity,
         body: &[u8],
+        tools: &dyn ToolLookup,
     ) -> Result<Approved<'c>, Rejection> {
         match rule {
             BodyRule::MustBeEmpty if body.is_empty() => Ok(Approved::default()),
@@ -227,7 +233,7 @@ impl<'c> Gate<'c> {
                 Code::InvalidRequest,
                 format!("{} on an MCP endpoint must not carry a body", head.method),
             )),
-            BodyRule::JsonRpc => self.on_json_rpc(head, identity, body),
+            BodyRule::JsonRpc => self.on_json_rpc(head, identity, body, tools),
         }
     }
 
@@ -236,6 +242,7 @@ impl<'c> Gate<'c> {
         head: &RequestHead,
         identity: &Identity,
         body: &[u8],
+        tools: &dyn ToolLookup,
     ) -> Result<Approved<'c>, Rejection> {
         if body.is_empty() {
             return Err(Rejection::new(Code::ParseError, "empty request body"));
@@ -265,7 +272,7 @@ impl<'c> Gate<'c> {
             .iter()
             .enumerate()
             .map(
-                |(i, message)| match rules.decide_with_arguments(message, body) {
+                |(i, message)| match self.decide(&rules, message, body, tools) {
                     Decision::Denied { reason, rule } => {
                         let reason = match parsed {
                             Body::Batch(_) => format!("batch[{i}]: {reason}"),
@@ -300,6 +307,34 @@ impl<'c> Gate<'c> {
             charges,
         })
     }
+
+    /// One message's decision: the rules' and argument constraints' (with the hints of the
+    /// tool a call names), then the tool's pin. Tool facts are looked up only when the
+    /// configuration learns tools. A pin is enforced even in shadow mode.
+    pub fn decide(
+        &self,
+        rules: &Applicable<'c>,
+        message: &Message<'_>,
+        body: &[u8],
+        tools: &dyn ToolLookup,
+    ) -> Decision<'c> {
+        let status = match &message.target {
+            Some(Target::Tool(name)) if self.config.learns_tools => tools.status(name),
+            _ => ToolStatus::UNKNOWN,
+        };
+        let decision = rules.decide_with_arguments(message, body, &status.hints.effective());
+        if matches!(decision, Decision::Denied { .. }) {
+            return decision;
+        }
+        let (Some(Target::Tool(name)), Some(reason)) = (&message.target, status.pin.refusal())
+        else {
+            return decision;
+        };
+        Decision::Denied {
+            rule: None,
+            reason: format!("tool {name:?} {reason}"),
+        }
+    }
 }
 
 fn reject(code: Code, reason: impl Into<String>) -> HeadVerdict {
@@ -332,6 +367,7 @@ fn check_content_type(value: Option<&str>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::toolstate::NoTools;
 
     fn head(
         method: &str,
@@ -509,13 +545,13 @@ mod tests {
             rule: Some("global"),
         };
         assert_eq!(
-            gate.on_body(BodyRule::JsonRpc, &post, anon, ok),
+            gate.on_body(BodyRule::JsonRpc, &post, anon, ok, &NoTools),
             Ok(vec![global.clone()])
         );
 
         let denied = br#"{"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"delete_\u0066ile"}}"#;
         let r = gate
-            .on_body(BodyRule::JsonRpc, &post, anon, denied)
+            .on_body(BodyRule::JsonRpc, &post, anon, denied, &NoTools)
             .unwrap_err();
         assert_eq!(
             (r.code, r.reason.as_str(), r.id.as_deref()),
@@ -528,7 +564,7 @@ mod tests {
 
         let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_file"}}]"#;
         let r = gate
-            .on_body(BodyRule::JsonRpc, &post, anon, batch)
+            .on_body(BodyRule::JsonRpc, &post, anon, batch, &NoTools)
             .unwrap_err();
         assert_eq!(
             (r.code, r.reason.as_str(), r.id),
@@ -546,7 +582,7 @@ mod tests {
             false,
         );
         let r = gate
-            .on_body(BodyRule::JsonRpc, &mismatch, anon, denied)
+            .on_body(BodyRule::JsonRpc, &mismatch, anon, denied, &NoTools)
             .unwrap_err();
         assert_eq!(
             (r.code, r.id.as_deref()),
@@ -554,7 +590,7 @@ mod tests {
         );
 
         let r = gate
-            .on_body(BodyRule::JsonRpc, &post, anon, b"{")
+            .on_body(BodyRule::JsonRpc, &post, anon, b"{", &NoTools)
             .unwrap_err();
         assert_eq!(r.code, Code::ParseError);
         let r = gate
@@ -563,6 +599,7 @@ mod tests {
                 &post,
                 anon,
                 br#"{"jsonrpc":"2.0","id":5,"method":"tools/call"}"#,
+                &NoTools,
             )
             .unwrap_err();
         assert_eq!((r.code, r.id.as_deref()), (Code::InvalidParams, Some("5")));
@@ -572,17 +609,18 @@ mod tests {
                 &post,
                 anon,
                 br#"{"jsonrpc":"2.0","id":5,"id":6,"method":"ping"}"#,
+                &NoTools,
             )
             .unwrap_err();
         assert_eq!(r.code, Code::InvalidRequest);
 
         let get = head("GET", "/mcp", &[], false);
         assert_eq!(
-            gate.on_body(BodyRule::MustBeEmpty, &get, anon, b""),
+            gate.on_body(BodyRule::MustBeEmpty, &get, anon, b"", &NoTools),
             Ok(vec![])
         );
         assert_eq!(
-            gate.on_body(BodyRule::MustBeEmpty, &get, anon, b"{}")
+            gate.on_body(BodyRule::MustBeEmpty, &get, anon, b"{}", &NoTools)
                 .unwrap_err()
                 .code,
             Code::InvalidRequest
@@ -608,7 +646,9 @@ mod tests {
             false,
         );
         let call = br#"{"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"echo"}}"#;
-        let approved = gate.approve(BodyRule::JsonRpc, &post, anon, call).unwrap();
+        let approved = gate
+            .approve(BodyRule::JsonRpc, &post, anon, call, &NoTools)
+            .unwrap();
         assert_eq!(
             approved.charges,
             [Charge {
@@ -620,12 +660,14 @@ mod tests {
         assert_eq!(approved.id.as_deref(), Some("\"q\""));
         // A message no limit applies to owes nothing (and needs no id for a 429).
         let ping = br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
-        let approved = gate.approve(BodyRule::JsonRpc, &post, anon, ping).unwrap();
+        let approved = gate
+            .approve(BodyRule::JsonRpc, &post, anon, ping, &NoTools)
+            .unwrap();
         assert_eq!((approved.charges.len(), approved.id), (0, None));
         // A request the policy refuses is refused before it owes anything.
         let rm = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"rm"}}"#;
         assert_eq!(
-            gate.approve(BodyRule::JsonRpc, &post, anon, rm)
+            gate.approve(BodyRule::JsonRpc, &post, anon, rm, &NoTools)
                 .unwrap_err()
                 .code,
             Code::Forbidden
@@ -651,7 +693,7 @@ mod tests {
             reason: reason.into(),
         };
         assert_eq!(
-            gate.on_body(BodyRule::JsonRpc, &post, &dev, batch),
+            gate.on_body(BodyRule::JsonRpc, &post, &dev, batch, &NoTools),
             Ok(vec![
                 shadow("devs", "tool \"echo\" is denied by rule \"devs\""),
                 shadow("global", "tool \"delete_file\" is denied by policy"),
@@ -687,7 +729,13 @@ mod tests {
             let config = Config::from_json(format!(r#"{{"policy":{policy}}}"#).as_bytes()).unwrap();
             let gate = Gate { config: &config };
             let got = gate
-                .on_body(BodyRule::JsonRpc, &post, anon, call(to).as_bytes())
+                .on_body(
+                    BodyRule::JsonRpc,
+                    &post,
+                    anon,
+                    call(to).as_bytes(),
+                    &NoTools,
+                )
                 .map_err(|r| {
                     assert_eq!((r.code, r.id.as_deref()), (Code::Forbidden, Some("7")));
                     r.reason
@@ -695,5 +743,77 @@ mod tests {
             let want = want.map(|d| vec![d]).map_err(str::to_owned);
             assert_eq!(got, want, "{policy} {to}");
         }
+    }
+
+    #[test]
+    fn calls_are_judged_by_learned_hints_and_pins() {
+        use crate::shared_store::{reserve, MemoryStore};
+        use crate::toolstate::UpstreamTools;
+
+        let config = Config::from_json(
+            br#"{"policy":{"rules":[
+                {"name":"safe","allow":{"tools":["*"],"annotations":{"destructiveHint":false}}},
+                {"name":"admins","who":{"roles":["admin"]},"allow":{"tools":["*"]}}]},
+              "tools":{"pins":{"up":{"*":"trust_on_first_use"}}}}"#,
+        )
+        .unwrap();
+        let gate = Gate { config: &config };
+        let store = MemoryStore::default();
+        reserve(&store).unwrap();
+        let tools = UpstreamTools {
+            store: &store,
+            config: &config.tools,
+            upstream: "up",
+        };
+        let post = head("POST", "/mcp", JSON, false);
+        let anon = &Identity::anonymous();
+        let admin = &Identity {
+            roles: vec!["admin".into()],
+            ..Identity::anonymous()
+        };
+        let outcome = |who: &Identity, tool: &str| {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#
+            );
+            match gate.on_body(BodyRule::JsonRpc, &post, who, body.as_bytes(), &tools) {
+                Ok(_) => "allow".to_owned(),
+                Err(r) => {
+                    assert_eq!((r.code, r.id.as_deref()), (Code::Forbidden, Some("1")));
+                    r.reason
+                }
+            }
+        };
+        let learn = |element: &str| {
+            let def = crate::tooldef::ToolDef::parse(element.as_bytes()).unwrap();
+            tools.learn(&def.name, def.hints, def.sha256)
+        };
+        let unverified = r#"tool "read" is pinned and its definition was not verified yet: list the tools through the gateway first"#;
+        assert_eq!(outcome(admin, "read"), unverified);
+        learn(r#"{"name":"read","annotations":{"readOnlyHint":true}}"#);
+        learn(r#"{"name":"rm","annotations":{"destructiveHint":true}}"#);
+        assert_eq!(outcome(anon, "read"), "allow");
+        assert_eq!(outcome(anon, "rm"), r#"no rule allows tool "rm""#);
+        assert_eq!(outcome(admin, "rm"), "allow");
+        // The definition changes: nobody may call it, until it is back.
+        learn(
+            r#"{"name":"read","description":"now also writes","annotations":{"readOnlyHint":true}}"#,
+        );
+        let drifted = r#"tool "read" is pinned and its definition changed (pin mismatch); refused until the server serves the pinned definition again"#;
+        assert_eq!(outcome(anon, "read"), drifted);
+        assert_eq!(outcome(admin, "read"), drifted);
+        learn(r#"{"name":"read","annotations":{"readOnlyHint":true}}"#);
+        assert_eq!(outcome(anon, "read"), "allow");
+        // Without annotation conditions or pins the lookup is never consulted.
+        struct Panics;
+        impl ToolLookup for Panics {
+            fn status(&self, _: &str) -> ToolStatus {
+                panic!("looked up")
+            }
+        }
+        let plain = Config::from_json(b"{}").unwrap();
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+        assert!(Gate { config: &plain }
+            .on_body(BodyRule::JsonRpc, &post, anon, body, &Panics)
+            .is_ok());
     }
 }

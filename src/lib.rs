@@ -18,6 +18,8 @@ pub mod ratelimit;
 pub mod reject;
 pub mod revision;
 pub mod shared_store;
+pub mod tooldef;
+pub mod toolstate;
 pub mod upstream;
 
 pub mod filter;

@@ -13,6 +13,7 @@ use std::ops::Range;
 
 use crate::jsonrpc::{Kind, Message, Reader, SyntaxError, Target};
 use crate::policy::{Applicable, Decision};
+use crate::tooldef::Effective;
 
 /// Which list a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +77,12 @@ impl ListRequest {
     }
 }
 
-/// Whether the caller may see an element named `value`: a synthetic request for it must
-/// not be refused. Shadow denials keep the element (shadow rules do not enforce). A
+/// Whether the caller may see an element named `value` (a tool with `hints`): a synthetic
+/// request for it must not be refused. Shadow denials keep the element (shadow rules do not enforce). A
 /// resource template is dropped only when a rule's deny list matches the template text as
 /// a resource URI; not being allowed by any rule keeps it, since a template is not a
 /// resource and its concrete URIs are judged when read.
-pub fn visible(rules: &Applicable<'_>, kind: ListKind, value: &str) -> bool {
+pub fn visible(rules: &Applicable<'_>, kind: ListKind, value: &str, hints: &Effective) -> bool {
     let (method, target) = match kind {
         ListKind::Tools => ("tools/call", Target::Tool(Cow::Borrowed(value))),
         ListKind::Prompts => ("prompts/get", Target::Prompt(Cow::Borrowed(value))),
@@ -98,17 +99,17 @@ pub fn visible(rules: &Applicable<'_>, kind: ListKind, value: &str) -> bool {
         initialize_protocol_version: None,
         arguments: None,
     };
-    match rules.decide(&message) {
+    match rules.decide(&message, hints) {
         Decision::Denied { rule: None, .. } => kind == ListKind::Templates,
         Decision::Denied { .. } => false,
         Decision::Allowed { .. } | Decision::ShadowDenied { .. } => true,
     }
 }
 
-/// One element of the list: its span and whether it stays.
+/// One element of the list: its span and name (`None`: not one readable string).
 struct Element {
     span: Range<usize>,
-    keep: bool,
+    name: Option<String>,
 }
 
 /// What a JSON-RPC answer holds, as far as filtering cares.
@@ -120,19 +121,28 @@ struct Located {
 
 /// Rewrites `json` if it is the answer to `request` and some element must go; `None`
 /// means "pass it on unchanged" (nothing to drop, or not an answer this filter reads).
+/// `keep` is asked about every element of the answer, in order, with its name and its
+/// raw bytes; an element without one readable name is dropped unasked.
 pub fn filter_list(
     json: &[u8],
     request: &ListRequest,
-    keep: &mut dyn FnMut(&str) -> bool,
+    keep: &mut dyn FnMut(&str, &[u8]) -> bool,
 ) -> Option<Vec<u8>> {
-    let located = locate(json, request.kind, keep).ok()?;
+    let located = locate(json, request.kind).ok()?;
     let id = located.id?;
     let same_id = Reader::new(json).slice(id.start, id.end);
     if !same_id_text(same_id, &request.id) {
         return None;
     }
     let (open, elements) = located.list?;
-    if elements.iter().all(|e| e.keep) {
+    let kept: Vec<bool> = elements
+        .iter()
+        .map(|e| match (&e.name, json.get(e.span.clone())) {
+            (Some(name), Some(raw)) => keep(name, raw),
+            _ => false,
+        })
+        .collect();
+    if kept.iter().all(|k| *k) {
         return None;
     }
     let close = elements.last().map_or(open, |e| e.span.end);
@@ -140,8 +150,8 @@ pub fn filter_list(
     out.extend_from_slice(json.get(..open)?);
     let mut previous_end = open;
     let mut wrote = false;
-    for element in &elements {
-        if element.keep {
+    for (element, keep) in elements.iter().zip(kept) {
+        if keep {
             // The bytes before the element: its comma and spacing, or (first kept) the
             // spacing after `[`.
             let gap = json.get(previous_end..element.span.start)?;
@@ -180,11 +190,7 @@ fn same_id_text(a: &str, b: &str) -> bool {
 
 /// Walks the whole answer (it must be valid JSON with no repeated top-level or `result`
 /// member) and records the id's span and the list's elements.
-fn locate(
-    json: &[u8],
-    kind: ListKind,
-    keep: &mut dyn FnMut(&str) -> bool,
-) -> Result<Located, SyntaxError> {
+fn locate(json: &[u8], kind: ListKind) -> Result<Located, SyntaxError> {
     let mut reader = Reader::new(json);
     let mut located = Located {
         id: None,
@@ -219,7 +225,7 @@ fn locate(
                         return Err(shape(reader.offset()));
                     }
                     if inner == kind.member() {
-                        located.list = Some(read_list(&mut reader, kind, keep)?);
+                        located.list = Some(read_list(&mut reader, kind)?);
                     } else {
                         reader.skip_value()?;
                     }
@@ -237,7 +243,6 @@ fn locate(
 fn read_list(
     reader: &mut Reader<'_>,
     kind: ListKind,
-    keep: &mut dyn FnMut(&str) -> bool,
 ) -> Result<(usize, Vec<Element>), SyntaxError> {
     reader.begin_array()?;
     let open = reader.offset();
@@ -270,10 +275,9 @@ fn read_list(
             reader.skip_value()?;
         }
         // An element without a readable name cannot be judged: it is dropped.
-        let keep = matches!(&value, Some(Some(name)) if keep(name));
         elements.push(Element {
             span: start..reader.offset(),
-            keep,
+            name: value.flatten().map(Cow::into_owned),
         });
     }
     Ok((open, elements))
@@ -431,8 +435,8 @@ mod tests {
         }
     }
 
-    fn only(names: &'static [&'static str]) -> impl FnMut(&str) -> bool {
-        move |name| names.contains(&name)
+    fn only(names: &'static [&'static str]) -> impl FnMut(&str, &[u8]) -> bool {
+        move |name, _| names.contains(&name)
     }
 
     fn filtered(json: &str, names: &'static [&'static str]) -> Option<String> {
@@ -482,7 +486,7 @@ mod tests {
         ];
         for (keep, want) in cases {
             let keep: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
-            let mut f = |n: &str| keep.iter().any(|k| k == n);
+            let mut f = |n: &str, _: &[u8]| keep.iter().any(|k| k == n);
             let got = filter_list(LIST.as_bytes(), &tools_request("1"), &mut f)
                 .map(|b| String::from_utf8(b).unwrap());
             assert_eq!(got.as_deref(), *want, "keep {keep:?}");
@@ -542,13 +546,43 @@ mod tests {
     }
 
     #[test]
+    fn keep_sees_each_raw_element_of_the_answer_only() {
+        let mut seen = Vec::new();
+        let mut keep = |name: &str, raw: &[u8]| {
+            seen.push((name.to_owned(), String::from_utf8(raw.to_vec()).unwrap()));
+            name == "a"
+        };
+        let out = filter_list(LIST.as_bytes(), &tools_request("1"), &mut keep);
+        assert!(out.is_some());
+        assert_eq!(
+            seen,
+            [
+                ("a".into(), r#"{"name":"a","x":[1]}"#.into()),
+                ("b".into(), r#"{"name":"b"}"#.into()),
+                ("c".into(), r#"{"name":"c","description":"ü"}"#.into()),
+            ]
+        );
+        // The answer to another request is not looked at.
+        seen.clear();
+        let mut keep = |name: &str, _: &[u8]| {
+            seen.push((name.to_owned(), String::new()));
+            true
+        };
+        assert_eq!(
+            filter_list(LIST.as_bytes(), &tools_request("2"), &mut keep),
+            None
+        );
+        assert!(seen.is_empty());
+    }
+
+    #[test]
     fn other_kinds_read_their_key() {
         let json = br#"{"id":1,"result":{"resources":[{"uri":"file:///a","name":"a"},{"uri":"file:///b","name":"b"}]}}"#;
         let request = ListRequest {
             kind: ListKind::Resources,
             id: "1".into(),
         };
-        let mut keep = |uri: &str| uri == "file:///b";
+        let mut keep = |uri: &str, _: &[u8]| uri == "file:///b";
         let out = filter_list(json, &request, &mut keep).unwrap();
         assert_eq!(
             out,

@@ -8,6 +8,9 @@
 //! - A rule allows a message when its method is in the rule's allowed methods and, if the
 //!   message names a tool, prompt or resource, that name matches the rule's list of its kind.
 //! - A rule denies a message when its method, or its target, matches a deny list.
+//! - A list's `annotations` narrows its `tools` patterns to tools whose hints (learned from
+//!   the upstream's `tools/list` answers, else the MCP defaults: see [`crate::tooldef`])
+//!   have the given values.
 //! - Among the rules that apply: any denial refuses (deny wins), else any allowing rule lets
 //!   it pass, else `initialize`, `ping` and `notifications/*` pass (every authenticated
 //!   caller needs them), else it is refused because no rule allows it. Clients' responses
@@ -25,6 +28,7 @@ use crate::arguments::Arguments;
 use crate::auth::{Identity, IdentityKind};
 use crate::glob::{Glob, PatternSet};
 use crate::jsonrpc::{Kind, Message, Target};
+use crate::tooldef::{Effective, Hints};
 
 /// Methods a named rule's `allow.tools` implies.
 pub const TOOL_METHODS: &[&str] = &["tools/call", "tools/list"];
@@ -49,17 +53,34 @@ pub struct Lists {
     pub tools: PatternSet,
     pub prompts: PatternSet,
     pub resources: PatternSet,
+    /// Hint values a tool must have for `tools` to match it (`None` in a field: any).
+    pub annotations: Option<Hints>,
 }
 
 impl Lists {
-    /// The list for `target`'s kind.
-    fn for_target(&self, target: &Target<'_>) -> &PatternSet {
+    /// Whether `target` is in the list of its kind; a tool also needs the hints asked for.
+    fn matches(&self, target: &Target<'_>, hints: &Effective) -> bool {
         match target {
-            Target::Tool(_) => &self.tools,
-            Target::Prompt(_) => &self.prompts,
-            Target::Resource(_) => &self.resources,
+            Target::Tool(name) => {
+                self.tools.is_match(name)
+                    && self.annotations.is_none_or(|wanted| admits(&wanted, hints))
+            }
+            Target::Prompt(name) => self.prompts.is_match(name),
+            Target::Resource(uri) => self.resources.is_match(uri),
         }
     }
+}
+
+/// Whether a tool with `hints` has every value `wanted` names.
+fn admits(wanted: &Hints, hints: &Effective) -> bool {
+    [
+        (wanted.read_only, hints.read_only),
+        (wanted.destructive, hints.destructive),
+        (wanted.idempotent, hints.idempotent),
+        (wanted.open_world, hints.open_world),
+    ]
+    .iter()
+    .all(|(want, have)| want.is_none_or(|w| w == *have))
 }
 
 /// What `target` is called in reasons.
@@ -131,12 +152,17 @@ pub struct Rule {
 
 impl Rule {
     /// Why this rule denies the message, if it does.
-    fn denial(&self, method: &str, target: Option<&Target<'_>>) -> Option<String> {
+    fn denial(
+        &self,
+        method: &str,
+        target: Option<&Target<'_>>,
+        hints: &Effective,
+    ) -> Option<String> {
         let (what, value) = if self.deny.methods.is_match(method) {
             ("method", method)
         } else {
             let target = target?;
-            let denied = self.deny.for_target(target).is_match(target.value());
+            let denied = self.deny.matches(target, hints);
             denied.then_some((kind_name(target), target.value()))?
         };
         // The global rule keeps the reasons of the allow/deny lists it replaces.
@@ -147,9 +173,8 @@ impl Rule {
         })
     }
 
-    fn allows(&self, method: &str, target: Option<&Target<'_>>) -> bool {
-        self.allow.methods.is_match(method)
-            && target.is_none_or(|t| self.allow.for_target(t).is_match(t.value()))
+    fn allows(&self, method: &str, target: Option<&Target<'_>>, hints: &Effective) -> bool {
+        self.allow.methods.is_match(method) && target.is_none_or(|t| self.allow.matches(t, hints))
     }
 }
 
@@ -189,6 +214,8 @@ pub struct Policy {
     globs: Vec<(Selector, Glob, usize)>,
     /// Argument constraints per tool, for every caller.
     arguments: Arguments,
+    /// Some list has `annotations`: calls need their tool's hints.
+    uses_annotations: bool,
 }
 
 impl Policy {
@@ -218,8 +245,16 @@ impl Policy {
                 }
             }
         }
+        policy.uses_annotations = rules
+            .iter()
+            .any(|r| r.allow.annotations.is_some() || r.deny.annotations.is_some());
         policy.rules = rules;
         policy
+    }
+
+    /// Whether decisions depend on tools' hints (else any hints may be passed).
+    pub fn uses_annotations(&self) -> bool {
+        self.uses_annotations
     }
 
     /// This policy with argument constraints.
@@ -304,7 +339,8 @@ impl<'p> Applicable<'p> {
         self.ids.iter().filter_map(|&id| self.policy.rules.get(id))
     }
 
-    pub fn decide(&self, message: &Message<'_>) -> Decision<'p> {
+    /// The decision for `message`; `hints` are those of the tool it names, if it names one.
+    pub fn decide(&self, message: &Message<'_>, hints: &Effective) -> Decision<'p> {
         // A client's reply to a server request names nothing the policy governs.
         if message.kind == Kind::Response {
             return Decision::Allowed { rule: None };
@@ -314,7 +350,7 @@ impl<'p> Applicable<'p> {
         let mut allowed_by = None;
         let mut shadow_denial = None;
         for rule in self.rules() {
-            match rule.denial(method, target) {
+            match rule.denial(method, target, hints) {
                 Some(reason) if !rule.shadow => {
                     return Decision::Denied {
                         rule: Some(&rule.name),
@@ -327,7 +363,7 @@ impl<'p> Applicable<'p> {
                         reason,
                     });
                 }
-                None if allowed_by.is_none() && rule.allows(method, target) => {
+                None if allowed_by.is_none() && rule.allows(method, target, hints) => {
                     allowed_by = Some(rule.name.as_str());
                 }
                 None => {}
@@ -350,8 +386,13 @@ impl<'p> Applicable<'p> {
     /// The decision for `message`, read from `body`: the rules' ([`Applicable::decide`]),
     /// then, for a `tools/call` they let pass, the argument constraints. An enforced
     /// argument violation beats a rule's shadow denial.
-    pub fn decide_with_arguments(&self, message: &Message<'_>, body: &[u8]) -> Decision<'p> {
-        let decision = self.decide(message);
+    pub fn decide_with_arguments(
+        &self,
+        message: &Message<'_>,
+        body: &[u8],
+        hints: &Effective,
+    ) -> Decision<'p> {
+        let decision = self.decide(message, hints);
         let tool = match &message.target {
             Some(Target::Tool(tool)) if message.method.as_deref() == Some("tools/call") => tool,
             _ => return decision,
@@ -436,7 +477,11 @@ mod tests {
     fn decide(policy: &Policy, identity: &Identity, body: &str) -> String {
         let parsed = parse_body(body.as_bytes()).unwrap();
         let rule = |r: Option<&str>| r.unwrap_or("-").to_owned();
-        match policy.applicable(identity).decide(&parsed.messages()[0]) {
+        let unknown = Hints::UNKNOWN.effective();
+        match policy
+            .applicable(identity)
+            .decide(&parsed.messages()[0], &unknown)
+        {
             Decision::Allowed { rule: r } => format!("allow {}", rule(r)),
             Decision::Denied { rule: r, reason } => format!("deny {}: {reason}", rule(r)),
             Decision::ShadowDenied { rule: r, reason } => format!("shadow {}: {reason}", rule(r)),
@@ -672,5 +717,68 @@ mod tests {
             (&user, call("tools/call", "t79_x"), r#"deny -: no rule allows tool "t79_x""#),
         ];
         check(&p, &cases);
+    }
+
+    #[test]
+    fn annotation_conditions_narrow_tool_lists() {
+        // Only admins may call destructive tools; everyone may call the others; nobody
+        // may call open-world tools that are not read-only.
+        let p = policy(
+            r#"{"policy":{"rules":[
+            {"name":"safe","who":{"authenticated":true},"allow":{"tools":["*"],"annotations":{"destructiveHint":false}}},
+            {"name":"admins","who":{"roles":["admin"]},"allow":{"tools":["*"]}},
+            {"name":"closed","deny":{"tools":["*"],"annotations":{"openWorldHint":true,"readOnlyHint":false}}}]}}"#,
+        );
+        assert!(p.uses_annotations());
+        assert!(!policy("{}").uses_annotations());
+        let admin = jwt("root", &["admin"], &[], &[]);
+        let dev = jwt("dev", &["dev"], &[], &[]);
+        let hints = |read_only, destructive, open_world| Hints {
+            read_only,
+            destructive,
+            idempotent: None,
+            open_world,
+        };
+        let decide = |who: &Identity, h: Hints| {
+            let body = call("tools/call", "t");
+            let parsed = parse_body(body.as_bytes()).unwrap();
+            match p
+                .applicable(who)
+                .decide(&parsed.messages()[0], &h.effective())
+            {
+                Decision::Allowed { rule } => format!("allow {}", rule.unwrap_or("-")),
+                Decision::Denied { rule, .. } => format!("deny {}", rule.unwrap_or("-")),
+                Decision::ShadowDenied { .. } => "shadow".into(),
+            }
+        };
+        let closed = Some(false);
+        #[rustfmt::skip]
+        let cases = [
+            // (hints, dev, admin)
+            (hints(Some(true), None, None), "allow safe", "allow safe"),
+            (hints(None, Some(false), closed), "allow safe", "allow safe"),
+            (hints(None, Some(true), closed), "deny -", "allow admins"),
+            // Unknown: the spec defaults (destructive, open world) refuse it to everyone.
+            (Hints::UNKNOWN, "deny closed", "deny closed"),
+            (hints(None, Some(false), None), "deny closed", "deny closed"),
+            (hints(Some(false), Some(false), Some(true)), "deny closed", "deny closed"),
+            // Read-only says non-destructive even when destructiveHint says otherwise.
+            (hints(Some(true), Some(true), Some(true)), "allow safe", "allow safe"),
+        ];
+        for (h, for_dev, for_admin) in cases {
+            assert_eq!(decide(&dev, h), for_dev, "dev {h:?}");
+            assert_eq!(decide(&admin, h), for_admin, "admin {h:?}");
+        }
+        // Conditions concern tools only: other messages decide as before.
+        let anon = Identity::anonymous();
+        check(
+            &p,
+            &[(
+                &anon,
+                bare("tools/list"),
+                r#"deny -: no rule allows method "tools/list""#,
+            )],
+        );
+        check(&p, &[(&dev, bare("tools/list"), "allow safe")]);
     }
 }

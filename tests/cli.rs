@@ -269,3 +269,117 @@ fn explain_remote_jwks_needs_a_jwks_file() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("(rule \"admins\")"), "{out}");
 }
+
+const TOOLS_ANSWER: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[
+  {"name":"echo","description":"Echo.","inputSchema":{"type":"object","properties":{"text":{"type":"string"}}},"annotations":{"readOnlyHint":true}},
+  {"name":"rm","inputSchema":{"type":"object"},"title":"not hashed"}]}}"#;
+
+/// The SHA-256 of `canonical`, in hex.
+fn sha256_hex(canonical: &str) -> String {
+    hmac_sha256::Hash::hash(canonical.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn pin_prints_the_pins_of_every_tool() {
+    let echo = sha256_hex(
+        r#"{"annotations":{"readOnlyHint":true},"description":"Echo.","inputSchema":{"properties":{"text":{"type":"string"}},"type":"object"},"name":"echo"}"#,
+    );
+    let rm = sha256_hex(r#"{"inputSchema":{"type":"object"},"name":"rm"}"#);
+    // From stdin, the whole JSON-RPC answer; from a file, the bare result.
+    let (code, out, err) = run(&["pin"], TOOLS_ANSWER);
+    assert_eq!(code, 0, "{err}");
+    let printed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        printed,
+        json!({"tools": {"pins": {"*": {"echo": echo, "rm": rm}}}})
+    );
+    let result: serde_json::Value = serde_json::from_str(TOOLS_ANSWER).unwrap();
+    let path = file("result.json", &result["result"].to_string());
+    let (code, out, _) = run(&["pin", "--answer", &path, "--upstream", "mcp_backend"], "");
+    assert_eq!(code, 0);
+    let printed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(printed["tools"]["pins"]["mcp_backend"]["rm"], rm);
+    // What it prints is a valid configuration.
+    let config = file("pins.json", &out);
+    assert_eq!(run(&["check", "--config", &config], "").0, 0);
+}
+
+#[test]
+fn pin_refuses_what_is_not_a_tools_list() {
+    for (input, want) in [
+        ("not json", "not JSON"),
+        (r#"{"result":{"prompts":[]}}"#, "not a tools/list answer"),
+        (
+            r#"{"tools":[{"description":"x"}]}"#,
+            "tools[0]: a tool definition needs a string name",
+        ),
+        (
+            r#"{"tools":[{"name":"a"},{"name":"a"}]}"#,
+            "tool \"a\" is listed twice",
+        ),
+    ] {
+        let (code, _, err) = run(&["pin"], input);
+        assert_eq!(code, 1, "{input}");
+        assert!(err.contains(want), "{input}: {err}");
+    }
+}
+
+#[test]
+fn explain_judges_annotations_and_pins_by_a_saved_tools_list() {
+    let echo = sha256_hex(
+        r#"{"annotations":{"readOnlyHint":true},"description":"Echo.","inputSchema":{"properties":{"text":{"type":"string"}},"type":"object"},"name":"echo"}"#,
+    );
+    let config = json!({
+        "policy": {"rules": [
+            {"name": "safe", "allow": {"tools": ["*"], "annotations": {"destructiveHint": false}}}
+        ]},
+        "tools": {"pins": {"backend": {"echo": echo, "rm": "0".repeat(64)}}}
+    })
+    .to_string();
+    let tools = file("tools.json", TOOLS_ANSWER);
+    let cases: &[(&str, &[&str], i32, &str)] = &[
+        // Without the answer every tool is unknown: destructive by default.
+        ("echo", &[], 2, r#"no rule allows tool \"echo\""#),
+        ("echo", &["--tools", &tools], 0, r#"(rule "safe")"#),
+        // `rm` says nothing: destructive by default.
+        (
+            "rm",
+            &["--tools", &tools],
+            2,
+            r#"no rule allows tool \"rm\""#,
+        ),
+        // Under the pinned upstream, `echo` matches its pin and `rm` does not.
+        (
+            "echo",
+            &["--tools", &tools, "--upstream", "backend"],
+            0,
+            r#"(rule "safe")"#,
+        ),
+        (
+            "rm",
+            &["--tools", &tools, "--upstream", "backend"],
+            2,
+            r#"no rule allows tool \"rm\""#,
+        ),
+        (
+            "add",
+            &["--tools", &tools, "--upstream", "backend"],
+            2,
+            r#"no rule allows tool \"add\""#,
+        ),
+    ];
+    for (tool, extra, want_code, want) in cases {
+        let (code, out, err) = explain(&config, &call(1, tool), extra);
+        assert_eq!(code, *want_code, "{tool} {extra:?}: {out}{err}");
+        assert!(out.contains(want), "{tool} {extra:?}: {out}");
+    }
+    // A drifted pin refuses a tool the rules allow.
+    let drifted = config.replace(&echo, &"1".repeat(64));
+    let extra = ["--tools", &tools, "--upstream", "backend"];
+    let (code, out, _) = explain(&drifted, &call(1, "echo"), &extra);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("pin mismatch"), "{out}");
+}

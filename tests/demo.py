@@ -1,9 +1,11 @@
-"""`make demo`: the demo gateway (envoy/demo.yaml) in front of a real MCP server, and a
-scripted session showing each call and the gateway's decision.
+"""`make demo`: the demo gateway (envoy/demo.yaml) in front of two replicas of an MCP server,
+a database MCP server and a JWKS endpoint, and a scripted session showing each call, the
+gateway's decision and which server answered.
 
-Ports are the ones envoy/demo.yaml names: the gateway on 127.0.0.1:10000, Envoy's admin
-on :9901, the MCP server on :18081. DEMO_EXIT=1 stops after the walk; otherwise the
-gateway stays up until Ctrl-C.
+Ports are the ones envoy/demo.yaml names (docker-compose.yml runs the same processes on the
+same ports): the gateway on 127.0.0.1:10000, Envoy's admin on :9901, the replicas on :18081
+and :18082, the database server on :18083, the JWKS on :18090. DEMO_EXIT=1 stops after the
+walk; otherwise everything stays up until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -18,17 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from harness import demo_stack as stack  # noqa: E402
 from harness import gateway as gw  # noqa: E402
 from harness import procs  # noqa: E402
 
-GATEWAY = "http://127.0.0.1:10000"
-MCP_URL = f"{GATEWAY}/mcp"
-ADMIN_PORT = 9901
-SERVER_PORT = 18081
+PORTS = stack.SHIPPED
+MCP_URL = f"http://127.0.0.1:{PORTS['gateway']}/mcp"
+CI_KEY = stack.CI_KEY
 STATELESS_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
 
 
@@ -36,11 +37,11 @@ def show(who: str, what: str, outcome: dict[str, Any]) -> None:
     """One line per call: who asked, what, and what the gateway decided."""
     if outcome.get("ok"):
         detail = json.dumps(outcome.get("detail", ""), ensure_ascii=False)
-        print(f"  {who:<22} {what:<44} ALLOWED   {detail[:70]}")
+        print(f"  {who:<12} {what:<44} ALLOWED   {detail[:80]}")
     else:
         err = outcome.get("error", {})
         reason = err.get("data", {}).get("reason") or err.get("message", "")
-        print(f"  {who:<22} {what:<44} REFUSED   {err.get('http_status', '')} {err.get('code', '')}: {reason}")
+        print(f"  {who:<12} {what:<44} REFUSED   {err.get('http_status', '')} {err.get('code', '')}: {reason}")
 
 
 def sdk_outcome(line: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def sdk_outcome(line: dict[str, Any]) -> dict[str, Any]:
 
 
 def raw(what: str, body: bytes, headers: dict[str, str] | None = None) -> None:
-    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream", **(headers or {})}
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream", "x-api-key": CI_KEY, **(headers or {})}
     resp = httpx.post(MCP_URL, content=body, headers=headers, timeout=10)
     if resp.headers.get("content-type") == "application/json" and resp.status_code >= 400:
         err = resp.json()["error"]
@@ -66,25 +67,35 @@ def raw(what: str, body: bytes, headers: dict[str, str] | None = None) -> None:
 
 
 def walk() -> None:
-    print("\n1. A session-based client (official Rust SDK rmcp, protocol 2025-11-25)")
-    run = procs.run_rmcp_client(MCP_URL, "list", 'call:echo:{"text":"hello through mcp-guard"}', 'call:delete_file:{"path":"/etc/passwd"}', "close")
+    alice = {"authorization": f"Bearer {stack.token('alice', ['dev'])}"}
+    print("\n1. alice (JWT, role dev), session-based client (official Rust SDK rmcp, 2025-11-25):")
+    print("   the session stays on the replica that created it")
+    steps = ("list", "call:whoami", 'call:echo:{"text":"hello through mcp-guard"}', "call:whoami", 'call:delete_file:{"path":"/etc/passwd"}', "close")
+    run = procs.run_rmcp_client(MCP_URL, *steps, headers=alice)
     for line in run.lines:
         step = line.get("step")
         if step == "initialize":
             show("rmcp", f"initialize ({line.get('protocol_version')})", {"ok": line.get("ok"), "detail": "session " + str(line.get("session_id", ""))[:8]})
         elif step == "list":
-            show("rmcp", "tools/list", sdk_outcome(line))
+            show("rmcp", "tools/list (filtered for alice)", sdk_outcome(line))
         elif step == "call":
             show("rmcp", f"tools/call {line.get('tool')}", sdk_outcome(line))
         elif step == "close":
             show("rmcp", "DELETE (end session)", {"ok": line.get("ok"), "detail": "session ended"})
 
-    print("\n2. A stateless client (official Python SDK 2.x, protocol 2026-07-28)")
-    for name, args in (("add", '{"a": 20, "b": 22}'), ("delete_file", '{"path": "/tmp/x"}')):
-        run = procs.run_py_client(MCP_URL, "call", name, args, no_validate=True)
+    print("\n2. alice, stateless client (official Python SDK 2.x, 2026-07-28): db_* tools go to the database server")
+    for name, args in (("whoami", "{}"), ("whoami", "{}"), ("db_query", '{"sql": "select * from orders"}'), ("db_drop_table", '{"table": "orders"}')):
+        run = procs.run_py_client(MCP_URL, "call", name, args, headers=alice, no_validate=True)
         show("python-sdk", f"tools/call {name}", sdk_outcome(run.first("call")))
 
-    print("\n3. What a strict gateway refuses")
+    print("\n3. The CI bot (API key): only echo and whoami")
+    for name, args in (("echo", '{"text": "build 42 ok"}'), ("db_query", '{"sql": "select 1"}')):
+        run = procs.run_py_client(MCP_URL, "call", name, args, headers={"x-api-key": CI_KEY}, no_validate=True)
+        show("python-sdk", f"tools/call {name}", sdk_outcome(run.first("call")))
+    run = procs.run_py_client(MCP_URL, "call", "echo", '{"text": "x"}', no_validate=True)
+    show("anonymous", "tools/call echo", sdk_outcome(run.first("call")))
+
+    print("\n4. What a strict gateway refuses (CI bot's API key)")
     call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "x"}, "_meta": STATELESS_META}}
     stateless = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call"}
     raw("escaped name \"d\\u0065lete_file\"", json.dumps(call).replace('"echo"', '"d\\u0065lete_file"').encode(), {**stateless, "mcp-name": "delete_file"})
@@ -99,37 +110,33 @@ def walk() -> None:
 
 def main() -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="mcp-guard-demo-"))
-    for port in (10000, ADMIN_PORT, SERVER_PORT):
+    for port in PORTS.values():
         try:
             procs.wait_port(port, timeout=0.1)
         except TimeoutError:
             continue
         print(f"port {port} is already in use: stop what runs there (an earlier demo?) and retry", file=sys.stderr)
         return 1
-    server = procs.start_mcp_server("demo", port=SERVER_PORT, log_dir=log_dir)
-    envoy = None
+    demo = stack.start(log_dir)
     try:
-        envoy = gw.launch(yaml.safe_load(gw.DEMO_YAML.read_text()), name="envoy-demo", log_dir=log_dir, concurrency=2)
-        gw.wait_ready(envoy, ADMIN_PORT)
         print(f"mcp-guard demo: Envoy with {gw.WASM.relative_to(procs.REPO)} ({gw.WASM.stat().st_size} bytes)")
-        print(f"  gateway {MCP_URL}  ->  MCP server http://127.0.0.1:{SERVER_PORT}/mcp   (logs: {log_dir})")
-        print("  policy: envoy/demo.yaml (tools matching delete_* are denied)")
+        print(f"  gateway {MCP_URL}  ->  replicas :{PORTS['replica-a']} and :{PORTS['replica-b']}, db_* tools -> :{PORTS['db']}")
+        print(f"  policy and routing: envoy/demo.yaml   (logs, with Envoy's access log: {log_dir})")
         walk()
         if os.environ.get("DEMO_EXIT") == "1":
             return 0
-        print(f"\nThe gateway is running on {MCP_URL} (Envoy admin http://127.0.0.1:{ADMIN_PORT}). Ctrl-C to stop.")
+        print(f"\nThe gateway is running on {MCP_URL} (Envoy admin and /stats/prometheus on http://127.0.0.1:{PORTS['admin']}).")
+        print(f"Try: .venv/bin/python tests/clients/py_client.py --url {MCP_URL} --header x-api-key:{CI_KEY} list   Ctrl-C to stop.")
         stop = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         while not stop.wait(1.0):
-            if not envoy.alive() or not server.proc.alive():
+            if not demo.alive():
                 print("a demo process exited; see the logs above", file=sys.stderr)
                 return 1
         return 0
     finally:
-        if envoy is not None:
-            envoy.stop()
-        server.stop()
+        demo.stop()
 
 
 if __name__ == "__main__":

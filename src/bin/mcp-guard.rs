@@ -2,7 +2,8 @@
 //!
 //! `check` validates a configuration exactly as the filter does when Envoy loads it;
 //! `explain` runs one HTTP request through the same gate the filter runs (head,
-//! authentication, body) and says what would happen to it, and why.
+//! authentication, body) and says what would happen to it, and why; `pin` prints the pins
+//! of a server's current tools, hashed as the filter hashes them.
 //!
 //! Native only: the crate's wasm32 build (the filter) compiles this binary to a stub, so
 //! it never produces a second, filter-like `.wasm` module.
@@ -32,11 +33,14 @@ mod cli {
     use mcp_guard::jsonrpc::{parse_body, Kind, Message, Target};
     use mcp_guard::policy::Decision;
     use mcp_guard::reject::{Code, Rejection};
+    use mcp_guard::tooldef::{hex, ToolDef};
+    use mcp_guard::toolstate::{NoTools, Record, ToolLookup, ToolStatus, ToolsConfig};
 
     const USAGE: &str = "\
 usage: mcp-guard check --config FILE
        mcp-guard explain --config FILE --request FILE [options]
        mcp-guard schema
+       mcp-guard pin [--answer FILE] [--upstream CLUSTER]
 
   check     validate a filter configuration (the JSON of Envoy's `configuration` value);
             prints `ok`, or the filter's error on stderr (exit 1)
@@ -44,6 +48,9 @@ usage: mcp-guard check --config FILE
             decision for each JSON-RPC message and, if refused, the exact response
             (exit 0: passes, 2: refused)
   schema    print the JSON Schema of the configuration (docs/mcp-guard.schema.json)
+  pin       read a tools/list answer (the JSON-RPC response or its result, default stdin)
+            and print the `tools.pins` configuration that pins every tool in it, under
+            the upstream CLUSTER (default \"*\": every upstream)
 
 explain options:
   --request FILE      the request body (JSON-RPC)
@@ -53,6 +60,10 @@ explain options:
   --api-key K         add K in the configured API key header (default x-api-key)
   --jwks FILE         JWKS document used for every provider with remote_jwks
   --now SECONDS       the time, in Unix seconds (default: now)
+  --tools FILE        a tools/list answer: judge a call as a filter that has seen it
+                      (the tool's annotations, its pin); without it tools are unknown
+  --upstream CLUSTER  the cluster those tools come from, for pins (default: none, so
+                      only pins under \"*\" apply)
 
 FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration error,
 2 refused.";
@@ -100,6 +111,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
             "-h" | "--help" | "help" => Err(Error::Help),
             "check" => {
                 let options = Options::parse(rest, &["--config"])?;
+                options.require_config()?;
                 load_config(&options)?;
                 println!("ok");
                 Ok(ExitCode::SUCCESS)
@@ -115,6 +127,8 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                     "--api-key",
                     "--jwks",
                     "--now",
+                    "--tools",
+                    "--upstream",
                 ],
             )?),
             "schema" => {
@@ -124,6 +138,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                 println!("{}", mcp_guard::config::json_schema());
                 Ok(ExitCode::SUCCESS)
             }
+            "pin" => pin(&Options::parse(rest, &["--answer", "--upstream"])?),
             other => Err(usage(format!("unknown command {other:?}"))),
         }
     }
@@ -139,6 +154,9 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
         api_key: Option<String>,
         jwks: Option<String>,
         now: Option<u64>,
+        answer: Option<String>,
+        tools: Option<String>,
+        upstream: Option<String>,
     }
 
     impl Options {
@@ -172,6 +190,9 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                     "--token" => once(&mut options.token)?,
                     "--api-key" => once(&mut options.api_key)?,
                     "--jwks" => once(&mut options.jwks)?,
+                    "--answer" => once(&mut options.answer)?,
+                    "--tools" => once(&mut options.tools)?,
+                    "--upstream" => once(&mut options.upstream)?,
                     "--header" => options.headers.push(value),
                     _ => {
                         let now = value
@@ -181,10 +202,14 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                     }
                 }
             }
-            if options.config.is_none() {
-                return Err(usage("--config is required"));
-            }
             Ok(options)
+        }
+
+        fn require_config(&self) -> Result<(), Error> {
+            match self.config {
+                Some(_) => Ok(()),
+                None => Err(usage("--config is required")),
+            }
         }
     }
 
@@ -226,11 +251,19 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
     }
 
     fn explain(options: &Options) -> Result<ExitCode, Error> {
+        options.require_config()?;
         let Some(request) = options.request.as_deref() else {
             return Err(usage("--request is required"));
         };
-        if options.config.as_deref() == Some("-") && request == "-" {
-            return Err(usage("--config and --request cannot both be stdin"));
+        let stdin = [
+            options.config.as_deref(),
+            Some(request),
+            options.tools.as_deref(),
+        ];
+        if stdin.iter().filter(|path| **path == Some("-")).count() > 1 {
+            return Err(usage(
+                "only one of --config, --request and --tools can be stdin",
+            ));
         }
         let (text, config) = load_config(options)?;
         let body = read_input(request)?;
@@ -312,7 +345,22 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
         if body.len() as u64 > config.max_body_bytes {
             return out.refused(&gate.too_large());
         }
-        let verdict = gate.approve(rule, &head, &identity, &body);
+        let listed = match options.tools.as_deref() {
+            Some(path) => Some(ListedTools {
+                config: &config.tools,
+                upstream: options.upstream.clone().unwrap_or_default(),
+                records: tool_definitions(path)?
+                    .into_iter()
+                    .map(|def| (def.name, Record::first_seen(def.hints, def.sha256)))
+                    .collect(),
+            }),
+            None => None,
+        };
+        let tools: &dyn ToolLookup = match &listed {
+            Some(listed) => listed,
+            None => &NoTools,
+        };
+        let verdict = gate.approve(rule, &head, &identity, &body, tools);
         // Each message's decision, by the same rules the gate applies (a policy refusal stops
         // the gate at the first denied message; the report shows every one).
         let policy_stage = match &verdict {
@@ -328,7 +376,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                 } else {
                     "message".to_owned()
                 };
-                let line = decision_line(message, &rules.decide_with_arguments(message, &body));
+                let line = decision_line(message, &gate.decide(&rules, message, &body, tools));
                 out.line(format!("{label:<9} {line}"));
             }
         }
@@ -349,6 +397,59 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
             }
             Err(rejection) => out.refused(&rejection),
         }
+    }
+
+    /// The tools of a `tools/list` answer (the JSON-RPC response or its result) in `path`.
+    fn tool_definitions(path: &str) -> Result<Vec<ToolDef>, Error> {
+        let answer: serde_json::Value = serde_json::from_slice(&read_input(path)?)
+            .map_err(|e| Error::Failed(format!("{path}: not JSON: {e}")))?;
+        let result = answer.get("result").unwrap_or(&answer);
+        let Some(tools) = result.get("tools").and_then(serde_json::Value::as_array) else {
+            return Err(Error::Failed(format!(
+                "{path}: not a tools/list answer (no result.tools or tools array)"
+            )));
+        };
+        let mut defs: Vec<ToolDef> = Vec::with_capacity(tools.len());
+        for (i, tool) in tools.iter().enumerate() {
+            let def = ToolDef::parse(tool.to_string().as_bytes())
+                .map_err(|e| Error::Failed(format!("{path}: tools[{i}]: {}", e.reason)))?;
+            if defs.iter().any(|d| d.name == def.name) {
+                return Err(Error::Failed(format!(
+                    "{path}: tool {:?} is listed twice",
+                    def.name
+                )));
+            }
+            defs.push(def);
+        }
+        Ok(defs)
+    }
+
+    /// The tools of a saved answer, as a filter that has just seen it knows them.
+    struct ListedTools<'c> {
+        config: &'c ToolsConfig,
+        upstream: String,
+        records: std::collections::HashMap<String, Record>,
+    }
+
+    impl ToolLookup for ListedTools<'_> {
+        fn status(&self, tool: &str) -> ToolStatus {
+            self.config
+                .status(&self.upstream, tool, self.records.get(tool))
+        }
+    }
+
+    /// Prints `{"tools":{"pins":{UPSTREAM:{TOOL:SHA256,...}}}}` for the tools of an answer.
+    fn pin(options: &Options) -> Result<ExitCode, Error> {
+        let path = options.answer.as_deref().unwrap_or("-");
+        let pins: serde_json::Map<String, serde_json::Value> = tool_definitions(path)?
+            .into_iter()
+            .map(|def| (def.name, hex(&def.sha256).into()))
+            .collect();
+        let upstream = options.upstream.clone().unwrap_or_else(|| "*".into());
+        let config = serde_json::json!({ "tools": { "pins": { upstream: pins } } });
+        let text = serde_json::to_string_pretty(&config)
+            .map_err(|e| Error::Failed(format!("cannot print the pins: {e}")))?;
+        Report { text: text + "\n" }.finish(ExitCode::SUCCESS)
     }
 
     /// The first endpoint without wildcards, else `/mcp`.

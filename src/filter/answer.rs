@@ -1,6 +1,9 @@
 //! The answer to an approved list request (`tools/list`, `prompts/list`, `resources/list`,
 //! `resources/templates/list`), filtered for its caller: a JSON answer is held to its end
 //! and spliced; an SSE answer is framed event by event and only the answer's event changes.
+//! When the configuration learns tools, every tool of a `tools/list` answer is learned
+//! first (annotations, definition hash: see [`crate::toolstate`]); a tool whose pin
+//! refuses it is left out for every caller.
 
 use std::rc::Rc;
 
@@ -11,8 +14,10 @@ use super::host;
 use super::log;
 use super::shared::Shared;
 use crate::auth::Identity;
-use crate::listfilter::{filter_list, rewrite_event, visible, ListRequest, SseFramer};
+use crate::listfilter::{filter_list, rewrite_event, visible, ListKind, ListRequest, SseFramer};
 use crate::reject::{Code, Rejection};
+use crate::tooldef::Hints;
+use crate::toolstate::UpstreamTools;
 
 /// Largest list answer held for filtering; a larger one is refused (fail closed).
 const MAX_LIST_BYTES: usize = 8 << 20;
@@ -35,15 +40,23 @@ pub struct ListAnswer {
     shared: Rc<Shared>,
     list: ListRequest,
     identity: Identity,
+    /// The cluster the request went to (empty unless the configuration learns tools).
+    upstream: String,
     response: Response,
 }
 
 impl ListAnswer {
-    pub fn new(shared: Rc<Shared>, list: ListRequest, identity: Identity) -> ListAnswer {
+    pub fn new(
+        shared: Rc<Shared>,
+        list: ListRequest,
+        identity: Identity,
+        upstream: String,
+    ) -> ListAnswer {
         ListAnswer {
             shared,
             list,
             identity,
+            upstream,
             response: Response::Untouched,
         }
     }
@@ -132,9 +145,8 @@ impl ListAnswer {
                 let events = framer.push(&chunk);
                 let mut out = Vec::with_capacity(chunk.len());
                 let mut done = false;
-                let rules = self.shared.config.policy.applicable(&self.identity);
                 let list = &self.list;
-                let mut keep = |value: &str| visible(&rules, list.kind, value);
+                let mut keep = keeper(&self.shared, list.kind, &self.identity, &self.upstream);
                 for event in events {
                     if done {
                         out.extend_from_slice(&event);
@@ -193,8 +205,7 @@ impl ListAnswer {
                 return Action::Continue;
             }
         };
-        let rules = self.shared.config.policy.applicable(&self.identity);
-        let mut keep = |value: &str| visible(&rules, self.list.kind, value);
+        let mut keep = keeper(&self.shared, self.list.kind, &self.identity, &self.upstream);
         match filter_list(&body, &self.list, &mut keep) {
             Some(rewritten) => {
                 if let Err(status) =
@@ -212,5 +223,33 @@ impl ListAnswer {
             ),
         }
         Action::Continue
+    }
+}
+
+/// Whether the caller sees an element of a `kind` list: for a tool, after learning its
+/// definition when the configuration learns tools.
+fn keeper<'a>(
+    shared: &'a Shared,
+    kind: ListKind,
+    identity: &Identity,
+    upstream: &'a str,
+) -> impl FnMut(&str, &[u8]) -> bool + 'a {
+    let rules = shared.config.policy.applicable(identity);
+    let learning = kind == ListKind::Tools && shared.config.learns_tools;
+    let tools = UpstreamTools {
+        store: &host::HostStore,
+        config: &shared.config.tools,
+        upstream,
+    };
+    move |name, element| {
+        if !learning {
+            return visible(&rules, kind, name, &Hints::UNKNOWN.effective());
+        }
+        let learned = tools.learn_element(name, element);
+        if learned.drifted_now {
+            shared.report_drift(upstream, name);
+        }
+        learned.status.pin.refusal().is_none()
+            && visible(&rules, kind, name, &learned.status.hints.effective())
     }
 }

@@ -26,6 +26,7 @@ use crate::jsonrpc::{Seen, Target};
 use crate::observe::{self, Outcome};
 use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
+use crate::toolstate::UpstreamTools;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -271,7 +272,9 @@ impl Flow {
             self.state = State::Passing;
             return Action::Continue;
         };
-        if self.shared.config.rate_limits.needs_upstream {
+        // Learned tools and rate-limit keys may need the cluster the route sends to.
+        let config = &self.shared.config;
+        if config.learns_tools || config.rate_limits.needs_upstream {
             self.head.upstream = host::property(&["xds", "cluster_name"]);
         }
         let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, self.body_size) {
@@ -291,10 +294,17 @@ impl Flow {
         let decide_start = report::now_us();
         // The decisions borrow the configuration, not the flow, which they update below.
         let shared = self.shared.clone();
+        // Looked up only when the configuration learns tools (`Gate::decide`); learned tool
+        // state is kept per upstream.
+        let tools = UpstreamTools {
+            store: &host::HostStore,
+            config: &shared.config.tools,
+            upstream: self.head.upstream.as_deref().unwrap_or_default(),
+        };
         let verdict = Gate {
             config: &shared.config,
         }
-        .approve(rule, &self.head, identity, &body);
+        .approve(rule, &self.head, identity, &body, &tools);
         // A held request judged again after the Rate Limit Service is not a new decision.
         if limit {
             self.shared.metrics.record(
@@ -376,7 +386,10 @@ impl Flow {
         self.answer = approved
             .list
             .zip(self.identity.clone())
-            .map(|(list, identity)| ListAnswer::new(self.shared.clone(), list, identity));
+            .map(|(list, identity)| {
+                let upstream = self.head.upstream.clone().unwrap_or_default();
+                ListAnswer::new(self.shared.clone(), list, identity, upstream)
+            });
         self.state = State::Passing;
         Action::Continue
     }

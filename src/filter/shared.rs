@@ -1,13 +1,13 @@
 //! Per-VM state shared by the root context and every request of one Envoy worker: the
 //! compiled configuration, the signing keys and their fetches, the verified-token cache,
-//! and the requests waiting for keys.
+//! the requests waiting for keys, and the tool-drift counter.
 
 use std::cell::RefCell;
 use std::rc::Weak;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
 
 use super::flow::{Flow, Waiter};
 use super::host;
@@ -27,6 +27,8 @@ pub struct Shared {
     pub limiter: Option<Limiter>,
     pub metrics: Metrics,
     waiters: RefCell<Vec<Waiter>>,
+    /// `mcp_guard.pin_drift`: pinned tools seen drifting from their pin.
+    drift_counter: Option<u32>,
 }
 
 impl Shared {
@@ -43,8 +45,26 @@ impl Shared {
             cache: RefCell::new(TokenCache::default()),
             metrics: Metrics::default(),
             waiters: RefCell::new(Vec::new()),
+            drift_counter: config
+                .learns_tools
+                .then(|| hostcalls::define_metric(MetricType::Counter, "mcp_guard.pin_drift").ok())
+                .flatten(),
             limiter: Limiter::new(&config.rate_limits),
             config,
+        }
+    }
+
+    /// A pinned tool's live definition no longer matches its pin: say so and count it.
+    pub fn report_drift(&self, upstream: &str, tool: &str) {
+        log(
+            LogLevel::Warn,
+            &format!(
+                "mcp-guard: tool drift: tool {tool:?} of upstream {upstream:?} no longer \
+                 matches its pin; it is left out of tools/list and calls to it are refused"
+            ),
+        );
+        if let Some(id) = self.drift_counter {
+            let _ = hostcalls::increment_metric(id, 1);
         }
     }
 

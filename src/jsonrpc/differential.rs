@@ -1,12 +1,16 @@
-//! Differential test (built only under #[cfg(test)], see mod.rs): whatever the filter accepts, serde_json (what Rust MCP servers such
-//! as rmcp parse with) must accept too and read the same method, id and name. Bodies are
-//! mutations of valid MCP messages from a fixed-seed generator, so failures reproduce.
+//! Differential check, built only #[cfg(test)] or with the `fuzzing` feature (see mod.rs):
+//! whatever the filter accepts, serde_json (what Rust MCP servers such as rmcp parse with)
+//! must accept too and read the same method, id and name. The unit test feeds it mutations
+//! of valid MCP messages from a fixed-seed generator, so failures reproduce; the fuzz
+//! targets (tests/fuzz) feed it whatever libFuzzer finds.
 
-use super::{parse_body, Body, Target};
+use super::{parse_body, Body};
 
 /// xorshift64*: small, deterministic, good enough to pick mutations.
+#[cfg(test)]
 struct Rng(u64);
 
+#[cfg(test)]
 impl Rng {
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
@@ -22,6 +26,7 @@ impl Rng {
 
 /// Mutated bodies per test run, and the generator's seed; MCP_GUARD_DIFF_ROUNDS and
 /// MCP_GUARD_DIFF_SEED override them for longer, different runs.
+#[cfg(test)]
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -29,6 +34,7 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+#[cfg(test)]
 const SEEDS: &[&str] = &[
     r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi","n":[1,2.5e3,-0],"o":{"a":null}}}}"#,
     r#"{"jsonrpc":"2.0","id":"r-7","method":"prompts/get","params":{"name":"gr\u00e9et","arguments":{}}}"#,
@@ -39,6 +45,7 @@ const SEEDS: &[&str] = &[
 
 /// Fragments that tend to find disagreements: escapes, surrogates, duplicate keys, odd
 /// numbers and whitespace, structural bytes, non-ASCII and invalid UTF-8.
+#[cfg(test)]
 const FRAGMENTS: &[&[u8]] = &[
     b"\\u0065",
     b"\\ud83d\\ude00",
@@ -73,6 +80,7 @@ const FRAGMENTS: &[&[u8]] = &[
     b"\xef\xbb\xbf",
 ];
 
+#[cfg(test)]
 fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
     let mut body = seed.to_vec();
     for _ in 0..1 + rng.below(3) {
@@ -115,6 +123,43 @@ fn upstream_reading(v: &serde_json::Value) -> (Option<String>, Option<String>, O
     (method, id, name)
 }
 
+/// Checks one body: `Ok(true)` if the filter accepts it and reads it as serde_json does,
+/// `Ok(false)` if the filter refuses it, `Err` with the disagreement otherwise.
+pub fn agree(body: &[u8]) -> Result<bool, String> {
+    let Ok(ours) = parse_body(body) else {
+        return Ok(false);
+    };
+    let text = String::from_utf8_lossy(body);
+    let theirs: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| format!("we accepted what serde_json refuses ({e}): {text}"))?;
+    let members: Vec<&serde_json::Value> = match (&ours, &theirs) {
+        (Body::Single(_), v @ serde_json::Value::Object(_)) => vec![v],
+        (Body::Batch(_), serde_json::Value::Array(a)) => a.iter().collect(),
+        _ => return Err(format!("shape differs: {text}")),
+    };
+    if members.len() != ours.messages().len() {
+        return Err(format!("message count differs: {text}"));
+    }
+    for (m, v) in ours.messages().iter().zip(members) {
+        let (method, id, name) = upstream_reading(v);
+        if m.method.as_deref() != method.as_deref() {
+            return Err(format!("method differs: {text}"));
+        }
+        let our_id =
+            m.id.map(|raw| serde_json::from_str::<serde_json::Value>(raw).map(|i| i.to_string()));
+        if our_id.transpose().ok().flatten() != id {
+            return Err(format!("id differs: {text}"));
+        }
+        if let Some(t) = &m.target {
+            if Some(t.value()) != name.as_deref() {
+                return Err(format!("name differs: {text}"));
+            }
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
 #[test]
 fn accepted_bodies_read_the_same_as_serde_json() {
     let mut rng = Rng(setting("MCP_GUARD_DIFF_SEED", 0x9E37_79B9_7F4A_7C15).max(1));
@@ -123,32 +168,8 @@ fn accepted_bodies_read_the_same_as_serde_json() {
         let seed = SEEDS[round % SEEDS.len()].as_bytes();
         let body = mutate(&mut rng, seed);
         total += 1;
-        let Ok(ours) = parse_body(&body) else {
-            continue;
-        };
-        accepted += 1;
-        let text = String::from_utf8_lossy(&body);
-        let theirs: serde_json::Value = serde_json::from_slice(&body)
-            .unwrap_or_else(|e| panic!("we accepted what serde_json refuses ({e}): {text}"));
-        let members: Vec<&serde_json::Value> = match (&ours, &theirs) {
-            (Body::Single(_), v @ serde_json::Value::Object(_)) => vec![v],
-            (Body::Batch(_), serde_json::Value::Array(a)) => a.iter().collect(),
-            _ => panic!("shape differs: {text}"),
-        };
-        assert_eq!(members.len(), ours.messages().len(), "{text}");
-        for (m, v) in ours.messages().iter().zip(members) {
-            let (method, id, name) = upstream_reading(v);
-            assert_eq!(m.method.as_deref(), method.as_deref(), "{text}");
-            let our_id = m
-                .id
-                .map(|raw| serde_json::from_str::<serde_json::Value>(raw).map(|i| i.to_string()));
-            assert_eq!(our_id.transpose().ok().flatten(), id, "{text}");
-            if let Some(t) = &m.target {
-                let value = match t {
-                    Target::Tool(v) | Target::Prompt(v) | Target::Resource(v) => v,
-                };
-                assert_eq!(Some(value.as_ref()), name.as_deref(), "{text}");
-            }
+        if agree(&body).unwrap_or_else(|e| panic!("{e}")) {
+            accepted += 1;
         }
     }
     // The generator must exercise both sides, or this test proves nothing.

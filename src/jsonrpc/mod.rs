@@ -1,7 +1,7 @@
 //! JSON-RPC 2.0 as MCP uses it: a strict, selective reader and message classification.
 
-#[cfg(test)]
-mod differential;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod differential;
 mod message;
 mod reader;
 

@@ -1,9 +1,9 @@
 #![allow(clippy::expect_used, clippy::indexing_slicing)] // a benchmark binary, not filter code
 
 //! Microbenchmarks of the pure core (`make bench` runs them): body parsing by size, the
-//! header/body check, the policy decision, and JWT verification. Plain `std` timing, no
-//! extra dependencies: each case runs for a fixed wall time after a warm-up and reports the
-//! median of batches.
+//! header/body check, the policy decision, hashing a tool definition, and JWT verification.
+//! Plain `std` timing, no extra dependencies: each case runs for a fixed wall time after a
+//! warm-up and reports the median of batches.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -12,6 +12,8 @@ use mcp_guard::auth::{Identity, IdentityKind};
 use mcp_guard::config::Config;
 use mcp_guard::gate::{BodyRule, Gate, RequestHead};
 use mcp_guard::jsonrpc::parse_body;
+use mcp_guard::tooldef::ToolDef;
+use mcp_guard::toolstate::NoTools;
 
 fn call_body(tool: &str, id: u64, text_len: usize) -> Vec<u8> {
     format!(
@@ -117,10 +119,16 @@ fn main() {
         let mut i = 0;
         let t = measure(budget, || {
             i = (i + 1) % bodies.len();
-            black_box(gate.on_body(BodyRule::JsonRpc, &head, &caller, black_box(&bodies[i])).is_ok());
+            black_box(gate.on_body(BodyRule::JsonRpc, &head, &caller, black_box(&bodies[i]), &NoTools).is_ok());
         });
         report(&format!("{label}, 300 B call"), bodies[0].len(), t);
     }
+    // A tools/list element as the Python SDK writes it: hints and canonical SHA-256.
+    let tool = br#"{"name":"echo","description":"Return the text unchanged.","inputSchema":{"type":"object","properties":{"text":{"title":"Text","type":"string"}},"required":["text"],"title":"echoArguments"},"outputSchema":{"properties":{"result":{"title":"Result","type":"string"}},"required":["result"],"title":"echoOutput","type":"object"},"annotations":{"readOnlyHint":true}}"#;
+    let t = measure(budget, || {
+        black_box(ToolDef::parse(black_box(tool)).is_ok());
+    });
+    report("tool definition: hints + canonical SHA-256", tool.len(), t);
     auth_cases(budget);
 }
 

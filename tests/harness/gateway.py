@@ -1,9 +1,10 @@
-"""A real Envoy with the built mcp-guard .wasm, configured from envoy/demo.yaml.
+"""A real Envoy with the built mcp-guard .wasm, configured from envoy/test-gateway.yaml.
 
 Tests change only what they must: listener and admin ports, upstream ports, extra routes,
 the filter's JSON configuration and, for mTLS tests, a downstream TLS context on the
 listener. Everything else (buffer limits, header hold, failure policy, trailers) is
-exactly what the demo ships.
+exactly what the shipped configurations use. `load_shipped` runs a shipped configuration
+(the demo, the examples) unchanged except for its ports and the .wasm path.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import yaml
 from .procs import LOOPBACK, REPO, Proc, free_port, start
 
 ENVOY = REPO / ".venv" / "bin" / "envoy"
+TEST_YAML = REPO / "envoy" / "test-gateway.yaml"
 DEMO_YAML = REPO / "envoy" / "demo.yaml"
 WASM = REPO / "target" / "wasm32-wasip1" / "release" / "mcp_guard.wasm"
 
@@ -73,7 +76,7 @@ def render_config(
     extra_clusters: dict[str, int] | None = None,
     tls: dict[str, str | Path] | None = None,
 ) -> dict[str, Any]:
-    """envoy/demo.yaml with new ports and filter configuration.
+    """envoy/test-gateway.yaml with new ports and filter configuration.
 
     `extra_routes` maps a path prefix to an upstream port; each gets its own cluster and a
     route placed before the catch-all route to the MCP server. `extra_clusters` adds named
@@ -81,7 +84,7 @@ def render_config(
     (keys `cert`, `key`, `client_ca`: PEM paths) makes the listener speak TLS only and
     require a client certificate signed by `client_ca`; without it the listener is plain.
     """
-    config = yaml.safe_load(DEMO_YAML.read_text())
+    config = yaml.safe_load(TEST_YAML.read_text())
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     listener = config["static_resources"]["listeners"][0]
     listener["address"]["socket_address"]["port_value"] = listen_port
@@ -105,6 +108,35 @@ def render_config(
         routes.insert(0, route)
     for name, port in (extra_clusters or {}).items():
         clusters.append(_cluster(name, port, template))
+    return config
+
+
+def _dicts(node: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping in a parsed YAML document, depth first."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _dicts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _dicts(value)
+
+
+def load_shipped(path: Path, ports: dict[int, int]) -> dict[str, Any]:
+    """A shipped Envoy configuration as is, except that each port it names is replaced by
+    `ports[port]` (listeners, admin and upstream endpoints alike) and the .wasm path is the
+    freshly built one. Every shipped port must be mapped, so a test never touches the
+    fixed ports a running demo uses."""
+    config = yaml.safe_load(path.read_text())
+    nodes = list(_dicts(config))
+    missing = {n["port_value"] for n in nodes if "port_value" in n} - set(ports)
+    if missing:
+        raise ValueError(f"{path.name}: no test port for {sorted(missing)}")
+    for node in nodes:
+        if "port_value" in node:
+            node["port_value"] = ports[node["port_value"]]
+        if str(node.get("local", {}).get("filename", "")).endswith(".wasm"):
+            node["local"]["filename"] = str(WASM)
     return config
 
 
@@ -177,6 +209,50 @@ def start_gateway(
     proc = launch(config, name=name, log_dir=log_dir, concurrency=concurrency)
     wait_ready(proc, admin_port, timeout)
     return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"), tls=tls is not None)
+
+
+def start_shipped(
+    path: Path,
+    upstreams: dict[int, int],
+    *,
+    name: str = "envoy",
+    log_dir: Path | None = None,
+    concurrency: int = 1,
+    timeout: float = 20.0,
+) -> Gateway:
+    """Start a shipped configuration (see `load_shipped`) on fresh listener and admin ports;
+    `upstreams` maps each upstream port it names to the port of a server the test started."""
+    shipped = yaml.safe_load(path.read_text())
+    admin = shipped["admin"]["address"]["socket_address"]["port_value"]
+    listener = shipped["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"]
+    port, admin_port = free_port(), free_port()
+    config = load_shipped(path, {**upstreams, listener: port, admin: admin_port})
+    proc = launch(config, name=name, log_dir=log_dir, concurrency=concurrency)
+    wait_ready(proc, admin_port, timeout)
+    return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"))
+
+
+def healthy_hosts(admin_port: int, cluster: str) -> set[str]:
+    """Addresses of `cluster`'s hosts the admin API reports healthy (/clusters); Envoy's
+    workers may take about a second more to balance over a host that just turned healthy."""
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{admin_port}/clusters", timeout=5) as r:
+        lines = r.read().decode().splitlines()
+    prefix = f"{cluster}::"
+    return {
+        line[len(prefix) :].split("::")[0]
+        for line in lines
+        if line.startswith(prefix) and line.endswith("::health_flags::healthy")
+    }
+
+
+def wait_healthy(admin_port: int, cluster: str, count: int, timeout: float = 20.0) -> None:
+    """Wait until `count` hosts of `cluster` passed their health checks (Envoy reports ready
+    before the first round of active health checks is done)."""
+    deadline = time.monotonic() + timeout
+    while len(healthy_hosts(admin_port, cluster)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{cluster}: fewer than {count} healthy hosts after {timeout}s")
+        time.sleep(0.1)
 
 
 def wait_ready(proc: Proc, admin_port: int, timeout: float = 20.0) -> None:

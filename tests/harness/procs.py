@@ -183,6 +183,12 @@ class McpServer:
     def reset(self) -> None:
         http_json("POST", f"{self.base}/__reset")
 
+    def mutate(self, tool: str, description: str) -> str:
+        """Changes `tool`'s description from now on; returns the previous one."""
+        answer = http_json("POST", f"{self.base}/__mutate", {"tool": tool, "description": description})
+        assert answer["ok"], answer
+        return answer["old"]
+
     def stop(self) -> int | None:
         return self.proc.stop()
 
@@ -193,6 +199,7 @@ def start_mcp_server(
     port: int = 0,
     json_response: bool = False,
     deny_tools: tuple[str, ...] = (),
+    db_tools: bool = False,
     log_dir: Path | None = None,
     timeout: float = 15.0,
 ) -> McpServer:
@@ -200,6 +207,8 @@ def start_mcp_server(
     cmd = [PYTHON, str(MCP_SERVER), "--port", str(port), "--name", name]
     if json_response:
         cmd.append("--json-response")
+    if db_tools:
+        cmd.append("--db-tools")
     for t in deny_tools:
         cmd += ["--deny-tool", t]
     proc = start(f"mcp-server-{name}", cmd, ready=r"ready (\d+)", timeout=timeout, log_dir=log_dir)

@@ -13,6 +13,14 @@ Serves on one port:
   /sse, /messages/     the older HTTP+SSE transport (2024-11-05).
   GET  /__seen         JSON list of every HTTP request that reached this process.
   POST /__reset        clears that list.
+  POST /__mutate       {"tool": NAME, "description": TEXT} changes a tool's description from
+                       now on (a server whose tool definitions drift); answers the old one.
+  GET  /healthz        200 "ok" for load-balancer health checks (not recorded).
+
+Tool annotations: echo, add and whoami say readOnlyHint (add also openWorldHint false),
+delete_file says destructiveHint, slow_count says nothing.
+
+--db-tools adds db_query and db_drop_table, the tools the demo routes to its database server.
 
 --deny-tool NAME (repeatable) makes the recorder answer tools/call for NAME itself with
 HTTP 403 and a JSON-RPC error (-32003), to exercise client error paths without Envoy.
@@ -33,6 +41,7 @@ import anyio
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import ToolAnnotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # DNS-rebinding protection off: the Host header arrives rewritten or not by Envoy,
@@ -40,25 +49,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 NO_HOST_CHECK = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
-def build_mcp(name: str) -> MCPServer:
+def build_mcp(name: str, db_tools: bool = False) -> MCPServer:
     mcp = MCPServer(name=name, version="1.0.0", instructions="mcp-guard test server", log_level="WARNING")
 
-    @mcp.tool()
+    read_only = ToolAnnotations(readOnlyHint=True)
+
+    @mcp.tool(annotations=read_only)
     def echo(text: str) -> str:
         """Return the text unchanged."""
         return text
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     def add(a: int, b: int) -> int:
         """Add two integers."""
         return a + b
 
-    @mcp.tool()
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True))
     def delete_file(path: str) -> str:
         """Pretend to delete a file (harmless; the 'dangerous' tool policies deny)."""
         return f"deleted {path}"
 
-    @mcp.tool()
+    @mcp.tool(annotations=read_only)
     def whoami() -> str:
         """Name of the server replica that answered."""
         return name
@@ -70,6 +81,9 @@ def build_mcp(name: str) -> MCPServer:
             await anyio.sleep(interval)
             await ctx.report_progress(i, n, f"count {i}")
         return f"counted {n}"
+
+    if db_tools:
+        add_db_tools(mcp, name)
 
     @mcp.prompt()
     def greet(name: str) -> str:
@@ -84,11 +98,26 @@ def build_mcp(name: str) -> MCPServer:
     return mcp
 
 
+def add_db_tools(mcp: MCPServer, name: str) -> None:
+    """The database server's tools (harmless: nothing is queried or dropped)."""
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def db_query(sql: str) -> str:
+        """Run a read-only SQL query."""
+        return f"{name}: 3 rows for {sql}"
+
+    @mcp.tool(annotations=ToolAnnotations(destructiveHint=True))
+    def db_drop_table(table: str) -> str:
+        """Drop a table (the policy denies it)."""
+        return f"{name}: dropped {table}"
+
+
 class RequestRecorder:
     """ASGI middleware: records every HTTP request (fully buffered body) before the app sees it."""
 
-    def __init__(self, app: ASGIApp, deny_tools: frozenset[str] = frozenset()) -> None:
+    def __init__(self, app: ASGIApp, mcp: MCPServer, deny_tools: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.mcp = mcp
         self.deny_tools = deny_tools
         self.seen: list[dict[str, Any]] = []
 
@@ -104,9 +133,15 @@ class RequestRecorder:
         if scope["path"] == "/__seen" and scope["method"] == "GET":
             await _send_json(send, self.seen)
             return
+        if scope["path"] == "/healthz" and scope["method"] == "GET":
+            await _send_json(send, "ok")
+            return
         if scope["path"] == "/__reset" and scope["method"] == "POST":
             self.seen.clear()
             await _send_json(send, {"ok": True})
+            return
+        if scope["path"] == "/__mutate" and scope["method"] == "POST":
+            await _send_json(send, await self._mutate(receive))
             return
 
         # Buffer the whole body before handing over.
@@ -157,6 +192,21 @@ class RequestRecorder:
         await self.app(scope, replay_receive, send)
 
 
+    async def _mutate(self, receive: Receive) -> dict[str, Any]:
+        body = b""
+        while True:
+            msg = await receive()
+            body += msg.get("body", b"")
+            if not msg.get("more_body", False):
+                break
+        change = json.loads(body)
+        tool = self.mcp._tool_manager.get_tool(change["tool"])  # pyright: ignore[reportPrivateUsage]
+        if tool is None:
+            return {"ok": False, "error": f"no tool {change['tool']!r}"}
+        old, tool.description = tool.description, change["description"]
+        return {"ok": True, "old": old}
+
+
 def _denied_call(body: bytes, deny_tools: frozenset[str]) -> dict[str, Any] | None:
     """For --deny-tool: the JSON-RPC error a policy proxy would answer a denied tools/call with."""
     try:
@@ -188,8 +238,10 @@ async def _send_json(send: Send, obj: Any, status: int = 200) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def build_app(name: str, json_response: bool = False, deny_tools: frozenset[str] = frozenset()) -> RequestRecorder:
-    mcp = build_mcp(name)
+def build_app(
+    name: str, json_response: bool = False, deny_tools: frozenset[str] = frozenset(), db_tools: bool = False
+) -> RequestRecorder:
+    mcp = build_mcp(name, db_tools)
     # streamable_http_app carries the lifespan that runs the session manager;
     # stateless_http=False keeps 2025-era sessions; 2026-07-28 requests are routed
     # to the SDK's modern single-exchange entry by their MCP-Protocol-Version header.
@@ -201,14 +253,14 @@ def build_app(name: str, json_response: bool = False, deny_tools: frozenset[str]
     )
     sse = mcp.sse_app(sse_path="/sse", message_path="/messages/", transport_security=NO_HOST_CHECK)
     app.router.routes.extend(sse.routes)
-    return RequestRecorder(app, deny_tools)
+    return RequestRecorder(app, mcp, deny_tools)
 
 
 async def _serve(
-    host: str, port: int, name: str, json_response: bool, log_level: str, deny_tools: frozenset[str]
+    host: str, port: int, name: str, json_response: bool, log_level: str, deny_tools: frozenset[str], db_tools: bool
 ) -> None:
     config = uvicorn.Config(
-        build_app(name, json_response, deny_tools),
+        build_app(name, json_response, deny_tools, db_tools),
         host=host,
         port=port,
         log_level=log_level,
@@ -243,10 +295,19 @@ def main() -> None:
         default=[],
         help="answer tools/call for this tool with HTTP 403 + JSON-RPC error -32003 (client error-path testing)",
     )
+    ap.add_argument("--db-tools", action="store_true", help="also serve db_query and db_drop_table")
     args = ap.parse_args()
     try:
         asyncio.run(
-            _serve(args.host, args.port, args.name, args.json_response, args.log_level, frozenset(args.deny_tool))
+            _serve(
+                args.host,
+                args.port,
+                args.name,
+                args.json_response,
+                args.log_level,
+                frozenset(args.deny_tool),
+                args.db_tools,
+            )
         )
     except KeyboardInterrupt:
         pass
