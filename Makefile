@@ -8,7 +8,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CARGO_FLAGS ?=
 
-.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz soak
 
 ## The rustup target for proxy-wasm modules.
 wasm-target:
@@ -100,6 +100,10 @@ redis:
 ## Load generator for `make bench` (Debian's wrk).
 wrk:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+
+## mcp-guard with every feature on at ~70% of its maximum for SOAK_SECONDS (600); writes BENCHMARKS.md.
+soak: build venv wrk
+	$(PY) tests/bench/soak.py
 
 ## A (passthrough) vs B (Envoy's native MCP chain) vs C (mcp-guard), in alternating rounds; writes BENCHMARKS.md.
 bench: build venv wrk
