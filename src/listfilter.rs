@@ -332,6 +332,11 @@ impl SseFramer {
         events
     }
 
+    /// Bytes held for an event not complete yet.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The incomplete tail, as received, at the end of the stream.
     pub fn finish(&mut self) -> Vec<u8> {
         self.scanned = 0;

@@ -4,7 +4,10 @@ rmcp session, while other answers pass untouched."""
 
 from __future__ import annotations
 
+import gzip
+import http.server
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +82,73 @@ def test_other_answers_are_untouched(which: str, request: pytest.FixtureRequest)
     assert msg["result"]["content"][0]["text"].endswith("hi")
     if which == "json_gateway":
         assert int(resp.headers["content-length"]) == len(resp.content)
+
+
+class _FakeUpstream(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with the list answer its path names; records Accept-Encoding."""
+
+    seen_encodings: list[str | None] = []
+    tools = [{"name": "echo", "inputSchema": {"type": "object"}}, {"name": "delete_file", "inputSchema": {"type": "object"}}]
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers["content-length"]))
+        _FakeUpstream.seen_encodings.append(self.headers.get("accept-encoding"))
+        answer = {"jsonrpc": "2.0", "id": 7, "result": {"tools": self.tools}}
+        kind = self.path.rsplit("/", 1)[-1]
+        headers = {"content-type": "application/json"}
+        if kind == "big-json":
+            answer["result"]["tools"] = [*self.tools, {"name": "pad", "description": "x" * (9 << 20)}]
+            body = json.dumps(answer).encode()
+        elif kind == "gzip":
+            body, headers["content-encoding"] = gzip.compress(json.dumps(answer).encode()), "gzip"
+        elif kind == "html":
+            body, headers["content-type"] = b"<html>tools</html>", "text/html"
+        else:  # big-sse: a priming event, then an event that never ends
+            headers["content-type"] = "text/event-stream"
+            body = b"event: message\ndata: {}\n\n" + b"data: " + b"y" * (9 << 20)
+        self.send_response(200)
+        for k, v in {**headers, "content-length": str(len(body))}.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def fake_gateway(_alpha: procs.McpServer, log_dir: Path) -> Iterator[gw.Gateway]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeUpstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = {**CONFIG, "endpoints": ["/fake/*"]}
+    port, admin = procs.free_port(), procs.free_port()
+    g = gw.start_gateway(_alpha.port, config, extra_routes={"/fake/": server.server_address[1]}, name="envoy-lists-fake", log_dir=log_dir)
+    yield g
+    g.stop()
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "reason"),
+    [
+        ("gzip", 502, "Content-Encoding"),
+        ("html", 502, "neither JSON nor an event stream"),
+        ("big-sse", 200, "exceeds 8388608 bytes"),
+        # Over the listener's buffer limit (1 MiB in the shipped configs) Envoy itself answers 500
+        # before the filter's own 8 MiB bound: still nothing unfiltered.
+        ("big-json", 500, None),
+    ],
+)
+def test_unfilterable_list_answers_fail_closed(fake_gateway: gw.Gateway, kind: str, status: int, reason: str | None) -> None:
+    """A list answer the filter cannot read is never shown unfiltered: a JSON-RPC error
+    (502 before the answer's head, an error event inside an SSE stream) takes its place."""
+    _FakeUpstream.seen_encodings.clear()
+    body, headers = stateless("tools/list", id=7)
+    resp = httpx.post(f"{fake_gateway.base}/fake/{kind}", content=body, headers={**headers, "x-api-key": "dev-key", "accept-encoding": "gzip, br"}, timeout=30)
+    assert resp.status_code == status
+    assert b"delete_file" not in resp.content
+    if reason is not None:
+        message = rpc_message(resp)
+        assert message["id"] == 7 and message["error"]["code"] == -32603 and reason in message["error"]["data"]["reason"], message
+    # The filter asked for an uncompressed answer.
+    assert _FakeUpstream.seen_encodings == [None]

@@ -34,6 +34,9 @@ enum Response {
     Streaming(SseFramer),
     /// A local reply replaced the answer.
     Replaced,
+    /// An SSE answer that could not be filtered: an error event was sent in its place and
+    /// the rest of the stream is dropped.
+    Dropping,
 }
 
 pub struct ListAnswer {
@@ -75,15 +78,13 @@ impl ListAnswer {
         if header(":status") != "200" {
             return Action::Continue;
         }
+        // The request went upstream without Accept-Encoding, so an encoded answer is one
+        // the filter cannot read: refused rather than shown unfiltered.
         let encoding = header("content-encoding");
         if !encoding.is_empty() && !encoding.trim().eq_ignore_ascii_case("identity") {
-            log(
-                LogLevel::Warn,
-                &format!(
-                    "mcp-guard: a list answer with Content-Encoding {encoding:?} is not filtered"
-                ),
-            );
-            return Action::Continue;
+            return self.refuse(format!(
+                "the list answer has Content-Encoding {encoding:?} and cannot be filtered"
+            ));
         }
         let content_type = header("content-type");
         let media = content_type
@@ -95,17 +96,17 @@ impl ListAnswer {
         let (response, action) = match media.as_str() {
             "application/json" => (Response::Buffering { size: 0 }, Action::Pause),
             "text/event-stream" => (Response::Streaming(SseFramer::default()), Action::Continue),
-            _ => return Action::Continue,
+            other => {
+                return self.refuse(format!(
+                    "the list answer is {other:?}, neither JSON nor an event stream"
+                ))
+            }
         };
         // The body may change length: it goes on without one.
         if let Err(status) =
             hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", None)
         {
-            log(
-                LogLevel::Error,
-                &format!("mcp-guard: cannot remove content-length: {status:?}"),
-            );
-            return Action::Continue;
+            return self.refuse(format!("cannot remove content-length: {status:?}"));
         }
         self.response = response;
         action
@@ -115,15 +116,11 @@ impl ListAnswer {
         match &mut self.response {
             Response::Untouched => Action::Continue,
             Response::Replaced => Action::Pause,
+            Response::Dropping => replace_chunk(body_size, b""),
             Response::Buffering { size } => {
                 *size = body_size;
                 if body_size > MAX_LIST_BYTES {
-                    self.response = Response::Replaced;
-                    let reason = format!("the list answer exceeds {MAX_LIST_BYTES} bytes");
-                    log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
-                    let id = Some(self.list.id.as_str());
-                    host::send_rejection(&Rejection::new(Code::BadGateway, reason).with_id(id));
-                    return Action::Pause;
+                    return self.refuse(format!("the list answer exceeds {MAX_LIST_BYTES} bytes"));
                 }
                 if !end_of_stream {
                     return Action::Pause;
@@ -135,11 +132,8 @@ impl ListAnswer {
                 {
                     Ok(chunk) => chunk.unwrap_or_default(),
                     Err(status) => {
-                        log(
-                            LogLevel::Error,
-                            &format!("mcp-guard: cannot read an answer chunk: {status:?}"),
-                        );
-                        return Action::Continue;
+                        let reason = format!("cannot read an answer chunk: {status:?}");
+                        return self.drop_stream(body_size, b"", reason);
                     }
                 };
                 let events = framer.push(&chunk);
@@ -161,24 +155,52 @@ impl ListAnswer {
                         None => out.extend_from_slice(&event),
                     }
                 }
+                drop(keep);
+                // An event that never ends could be the answer: it is not held without bound.
+                let oversized = !done && framer.pending() > MAX_LIST_BYTES;
                 // After the answer (or at the end), the rest passes as received.
-                if done || end_of_stream {
+                let finished = done || end_of_stream;
+                if finished && !oversized {
                     out.extend_from_slice(&framer.finish());
+                }
+                if oversized {
+                    let reason =
+                        format!("an event of the list answer exceeds {MAX_LIST_BYTES} bytes");
+                    return self.drop_stream(body_size, &out, reason);
+                }
+                if finished {
                     self.response = Response::Untouched;
                 }
-                if out != chunk {
-                    if let Err(status) =
-                        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out)
-                    {
-                        log(
-                            LogLevel::Error,
-                            &format!("mcp-guard: cannot replace an answer chunk: {status:?}"),
-                        );
-                    }
+                if out == chunk {
+                    return Action::Continue;
                 }
-                Action::Continue
+                replace_chunk(body_size, &out)
             }
         }
+    }
+
+    /// Fails closed before the answer's head went out: a 502 JSON-RPC error replaces it.
+    fn refuse(&mut self, reason: String) -> Action {
+        log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
+        self.response = Response::Replaced;
+        let id = Some(self.list.id.as_str());
+        host::send_rejection(&Rejection::new(Code::BadGateway, reason).with_id(id));
+        Action::Pause
+    }
+
+    /// Fails closed in the middle of an SSE answer: the current chunk becomes an error event
+    /// for the list request and the rest of the stream is dropped (reset if even that fails).
+    /// `passed` are the complete events of this chunk that go on before the error.
+    fn drop_stream(&mut self, body_size: usize, passed: &[u8], reason: String) -> Action {
+        log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
+        self.response = Response::Dropping;
+        let id = Some(self.list.id.as_str());
+        let error = Rejection::new(Code::BadGateway, reason)
+            .with_id(id)
+            .to_json();
+        let mut out = passed.to_vec();
+        out.extend_from_slice(format!("event: message\ndata: {error}\n\n").as_bytes());
+        replace_chunk(body_size, &out)
     }
 
     /// HTTP/2 answers may end with trailers: a held JSON answer is complete then.
@@ -197,33 +219,36 @@ impl ListAnswer {
         };
         let body = match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
             Ok(body) => body.unwrap_or_default(),
-            Err(status) => {
-                log(
-                    LogLevel::Error,
-                    &format!("mcp-guard: cannot read the list answer: {status:?}"),
-                );
-                return Action::Continue;
-            }
+            Err(status) => return self.refuse(format!("cannot read the list answer: {status:?}")),
         };
         let mut keep = keeper(&self.shared, self.list.kind, &self.identity, &self.upstream);
-        match filter_list(&body, &self.list, &mut keep) {
-            Some(rewritten) => {
-                if let Err(status) =
-                    hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &rewritten)
-                {
-                    log(
-                        LogLevel::Error,
-                        &format!("mcp-guard: cannot replace the list answer: {status:?}"),
-                    );
-                }
-            }
-            None => log(
+        let rewritten = filter_list(&body, &self.list, &mut keep);
+        drop(keep);
+        let Some(rewritten) = rewritten else {
+            log(
                 LogLevel::Debug,
                 "mcp-guard: list answer passed unchanged (nothing to drop, or not a list result)",
-            ),
+            );
+            return Action::Continue;
+        };
+        match hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &rewritten) {
+            Ok(()) => Action::Continue,
+            Err(status) => self.refuse(format!("cannot replace the list answer: {status:?}")),
         }
-        Action::Continue
     }
+}
+
+/// Replaces the current response chunk (`size` bytes) with `bytes`; if the host refuses,
+/// the stream is reset rather than let the unfiltered chunk through.
+fn replace_chunk(size: usize, bytes: &[u8]) -> Action {
+    if let Err(status) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, bytes) {
+        log(
+            LogLevel::Error,
+            &format!("mcp-guard: cannot replace an answer chunk, resetting: {status:?}"),
+        );
+        let _ = hostcalls::reset_http_response();
+    }
+    Action::Continue
 }
 
 /// Whether the caller sees an element of a `kind` list: for a tool, after learning its

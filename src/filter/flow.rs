@@ -27,6 +27,7 @@ use crate::observe::{self, Outcome};
 use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
 use crate::toolstate::UpstreamTools;
+use crate::upstream::HeaderEdits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -382,6 +383,13 @@ impl Flow {
         }] = seen.as_slice()
         {
             self.call = Some((config.observe.call_duration_metric(tool), self.started_us));
+        }
+        // The answer will be filtered: it must come back readable, not compressed.
+        if approved.list.is_some() && self.head.values("accept-encoding").next().is_some() {
+            host::apply(&HeaderEdits {
+                remove: vec!["accept-encoding".into()],
+                set: Vec::new(),
+            });
         }
         self.answer = approved
             .list
