@@ -72,7 +72,7 @@ fuzz-smoke: fuzz-tool
 	cargo +nightly fuzz build --fuzz-dir $(FUZZ_DIR)
 	@set -eo pipefail; scratch=$$(mktemp -d); for t in $(FUZZ_TARGETS); do mkdir -p $$scratch/$$t; \
 	  cargo +nightly fuzz run --fuzz-dir $(FUZZ_DIR) $$t $$scratch/$$t $(FUZZ_DIR)/corpus/$$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | grep -E 'stat::number_of_executed_units|Done|ERROR|panicked|error' \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | grep -E 'stat::number_of_executed_units|Done [0-9]+ runs|ERROR|panicked|^error' \
 	    | sed "s/^/$$t: /"; done; rm -rf $$scratch
 
 ## Longer fuzzing (FUZZ_SECONDS=600 per target): new inputs join the corpus, which is then
@@ -82,7 +82,7 @@ fuzz: fuzz-tool
 	cargo +nightly fuzz build --fuzz-dir $(FUZZ_DIR)
 	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \
 	  cargo +nightly fuzz run --fuzz-dir $(FUZZ_DIR) $$t $(FUZZ_DIR)/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    2>&1 | grep -E 'stat::number_of_executed_units|Done|ERROR|panicked|error' | sed "s/^/$$t: /"; \
+	    2>&1 | grep -E 'stat::number_of_executed_units|Done [0-9]+ runs|ERROR|panicked|^error' | sed "s/^/$$t: /"; \
 	  cargo +nightly fuzz cmin --fuzz-dir $(FUZZ_DIR) $$t $(FUZZ_DIR)/corpus/$$t >/dev/null 2>&1; done
 
 clean:

@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
+from harness import gateway as gw
 from harness import procs
 
 SCHEMA = json.loads((procs.REPO / "docs" / "mcp-guard.schema.json").read_text())
@@ -28,16 +29,12 @@ def documented() -> list[str]:
 
 
 def wasm_configs(node: Any) -> Iterator[str]:
-    """The mcp-guard configuration strings inside an Envoy (or Istio / Envoy Gateway) YAML tree."""
-    if isinstance(node, dict):
-        value = node.get("configuration", {}).get("value") if isinstance(node.get("configuration"), dict) else None
-        if isinstance(value, str) and "vm_config" in node:
-            yield value
-        for v in node.values():
-            yield from wasm_configs(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from wasm_configs(v)
+    """The mcp-guard configuration strings inside an Envoy YAML tree: the `configuration`
+    value of every Wasm plugin config (the mapping with a `vm_config`)."""
+    for d in gw.dicts(node):
+        configuration = d.get("configuration")
+        if "vm_config" in d and isinstance(configuration, dict) and isinstance(configuration.get("value"), str):
+            yield configuration["value"]
 
 
 def shipped() -> list[tuple[str, str]]:

@@ -111,15 +111,15 @@ def render_config(
     return config
 
 
-def _dicts(node: Any) -> Iterator[dict[str, Any]]:
+def dicts(node: Any) -> Iterator[dict[str, Any]]:
     """Every mapping in a parsed YAML document, depth first."""
     if isinstance(node, dict):
         yield node
         for value in node.values():
-            yield from _dicts(value)
+            yield from dicts(value)
     elif isinstance(node, list):
         for value in node:
-            yield from _dicts(value)
+            yield from dicts(value)
 
 
 def load_shipped(path: Path, ports: dict[int, int]) -> dict[str, Any]:
@@ -128,7 +128,7 @@ def load_shipped(path: Path, ports: dict[int, int]) -> dict[str, Any]:
     freshly built one. Every shipped port must be mapped, so a test never touches the
     fixed ports a running demo uses."""
     config = yaml.safe_load(path.read_text())
-    nodes = list(_dicts(config))
+    nodes = list(dicts(config))
     missing = {n["port_value"] for n in nodes if "port_value" in n} - set(ports)
     if missing:
         raise ValueError(f"{path.name}: no test port for {sorted(missing)}")
