@@ -172,6 +172,9 @@ pub struct Config {
     pub learns_tools: bool,
     /// Token buckets approved requests take from; empty: no limits, no cost.
     pub rate_limits: RateLimits,
+    /// Something keys on the route's cluster (learned tools, rate-limit keys, injected
+    /// headers, the audit line): the glue reads it once, after routing.
+    pub needs_upstream: bool,
 }
 
 /// A configuration error, with the path of the value at fault.
@@ -261,8 +264,15 @@ impl ConfigDto {
         let policy = self.policy.compile()?;
         let observe = Observe::compile(self.metrics, self.audit, policy.tool_literals());
         let tools = self.tools.compile()?;
+        let learns_tools = policy.uses_annotations() || !tools.pins.is_empty();
+        let upstream = self.upstream.compile()?;
+        let rate_limits = self.rate_limits.compile("rate_limits")?;
         Ok(Config {
-            learns_tools: policy.uses_annotations() || !tools.pins.is_empty(),
+            needs_upstream: learns_tools
+                || rate_limits.needs_upstream
+                || upstream.injects()
+                || observe.audit.is_some(),
+            learns_tools,
             policy,
             tools,
             endpoints: patterns("endpoints", &endpoints)?,
@@ -271,9 +281,9 @@ impl ConfigDto {
             get_stream: self.get_stream,
             delete_session: self.delete_session,
             auth: self.auth.map(|a| a.compile("auth")).transpose()?,
-            upstream: self.upstream.compile()?,
+            upstream,
             observe,
-            rate_limits: self.rate_limits.compile("rate_limits")?,
+            rate_limits,
         })
     }
 }

@@ -121,6 +121,35 @@ pub struct Approved<'p> {
     pub id: Option<String>,
 }
 
+/// A held body, read: its JSON-RPC messages (`None` for an empty GET or DELETE body).
+#[derive(Debug)]
+pub struct Parsed<'b> {
+    body: Option<Body<'b>>,
+}
+
+impl<'b> Parsed<'b> {
+    pub fn messages(&self) -> &[Message<'b>] {
+        self.body.as_ref().map_or(&[], |b| b.messages())
+    }
+
+    /// The single request's `id` as JSON text (a batch has none to echo).
+    fn id(&self) -> Option<&'b str> {
+        match &self.body {
+            Some(Body::Single(m)) => m.id,
+            _ => None,
+        }
+    }
+}
+
+/// `Mcp-Method` / `Mcp-Name` / `MCP-Protocol-Version` against the body.
+fn check_headers_of(parsed: &Parsed<'_>, head: &RequestHead) -> Result<(), Rejection> {
+    let Some(body) = &parsed.body else {
+        return Ok(());
+    };
+    check_headers(body, &head.routing)
+        .map_err(|reason| Rejection::new(Code::HeaderMismatch, reason).with_id(parsed.id()))
+}
+
 /// How the held body is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyRule {
@@ -218,7 +247,7 @@ impl<'c> Gate<'c> {
     }
 
     /// [`Gate::on_body`], and for an approved single list request, what its answer must be
-    /// filtered by.
+    /// filtered by: [`Gate::parse`] then [`Gate::judge`].
     pub fn approve(
         &self,
         rule: BodyRule,
@@ -227,25 +256,31 @@ impl<'c> Gate<'c> {
         body: &[u8],
         tools: &dyn ToolLookup,
     ) -> Result<Approved<'c>, Rejection> {
-        match rule {
-            BodyRule::MustBeEmpty if body.is_empty() => Ok(Approved::default()),
-            BodyRule::MustBeEmpty => Err(Rejection::new(
-                Code::InvalidRequest,
-                format!("{} on an MCP endpoint must not carry a body", head.method),
-            )),
-            BodyRule::JsonRpc => self.on_json_rpc(head, identity, body, tools),
-        }
+        let parsed = self.parse(rule, head, body)?;
+        self.judge(&parsed, head, identity, body, tools)
     }
 
-    fn on_json_rpc(
+    /// Reads a complete body held under `rule`: its messages, checked against the routing
+    /// headers. The glue routes on them before the policy runs (the route's cluster keys
+    /// learned tools, rate limits and injected credentials).
+    pub fn parse<'b>(
         &self,
+        rule: BodyRule,
         head: &RequestHead,
-        identity: &Identity,
-        body: &[u8],
-        tools: &dyn ToolLookup,
-    ) -> Result<Approved<'c>, Rejection> {
-        if body.is_empty() {
-            return Err(Rejection::new(Code::ParseError, "empty request body"));
+        body: &'b [u8],
+    ) -> Result<Parsed<'b>, Rejection> {
+        match rule {
+            BodyRule::MustBeEmpty if body.is_empty() => return Ok(Parsed { body: None }),
+            BodyRule::MustBeEmpty => {
+                return Err(Rejection::new(
+                    Code::InvalidRequest,
+                    format!("{} on an MCP endpoint must not carry a body", head.method),
+                ))
+            }
+            BodyRule::JsonRpc if body.is_empty() => {
+                return Err(Rejection::new(Code::ParseError, "empty request body"))
+            }
+            BodyRule::JsonRpc => {}
         }
         let parsed = parse_body(body).map_err(|e| match e {
             BodyError::Parse(reason) => Rejection::new(Code::ParseError, reason),
@@ -256,25 +291,37 @@ impl<'c> Gate<'c> {
                 Rejection::new(Code::InvalidParams, reason).with_id(id.as_deref())
             }
         })?;
-        let id = match &parsed {
-            Body::Single(m) => m.id,
-            Body::Batch(_) => None,
+        let parsed = Parsed { body: Some(parsed) };
+        check_headers_of(&parsed, head)?;
+        Ok(parsed)
+    }
+
+    /// The policy, argument constraints, pins and rate-limit charges for a parsed body.
+    pub fn judge(
+        &self,
+        parsed: &Parsed<'_>,
+        head: &RequestHead,
+        identity: &Identity,
+        body: &[u8],
+        tools: &dyn ToolLookup,
+    ) -> Result<Approved<'c>, Rejection> {
+        let Some(messages) = &parsed.body else {
+            return Ok(Approved::default());
         };
-        check_headers(&parsed, &head.routing)
-            .map_err(|reason| Rejection::new(Code::HeaderMismatch, reason).with_id(id))?;
+        let id = parsed.id();
         let rules = self.config.policy.applicable(identity);
-        let list = match &parsed {
+        let list = match messages {
             Body::Single(m) => ListRequest::of_message(m),
             Body::Batch(_) => None,
         };
-        let decisions = parsed
+        let decisions = messages
             .messages()
             .iter()
             .enumerate()
             .map(
                 |(i, message)| match self.decide(&rules, message, body, tools) {
                     Decision::Denied { reason, rule } => {
-                        let reason = match parsed {
+                        let reason = match messages {
                             Body::Batch(_) => format!("batch[{i}]: {reason}"),
                             Body::Single(_) => reason,
                         };
@@ -298,7 +345,7 @@ impl<'c> Gate<'c> {
                 session,
                 upstream: head.upstream.as_deref(),
             };
-            limits.charges(identity, parsed.messages(), body, cx)
+            limits.charges(identity, messages.messages(), body, cx)
         };
         Ok(Approved {
             decisions,

@@ -200,6 +200,13 @@ impl Observe {
         }
     }
 
+    /// The counter of a pinned tool drifting: `mcp_guard.pin_drift.mcp_tool=…`.
+    pub fn pin_drift_metric(&self, tool: &str) -> String {
+        let mut name = String::from("mcp_guard.pin_drift.mcp_tool=");
+        self.push_tool(&mut name, Some(&Target::Tool(tool.into())));
+        name
+    }
+
     /// The histogram of a tool call's duration: `mcp_guard.call_duration_ms.mcp_tool=…`.
     pub fn call_duration_metric(&self, tool: &Target<'_>) -> String {
         let mut name = String::from("mcp_guard.call_duration_ms.mcp_tool=");

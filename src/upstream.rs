@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::auth::Identity;
 use crate::config::ConfigError;
-use crate::jsonrpc::{Seen, Target};
+use crate::jsonrpc::{Message, Target};
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +88,17 @@ impl UpstreamDto {
             inject.push((rule.cluster, headers));
         }
         let routing = self.routing_headers.unwrap_or_default();
+        // Injection keys on the route's cluster, which the filter reads before routing
+        // headers re-route the request: credentials could reach the wrong server.
+        if (routing.method.is_some() || routing.tool.is_some()) && !inject.is_empty() {
+            return Err(ConfigError {
+                path: "upstream.inject".into(),
+                message: "cannot be combined with routing_headers (the filter cannot see the \
+                          route Envoy picks after them): add the credentials with the route's \
+                          request_headers_to_add in Envoy instead"
+                    .into(),
+            });
+        }
         Ok(Upstream {
             route_method: name("upstream.routing_headers.method", routing.method)?,
             route_tool: name("upstream.routing_headers.tool", routing.tool)?,
@@ -162,12 +173,7 @@ impl Upstream {
 
     /// Edits for an authenticated request routed to `cluster`. `credential_headers` are the
     /// headers the client authenticated with (API key header, custom token headers).
-    pub fn edits(
-        &self,
-        identity: &Identity,
-        cluster: Option<&str>,
-        credential_headers: &[String],
-    ) -> HeaderEdits {
+    pub fn edits(&self, identity: &Identity, credential_headers: &[String]) -> HeaderEdits {
         let mut edits = HeaderEdits::default();
         edits
             .remove
@@ -185,16 +191,24 @@ impl Upstream {
         set(&self.roles, identity.roles.join(","));
         set(&self.scopes, identity.scopes.join(" "));
         set(&self.method, identity.kind.to_string());
-        if let Some(cluster) = cluster {
-            for (c, headers) in &self.inject {
-                if c == cluster {
-                    edits.set.extend(headers.iter().cloned());
-                }
-            }
-        }
         edits.remove.sort();
         edits.remove.dedup();
         edits
+    }
+
+    /// The headers injected into a request that goes to `cluster` (the route's final cluster,
+    /// after the routing headers chose it).
+    pub fn inject_edits(&self, cluster: &str) -> HeaderEdits {
+        let set = self
+            .inject
+            .iter()
+            .filter(|(c, _)| c == cluster)
+            .flat_map(|(_, headers)| headers.iter().cloned())
+            .collect();
+        HeaderEdits {
+            remove: Vec::new(),
+            set,
+        }
     }
 
     /// Whether approved requests get routing headers.
@@ -202,12 +216,12 @@ impl Upstream {
         self.route_method.is_some() || self.route_tool.is_some()
     }
 
-    /// Routing headers for an approved body: the method of a single message (`batch` for a
+    /// Routing headers for a parsed body: the method of a single message (`batch` for a
     /// batch) and the tool of a single `tools/call`. The client's copies were removed with
     /// the identity headers, so an absent value leaves the header absent.
-    pub fn routing_edits(&self, seen: &[&Seen]) -> HeaderEdits {
+    pub fn routing_edits(&self, messages: &[Message<'_>]) -> HeaderEdits {
         let mut edits = HeaderEdits::default();
-        let (method, tool) = match seen {
+        let (method, tool) = match messages {
             [one] => (
                 one.method.as_deref(),
                 match &one.target {
@@ -215,6 +229,7 @@ impl Upstream {
                     _ => None,
                 },
             ),
+            [] => (None, None),
             _ => (Some("batch"), None),
         };
         for (name, value) in [(&self.route_method, method), (&self.route_tool, tool)] {
@@ -230,6 +245,7 @@ impl Upstream {
 mod tests {
     use super::*;
     use crate::auth::IdentityKind;
+    use crate::jsonrpc::parse_body;
 
     fn upstream(json: &str) -> Result<Upstream, ConfigError> {
         serde_json::from_str::<UpstreamDto>(json).unwrap().compile()
@@ -248,7 +264,7 @@ mod tests {
         };
         identity.subject = "alice\r\nx-evil: 1".into();
         identity.roles = vec!["dev".into(), "ops".into()];
-        let edits = up.edits(&identity, Some("db"), &["x-api-key".into()]);
+        let edits = up.edits(&identity, &["x-api-key".into()]);
         assert_eq!(
             edits.remove,
             [
@@ -265,12 +281,14 @@ mod tests {
                 ("x-mcp-subject".to_owned(), "alice  x-evil: 1".to_owned()),
                 ("x-mcp-roles".to_owned(), "dev,ops".to_owned()),
                 ("x-mcp-auth".to_owned(), "jwt:corp".to_owned()),
-                ("authorization".to_owned(), "Bearer svc".to_owned()),
             ]
         );
-        let other = up.edits(&identity, Some("web"), &[]);
+        assert_eq!(
+            up.inject_edits("db").set,
+            [("authorization".to_owned(), "Bearer svc".to_owned())]
+        );
         assert!(
-            !other.set.iter().any(|(k, _)| k == "authorization"),
+            up.inject_edits("web").set.is_empty(),
             "injection is per cluster"
         );
     }
@@ -279,38 +297,44 @@ mod tests {
     fn routing_headers_name_method_and_tool_and_are_owned() {
         let up = upstream(r#"{"routing_headers":{"method":"X-MCP-Method","tool":"x-mcp-tool"}}"#)
             .unwrap();
-        let edits = up.edits(&Identity::anonymous(), None, &[]);
+        let edits = up.edits(&Identity::anonymous(), &[]);
         assert!(edits.remove.contains(&"x-mcp-method".to_owned()));
         assert!(edits.remove.contains(&"x-mcp-tool".to_owned()));
-        let call = Seen {
-            method: Some("tools/call".into()),
-            target: Some(Target::Tool("db_query".into())),
-            arguments: None,
-        };
+        let call =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"db_query"}}"#;
+        let parsed = parse_body(call).unwrap();
         assert_eq!(
-            up.routing_edits(&[&call]).set,
+            up.routing_edits(parsed.messages()).set,
             [
                 ("x-mcp-method".to_owned(), "tools/call".to_owned()),
                 ("x-mcp-tool".to_owned(), "db_query".to_owned())
             ]
         );
-        let list = Seen {
-            method: Some("tools/list".into()),
-            target: None,
-            arguments: None,
-        };
+        let batch =
+            br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"db_query"}},
+                         {"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#;
         assert_eq!(
-            up.routing_edits(&[&call, &list]).set,
+            up.routing_edits(parse_body(batch).unwrap().messages()).set,
             [("x-mcp-method".to_owned(), "batch".to_owned())]
         );
         assert!(!upstream("{}").unwrap().routes());
     }
 
     #[test]
+    fn injection_and_routing_headers_exclude_each_other() {
+        let err = upstream(
+            r#"{"routing_headers":{"tool":"x-mcp-tool"},"inject":[{"cluster":"db","headers":{"authorization":"Bearer s"}}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "upstream.inject");
+        assert!(err.message.contains("request_headers_to_add"), "{err}");
+    }
+
+    #[test]
     fn client_authorization_may_be_kept() {
         let up = upstream(r#"{"remove_client_authorization":false}"#).unwrap();
         assert!(up
-            .edits(&Identity::anonymous(), None, &["x-api-key".into()])
+            .edits(&Identity::anonymous(), &["x-api-key".into()])
             .remove
             .is_empty());
     }

@@ -131,7 +131,8 @@ def test_scripted_session_is_counted_audited_and_routed(gateway: gw.Gateway, _al
     lines = audit_lines(gateway)
     echo = next(a for a in lines if a.get("request_id") == "req-echo-1")
     assert echo["subject"] == "auditor" and echo["method"] == "tools/call" and echo["tool"] == "echo"
-    assert echo["decision"] == "allowed" and echo["upstream"] == "mcp_demo"
+    # The cluster is Envoy's choice after the routing headers: the access log has it, not the audit line.
+    assert echo["decision"] == "allowed" and "upstream" not in echo
     assert echo["arguments"] == {"text": "hi", "secret": "[redacted]"}
     assert "hunter2" not in gateway.log()
     denied = next(a for a in lines if a.get("tool") == "delete_file")

@@ -76,7 +76,7 @@ def worker_connections(g: gw.Gateway) -> dict[str, int]:
 
 
 def drift_count(g: gw.Gateway) -> int:
-    return sum(v for k, v in g.stats("pin_drift").items() if k.endswith("pin_drift"))
+    return sum(v for k, v in g.stats("pin_drift").items() if "mcp_guard.pin_drift.mcp_tool=" in k)
 
 
 # --------------------------------------------------------------------------- annotations

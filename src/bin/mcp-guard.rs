@@ -40,6 +40,7 @@ mod cli {
 usage: mcp-guard check --config FILE
        mcp-guard explain --config FILE --request FILE [options]
        mcp-guard schema
+       mcp-guard read FILE...
        mcp-guard pin [--answer FILE] [--upstream CLUSTER]
 
   check     validate a filter configuration (the JSON of Envoy's `configuration` value);
@@ -48,6 +49,9 @@ usage: mcp-guard check --config FILE
             decision for each JSON-RPC message and, if refused, the exact response
             (exit 0: passes, 2: refused)
   schema    print the JSON Schema of the configuration (docs/mcp-guard.schema.json)
+  read      how the filter reads each body FILE: one JSON line per file with `accepted`
+            and, per message, its method, id (as JSON text) and tool/prompt name or URI,
+            or the refusal's code and reason (for differential tests against other parsers)
   pin       read a tools/list answer (the JSON-RPC response or its result, default stdin)
             and print the `tools.pins` configuration that pins every tool in it, under
             the upstream CLUSTER (default \"*\": every upstream)
@@ -139,6 +143,8 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                 Ok(ExitCode::SUCCESS)
             }
             "pin" => pin(&Options::parse(rest, &["--answer", "--upstream"])?),
+            "read" if rest.is_empty() => Err(usage("read needs at least one FILE")),
+            "read" => read(rest),
             other => Err(usage(format!("unknown command {other:?}"))),
         }
     }
@@ -450,6 +456,36 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
         let text = serde_json::to_string_pretty(&config)
             .map_err(|e| Error::Failed(format!("cannot print the pins: {e}")))?;
         Report { text: text + "\n" }.finish(ExitCode::SUCCESS)
+    }
+
+    /// One JSON line per body file: the filter's reading of it.
+    fn read(files: &[String]) -> Result<ExitCode, Error> {
+        let mut text = String::new();
+        for file in files {
+            let body = read_input(file)?;
+            let line = match parse_body(&body) {
+                Ok(parsed) => {
+                    let messages: Vec<serde_json::Value> = parsed
+                        .messages()
+                        .iter()
+                        .map(|m| {
+                            serde_json::json!({
+                                "method": m.method.as_deref(),
+                                "id": m.id,
+                                "target": m.target.as_ref().map(Target::value),
+                            })
+                        })
+                        .collect();
+                    serde_json::json!({"file": file, "accepted": true, "messages": messages})
+                }
+                Err(e) => {
+                    serde_json::json!({"file": file, "accepted": false, "reason": format!("{e:?}")})
+                }
+            };
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        Report { text }.finish(ExitCode::SUCCESS)
     }
 
     /// The first endpoint without wildcards, else `/mcp`.

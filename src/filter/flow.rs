@@ -55,9 +55,8 @@ pub struct Flow {
     state: State,
     /// Set when an approved single list request's answer is to be filtered for the caller.
     answer: Option<ListAnswer>,
-    /// An approved single `tools/call`: its duration histogram and when the request began.
+    /// An approved single `tools/call`: its duration histogram and when the filter let it go.
     call: Option<(String, u64)>,
-    started_us: u64,
     /// An approved request held for the Rate Limit Service.
     limiting: Option<Held>,
 }
@@ -86,7 +85,6 @@ impl Flow {
             state: State::Passing,
             answer: None,
             call: None,
-            started_us: 0,
             limiting: None,
         }
     }
@@ -106,7 +104,6 @@ impl Flow {
             }
         };
         flow.head = RequestHead::new(pairs, end_of_stream);
-        flow.started_us = report::now_us();
         let gate = flow.gate();
         let verdict = gate
             .metadata_reply(&flow.head)
@@ -188,22 +185,17 @@ impl Flow {
         };
         match step {
             AuthStep::Authenticated(identity) => {
-                let cluster = if self.shared.config.upstream.injects() {
-                    host::property(&["xds", "cluster_name"])
-                } else {
-                    None
-                };
                 let credential_headers = self
                     .shared
                     .config
                     .auth
                     .as_ref()
                     .map_or(&[][..], |a| a.header_names());
-                let mut edits = self.shared.config.upstream.edits(
-                    &identity,
-                    cluster.as_deref(),
-                    credential_headers,
-                );
+                let mut edits = self
+                    .shared
+                    .config
+                    .upstream
+                    .edits(&identity, credential_headers);
                 // Removing an absent header would cost a host call on every request.
                 edits
                     .remove
@@ -270,14 +262,14 @@ impl Flow {
             return Action::Pause;
         }
         let Some(rule) = self.rule else {
+            // No body to route on: the route is final, and so is its cluster.
+            if self.shared.config.needs_upstream {
+                self.head.upstream = host::property(&["xds", "cluster_name"]);
+            }
+            self.inject();
             self.state = State::Passing;
             return Action::Continue;
         };
-        // Learned tools and rate-limit keys may need the cluster the route sends to.
-        let config = &self.shared.config;
-        if config.learns_tools || config.rate_limits.needs_upstream {
-            self.head.upstream = host::property(&["xds", "cluster_name"]);
-        }
         let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, self.body_size) {
             Ok(body) => body.unwrap_or_default(),
             Err(status) => return self.internal(&format!("cannot read request body: {status:?}")),
@@ -295,17 +287,30 @@ impl Flow {
         let decide_start = report::now_us();
         // The decisions borrow the configuration, not the flow, which they update below.
         let shared = self.shared.clone();
-        // Looked up only when the configuration learns tools (`Gate::decide`); learned tool
-        // state is kept per upstream.
+        let config = &shared.config;
+        let gate = Gate { config };
+        let parsed = match gate.parse(rule, &self.head, &body) {
+            Ok(parsed) => parsed,
+            Err(rejection) => return self.reject(&rejection),
+        };
+        if limit {
+            // The cluster of the route Envoy chose for the request as it arrived: Envoy
+            // re-picks the route after the routing headers, but a filter cannot read that
+            // choice before the router runs (the host's route info stays stale until then).
+            if config.needs_upstream {
+                self.head.upstream = host::property(&["xds", "cluster_name"]);
+            }
+            if config.upstream.routes() {
+                host::apply(&config.upstream.routing_edits(parsed.messages()));
+            }
+        }
+        // Looked up only when the configuration learns tools (`Gate::decide`).
         let tools = UpstreamTools {
             store: &host::HostStore,
-            config: &shared.config.tools,
+            config: &config.tools,
             upstream: self.head.upstream.as_deref().unwrap_or_default(),
         };
-        let verdict = Gate {
-            config: &shared.config,
-        }
-        .approve(rule, &self.head, identity, &body, &tools);
+        let verdict = gate.judge(&parsed, &self.head, identity, &body, &tools);
         // A held request judged again after the Rate Limit Service is not a new decision.
         if limit {
             self.shared.metrics.record(
@@ -317,7 +322,6 @@ impl Flow {
             Ok(approved) => approved,
             Err(rejection) => return self.reject(&rejection),
         };
-        let config = &shared.config;
         if let (true, Some(limiter)) = (limit && !approved.charges.is_empty(), &shared.limiter) {
             let charges = std::mem::take(&mut approved.charges);
             let id = approved.id.take();
@@ -365,25 +369,19 @@ impl Flow {
                 reason,
                 arguments,
             };
-            report::message(
-                &shared.metrics,
-                &config.observe,
-                &self.head,
-                Some(identity),
-                &report,
-            );
+            report::message(&shared.metrics, config, &self.head, Some(identity), &report);
         }
-        let seen: Vec<&Seen> = approved.decisions.iter().map(|(s, _)| s).collect();
-        if config.upstream.routes() {
-            host::apply(&config.upstream.routing_edits(&seen));
-        }
-        if let [Seen {
-            target: Some(tool @ Target::Tool(_)),
-            ..
-        }] = seen.as_slice()
+        if let [(
+            Seen {
+                target: Some(tool @ Target::Tool(_)),
+                ..
+            },
+            _,
+        )] = approved.decisions.as_slice()
         {
-            self.call = Some((config.observe.call_duration_metric(tool), self.started_us));
+            self.call = Some((config.observe.call_duration_metric(tool), decide_start));
         }
+        self.inject();
         // The answer will be filtered: it must come back readable, not compressed.
         if approved.list.is_some() && self.head.values("accept-encoding").next().is_some() {
             host::apply(&HeaderEdits {
@@ -462,6 +460,14 @@ impl Flow {
         }
     }
 
+    /// Headers the configuration injects for the request's cluster (known by now).
+    fn inject(&self) {
+        let upstream = &self.shared.config.upstream;
+        if let (true, Some(cluster)) = (upstream.injects(), self.head.upstream.as_deref()) {
+            host::apply(&upstream.inject_edits(cluster));
+        }
+    }
+
     /// The stream ended: an approved tool call's duration is recorded.
     pub fn on_log(&mut self) {
         if let Some((metric, started_us)) = self.call.take() {
@@ -477,7 +483,6 @@ impl Flow {
 
     fn reject(&mut self, rejection: &Rejection) -> Action {
         self.state = State::Rejected;
-        let observe = &self.shared.config.observe;
         let metrics = &self.shared.metrics;
         metrics.count(observe::rejection_metric(rejection.code));
         let (seen, rule) = match rejection.about.as_deref() {
@@ -499,7 +504,7 @@ impl Flow {
         };
         report::message(
             metrics,
-            observe,
+            &self.shared.config,
             &self.head,
             self.identity.as_ref(),
             &report,

@@ -12,9 +12,10 @@ use proxy_wasm::types::{LogLevel, MetricType};
 use super::host;
 use super::log;
 use crate::auth::{Identity, IdentityKind};
+use crate::config::Config;
 use crate::gate::RequestHead;
 use crate::jsonrpc::Seen;
-use crate::observe::{AuditRecord, Observe, Outcome};
+use crate::observe::{AuditRecord, Outcome};
 
 /// Metric ids by name, defined on first use: `define_metric` is a host call, so each name
 /// is defined once per VM (the host gives every VM the same metric for a name).
@@ -79,11 +80,12 @@ pub struct Report<'a> {
 /// Counts `report` and, with the audit log on, writes its line and filter state.
 pub fn message(
     metrics: &Metrics,
-    observe: &Observe,
+    config: &Config,
     head: &RequestHead,
     identity: Option<&Identity>,
     report: &Report<'_>,
 ) {
+    let observe = &config.observe;
     let method = report.seen.and_then(|s| s.method.as_deref());
     let target = report.seen.and_then(|s| s.target.as_ref());
     metrics.count(observe.request_metric(report.seen, report.outcome));
@@ -93,7 +95,6 @@ pub fn message(
     let subject = identity
         .filter(|i| i.kind != IdentityKind::Anonymous)
         .map(|i| i.subject.as_str());
-    let upstream = host::property(&["xds", "cluster_name"]);
     let header = |name| {
         head.values(name)
             .next()
@@ -110,7 +111,12 @@ pub fn message(
         rule: report.rule,
         limit: report.limit,
         reason: report.reason,
-        upstream: upstream.as_deref(),
+        // With routing headers the final cluster is chosen after the filter: left out here
+        // (the access log's %UPSTREAM_CLUSTER% has it).
+        upstream: head
+            .upstream
+            .as_deref()
+            .filter(|_| !config.upstream.routes()),
         arguments: report
             .arguments
             .filter(|_| audit.arguments)

@@ -1,13 +1,13 @@
 //! Per-VM state shared by the root context and every request of one Envoy worker: the
 //! compiled configuration, the signing keys and their fetches, the verified-token cache,
-//! the requests waiting for keys, and the tool-drift counter.
+//! the requests waiting for keys, and the report of tools drifting from their pins.
 
 use std::cell::RefCell;
 use std::rc::Weak;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
 use super::flow::{Flow, Waiter};
 use super::host;
@@ -27,8 +27,6 @@ pub struct Shared {
     pub limiter: Option<Limiter>,
     pub metrics: Metrics,
     waiters: RefCell<Vec<Waiter>>,
-    /// `mcp_guard.pin_drift`: pinned tools seen drifting from their pin.
-    drift_counter: Option<u32>,
 }
 
 impl Shared {
@@ -45,10 +43,6 @@ impl Shared {
             cache: RefCell::new(TokenCache::default()),
             metrics: Metrics::default(),
             waiters: RefCell::new(Vec::new()),
-            drift_counter: config
-                .learns_tools
-                .then(|| hostcalls::define_metric(MetricType::Counter, "mcp_guard.pin_drift").ok())
-                .flatten(),
             limiter: Limiter::new(&config.rate_limits),
             config,
         }
@@ -63,9 +57,8 @@ impl Shared {
                  matches its pin; it is left out of tools/list and calls to it are refused"
             ),
         );
-        if let Some(id) = self.drift_counter {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
+        self.metrics
+            .count(self.config.observe.pin_drift_metric(tool));
     }
 
     /// Starts fetching the JWKS of `provider` from the current context; its answer comes
