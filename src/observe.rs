@@ -8,7 +8,7 @@
 //! literally in the configuration (policy lists, argument constraints, `metrics.tools`),
 //! `other`, or `none` for messages that name no tool.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
@@ -50,7 +50,7 @@ pub const MCP_METHODS: &[&str] = &[
 ];
 
 /// What happened to one message, as metrics and the audit log name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Allowed,
     /// Refused by policy but let through: shadow mode.
@@ -147,9 +147,38 @@ pub struct Audit {
 /// Compiled `metrics` and `audit` sections.
 #[derive(Debug, Clone, Default)]
 pub struct Observe {
-    /// Tool names with their own label value.
-    tools: HashSet<String>,
+    /// Tool names with their own label value, and their index in `tool_names`.
+    tools: HashMap<String, u32>,
+    tool_names: Vec<String>,
     pub audit: Option<Audit>,
+}
+
+/// A message's counter labels as small numbers: the key the glue caches the counter under,
+/// so a message costs no string building once its combination has been seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestLabels {
+    method: Method,
+    tool: Tool,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Method {
+    /// Index in [`MCP_METHODS`].
+    Known(u8),
+    Other,
+    /// A client's JSON-RPC response.
+    Response,
+    /// Refused before the body was read.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Tool {
+    /// Index in `Observe::tool_names`.
+    Named(u32),
+    Other,
+    None,
 }
 
 impl Observe {
@@ -159,7 +188,13 @@ impl Observe {
         audit: AuditDto,
         policy_tools: impl IntoIterator<Item = String>,
     ) -> Observe {
-        let tools = metrics.tools.into_iter().chain(policy_tools).collect();
+        let mut tool_names: Vec<String> = metrics.tools.into_iter().chain(policy_tools).collect();
+        tool_names.sort();
+        tool_names.dedup();
+        let tools = (0..)
+            .zip(&tool_names)
+            .map(|(i, name)| (name.clone(), i))
+            .collect();
         let audit = audit.enabled.then(|| Audit {
             arguments: audit.arguments,
             redact: audit
@@ -168,49 +203,84 @@ impl Observe {
                 .map(|k| k.to_ascii_lowercase())
                 .collect(),
         });
-        Observe { tools, audit }
+        Observe {
+            tools,
+            tool_names,
+            audit,
+        }
     }
 
-    /// The counter for one message: `mcp_guard.requests.mcp_method=….mcp_tool=….mcp_decision=…`.
-    /// `seen` is `None` for a request refused before its body was read (method `unknown`).
-    pub fn request_metric(&self, seen: Option<&Seen>, outcome: Outcome) -> String {
+    /// The labels of one message's counter. `seen` is `None` for a request refused before
+    /// its body was read (method `unknown`).
+    pub fn request_labels(&self, seen: Option<&Seen>, outcome: Outcome) -> RequestLabels {
+        let method = match seen.map(|s| s.method.as_deref()) {
+            Some(Some(m)) => MCP_METHODS
+                .iter()
+                .position(|known| *known == m)
+                .and_then(|i| u8::try_from(i).ok())
+                .map_or(Method::Other, Method::Known),
+            Some(None) => Method::Response,
+            None => Method::Unknown,
+        };
+        RequestLabels {
+            method,
+            tool: self.tool(seen.and_then(|s| s.target.as_ref())),
+            outcome,
+        }
+    }
+
+    /// The counter for `labels`: `mcp_guard.requests.mcp_method=….mcp_tool=….mcp_decision=…`.
+    pub fn request_metric(&self, labels: RequestLabels) -> String {
         let mut name = String::with_capacity(96);
         name.push_str("mcp_guard.requests.mcp_method=");
-        match seen.map(|s| s.method.as_deref()) {
-            Some(Some(m)) if MCP_METHODS.contains(&m) => push_label(&mut name, m),
-            Some(Some(_)) => name.push_str("other"),
-            Some(None) => name.push_str("response"),
-            None => name.push_str("unknown"),
+        match labels.method {
+            Method::Known(i) => push_label(
+                &mut name,
+                MCP_METHODS.get(usize::from(i)).map_or("other", |m| m),
+            ),
+            Method::Other => name.push_str("other"),
+            Method::Response => name.push_str("response"),
+            Method::Unknown => name.push_str("unknown"),
         }
         name.push_str(".mcp_tool=");
-        self.push_tool(&mut name, seen.and_then(|s| s.target.as_ref()));
+        self.push_tool(&mut name, labels.tool);
         name.push_str(".mcp_decision=");
-        name.push_str(outcome.as_str());
+        name.push_str(labels.outcome.as_str());
         name
     }
 
     /// The tool label of `target`: its name when configured, `other`, or `none`.
-    fn push_tool(&self, name: &mut String, target: Option<&Target<'_>>) {
+    fn tool(&self, target: Option<&Target<'_>>) -> Tool {
         match target {
-            Some(Target::Tool(tool)) if self.tools.contains(tool.as_ref()) => {
-                push_label(name, tool)
+            Some(Target::Tool(tool)) => self
+                .tools
+                .get(tool.as_ref())
+                .map_or(Tool::Other, |i| Tool::Named(*i)),
+            _ => Tool::None,
+        }
+    }
+
+    fn push_tool(&self, name: &mut String, tool: Tool) {
+        match tool {
+            Tool::Named(i) => {
+                push_label(name, self.tool_names.get(i as usize).map_or("other", |t| t))
             }
-            Some(Target::Tool(_)) => name.push_str("other"),
-            _ => name.push_str("none"),
+            Tool::Other => name.push_str("other"),
+            Tool::None => name.push_str("none"),
         }
     }
 
     /// The counter of a pinned tool drifting: `mcp_guard.pin_drift.mcp_tool=…`.
     pub fn pin_drift_metric(&self, tool: &str) -> String {
         let mut name = String::from("mcp_guard.pin_drift.mcp_tool=");
-        self.push_tool(&mut name, Some(&Target::Tool(tool.into())));
+        self.push_tool(&mut name, self.tool(Some(&Target::Tool(tool.into()))));
         name
     }
 
     /// The histogram of a tool call's duration: `mcp_guard.call_duration_ms.mcp_tool=…`.
     pub fn call_duration_metric(&self, tool: &Target<'_>) -> String {
         let mut name = String::from("mcp_guard.call_duration_ms.mcp_tool=");
-        self.push_tool(&mut name, Some(tool));
+        self.push_tool(&mut name, self.tool(Some(tool)));
         name
     }
 }
@@ -399,10 +469,11 @@ mod tests {
              "mcp_guard.requests.mcp_method=prompts_get.mcp_tool=none.mcp_decision=allowed"),
         ];
         for (method, target, outcome, want) in cases {
-            assert_eq!(o.request_metric(Some(&seen(method, target)), outcome), want);
+            let labels = o.request_labels(Some(&seen(method, target)), outcome);
+            assert_eq!(o.request_metric(labels), want);
         }
         assert_eq!(
-            o.request_metric(None, Outcome::DeniedAuth),
+            o.request_metric(o.request_labels(None, Outcome::DeniedAuth)),
             "mcp_guard.requests.mcp_method=unknown.mcp_tool=none.mcp_decision=denied_auth"
         );
         assert_eq!(

@@ -284,38 +284,37 @@ impl Flow {
         let Some(identity) = &self.identity else {
             return Action::Pause;
         };
-        let decide_start = report::now_us();
+        // One decision in a few is timed; a held request judged again after the Rate Limit
+        // Service is not a new decision.
+        let timed = (limit && self.shared.metrics.time_this_decision()).then(report::now_us);
         // The decisions borrow the configuration, not the flow, which they update below.
         let shared = self.shared.clone();
         let config = &shared.config;
         let gate = Gate { config };
-        let parsed = match gate.parse(rule, &self.head, &body) {
-            Ok(parsed) => parsed,
-            Err(rejection) => return self.reject(&rejection),
-        };
-        if limit {
-            // The cluster of the route Envoy chose for the request as it arrived: Envoy
-            // re-picks the route after the routing headers, but a filter cannot read that
-            // choice before the router runs (the host's route info stays stale until then).
-            if config.needs_upstream {
-                self.head.upstream = host::property(&["xds", "cluster_name"]);
+        let verdict = gate.parse(rule, &self.head, &body).and_then(|parsed| {
+            if limit {
+                // The cluster of the route Envoy chose for the request as it arrived: Envoy
+                // re-picks the route after the routing headers, but a filter cannot read
+                // that choice before the router runs (the host's route info stays stale).
+                if config.needs_upstream {
+                    self.head.upstream = host::property(&["xds", "cluster_name"]);
+                }
+                if config.upstream.routes() {
+                    host::apply(&config.upstream.routing_edits(parsed.messages()));
+                }
             }
-            if config.upstream.routes() {
-                host::apply(&config.upstream.routing_edits(parsed.messages()));
-            }
-        }
-        // Looked up only when the configuration learns tools (`Gate::decide`).
-        let tools = UpstreamTools {
-            store: &host::HostStore,
-            config: &config.tools,
-            upstream: self.head.upstream.as_deref().unwrap_or_default(),
-        };
-        let verdict = gate.judge(&parsed, &self.head, identity, &body, &tools);
-        // A held request judged again after the Rate Limit Service is not a new decision.
-        if limit {
-            self.shared.metrics.record(
+            // Looked up only when the configuration learns tools (`Gate::decide`).
+            let tools = UpstreamTools {
+                store: &host::HostStore,
+                config: &config.tools,
+                upstream: self.head.upstream.as_deref().unwrap_or_default(),
+            };
+            gate.judge(&parsed, &self.head, identity, &body, &tools)
+        });
+        if let Some(start) = timed {
+            shared.metrics.record(
                 "mcp_guard.decision_time_us".into(),
-                report::now_us().saturating_sub(decide_start),
+                report::now_us().saturating_sub(start),
             );
         }
         let mut approved = match verdict {
@@ -379,7 +378,8 @@ impl Flow {
             _,
         )] = approved.decisions.as_slice()
         {
-            self.call = Some((config.observe.call_duration_metric(tool), decide_start));
+            let started = timed.unwrap_or_else(report::now_us);
+            self.call = Some((config.observe.call_duration_metric(tool), started));
         }
         self.inject();
         // The answer will be filtered: it must come back readable, not compressed.

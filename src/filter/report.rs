@@ -2,7 +2,7 @@
 //! API (names and labels come from [`crate::observe`]), the audit line, and the filter state
 //! Envoy's access logs read (`%FILTER_STATE(wasm.mcp_guard.decision:PLAIN)%`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::UNIX_EPOCH;
 
@@ -15,14 +15,22 @@ use crate::auth::{Identity, IdentityKind};
 use crate::config::Config;
 use crate::gate::RequestHead;
 use crate::jsonrpc::Seen;
-use crate::observe::{AuditRecord, Outcome};
+use crate::observe::{AuditRecord, Observe, Outcome, RequestLabels};
 
 /// Metric ids by name, defined on first use: `define_metric` is a host call, so each name
 /// is defined once per VM (the host gives every VM the same metric for a name).
 #[derive(Default)]
 pub struct Metrics {
     ids: RefCell<HashMap<String, u32>>,
+    /// The request counters by label combination: no name is built once one is known.
+    requests: RefCell<HashMap<RequestLabels, Option<u32>>>,
+    /// Decisions seen, for sampling their timing.
+    decisions: Cell<u32>,
 }
+
+/// One decision in this many is timed: the histogram's shape is the same, and the other
+/// decisions save two host calls.
+const DECISION_TIME_SAMPLE: u32 = 8;
 
 impl Metrics {
     fn id(&self, kind: MetricType, name: String) -> Option<u32> {
@@ -48,6 +56,26 @@ impl Metrics {
         if let Some(id) = self.id(MetricType::Counter, name) {
             let _ = hostcalls::increment_metric(id, 1);
         }
+    }
+
+    /// Counts one message under `labels`.
+    pub fn count_request(&self, observe: &Observe, labels: RequestLabels) {
+        let known = self.requests.borrow().get(&labels).copied();
+        let id = known.unwrap_or_else(|| {
+            let id = self.id(MetricType::Counter, observe.request_metric(labels));
+            self.requests.borrow_mut().insert(labels, id);
+            id
+        });
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    /// Whether to time this decision (one in [`DECISION_TIME_SAMPLE`]).
+    pub fn time_this_decision(&self) -> bool {
+        let n = self.decisions.get().wrapping_add(1);
+        self.decisions.set(n);
+        n % DECISION_TIME_SAMPLE == 0
     }
 
     pub fn record(&self, name: String, value: u64) {
@@ -88,7 +116,7 @@ pub fn message(
     let observe = &config.observe;
     let method = report.seen.and_then(|s| s.method.as_deref());
     let target = report.seen.and_then(|s| s.target.as_ref());
-    metrics.count(observe.request_metric(report.seen, report.outcome));
+    metrics.count_request(observe, observe.request_labels(report.seen, report.outcome));
     let Some(audit) = &observe.audit else {
         return;
     };
