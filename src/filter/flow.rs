@@ -312,10 +312,9 @@ impl Flow {
             gate.judge(&parsed, &self.head, identity, &body, &tools)
         });
         if let Some(start) = timed {
-            shared.metrics.record(
-                "mcp_guard.decision_time_us".into(),
-                report::now_us().saturating_sub(start),
-            );
+            shared
+                .metrics
+                .record_decision_time(report::now_us().saturating_sub(start));
         }
         let mut approved = match verdict {
             Ok(approved) => approved,

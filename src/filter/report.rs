@@ -31,8 +31,22 @@ pub struct Metrics {
 /// One decision in this many is timed: the histogram's shape is the same, and the other
 /// decisions save two host calls.
 const DECISION_TIME_SAMPLE: u32 = 8;
+/// The filter's own decision time, in µs.
+const DECISION_TIME: &str = "mcp_guard.decision_time_us";
 
 impl Metrics {
+    /// The decision-time histogram is defined at once, so dashboards see it before the
+    /// first sampled decision.
+    pub fn new() -> Metrics {
+        let metrics = Metrics::default();
+        let _ = metrics.id(MetricType::Histogram, DECISION_TIME.into());
+        metrics
+    }
+
+    pub fn record_decision_time(&self, us: u64) {
+        self.record(DECISION_TIME.into(), us);
+    }
+
     fn id(&self, kind: MetricType, name: String) -> Option<u32> {
         if let Some(id) = self.ids.borrow().get(&name) {
             return Some(*id);

@@ -41,7 +41,7 @@ impl Shared {
         Shared {
             keys: RefCell::new(KeyStore::new(policies)),
             cache: RefCell::new(TokenCache::default()),
-            metrics: Metrics::default(),
+            metrics: Metrics::new(),
             waiters: RefCell::new(Vec::new()),
             limiter: Limiter::new(&config.rate_limits),
             config,
