@@ -225,29 +225,10 @@ impl<'c> Gate<'c> {
         )
     }
 
-    /// Judges a complete body held under `rule`, sent by `identity`: the policy's decision
-    /// for each message (shadow denials included, for the glue to log), or the refusal.
-    /// `tools` says what is known of the tools calls name.
-    pub fn on_body(
-        &self,
-        rule: BodyRule,
-        head: &RequestHead,
-        identity: &Identity,
-        body: &[u8],
-        tools: &dyn ToolLookup,
-    ) -> Result<Vec<Decision<'c>>, Rejection> {
-        self.approve(rule, head, identity, body, tools)
-            .map(|approved| {
-                approved
-                    .decisions
-                    .into_iter()
-                    .map(|(_, decision)| decision)
-                    .collect()
-            })
-    }
-
-    /// [`Gate::on_body`], and for an approved single list request, what its answer must be
-    /// filtered by: [`Gate::parse`] then [`Gate::judge`].
+    /// Judges a complete body held under `rule`, sent by `identity` (`tools`: what is known
+    /// of the tools calls name): the decision on each message (shadow denials included, for
+    /// the glue to log) and what an approved list answer is filtered by, or the refusal.
+    /// [`Gate::parse`] then [`Gate::judge`], for callers with no routing between them.
     pub fn approve(
         &self,
         rule: BodyRule,
@@ -414,6 +395,21 @@ fn check_content_type(value: Option<&str>) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl<'c> Gate<'c> {
+        /// The decisions alone, as most tests check them.
+        fn on_body(
+            &self,
+            rule: BodyRule,
+            head: &RequestHead,
+            identity: &Identity,
+            body: &[u8],
+            tools: &dyn ToolLookup,
+        ) -> Result<Vec<Decision<'c>>, Rejection> {
+            self.approve(rule, head, identity, body, tools)
+                .map(|approved| approved.decisions.into_iter().map(|(_, d)| d).collect())
+        }
+    }
     use crate::toolstate::NoTools;
 
     fn head(

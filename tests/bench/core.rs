@@ -119,7 +119,7 @@ fn main() {
         let mut i = 0;
         let t = measure(budget, || {
             i = (i + 1) % bodies.len();
-            black_box(gate.on_body(BodyRule::JsonRpc, &head, &caller, black_box(&bodies[i]), &NoTools).is_ok());
+            black_box(gate.approve(BodyRule::JsonRpc, &head, &caller, black_box(&bodies[i]), &NoTools).is_ok());
         });
         report(&format!("{label}, 300 B call"), bodies[0].len(), t);
     }
