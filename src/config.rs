@@ -36,11 +36,29 @@ pub enum Access {
     Deny,
 }
 
+/// How long a request to an MCP endpoint is held back from the upstream.
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hold {
+    /// The headers go on once the caller is authenticated; the body is held until the
+    /// decision, and a refused request's upstream stream is reset before any of its body is
+    /// sent. Works in every Envoy, whatever its Wasm plugin settings.
+    #[default]
+    Body,
+    /// Nothing, not even the headers or a connection, reaches the upstream before the
+    /// decision. Needs `allow_on_headers_stop_iteration: true` in the Wasm plugin config;
+    /// required for routing on the parsed message (`upstream.routing_headers`).
+    Request,
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigDto {
     endpoints: Option<Vec<String>>,
+    #[serde(default)]
+    hold: Hold,
     #[serde(default)]
     other_paths: Access,
     max_body_bytes: Option<u64>,
@@ -153,6 +171,8 @@ pub struct Config {
     pub endpoints: PatternSet,
     /// Requests to any other path.
     pub other_paths: Access,
+    /// What of a request waits for the decision.
+    pub hold: Hold,
     pub max_body_bytes: u64,
     /// `GET` on an endpoint: the server-to-client stream (or the legacy SSE stream).
     pub get_stream: Access,
@@ -266,6 +286,16 @@ impl ConfigDto {
         let tools = self.tools.compile()?;
         let learns_tools = policy.uses_annotations() || !tools.pins.is_empty();
         let upstream = self.upstream.compile()?;
+        if upstream.routes() && self.hold == Hold::Body {
+            return Err(ConfigError {
+                path: "upstream.routing_headers".into(),
+                message: "routing on the parsed message needs \"hold\": \"request\" (and \
+                          allow_on_headers_stop_iteration: true in the Wasm plugin config): \
+                          with \"hold\": \"body\" the headers, and so the route, go on \
+                          before the body is read"
+                    .into(),
+            });
+        }
         let rate_limits = self.rate_limits.compile("rate_limits")?;
         Ok(Config {
             needs_upstream: learns_tools
@@ -277,6 +307,7 @@ impl ConfigDto {
             tools,
             endpoints: patterns("endpoints", &endpoints)?,
             other_paths: self.other_paths,
+            hold: self.hold,
             max_body_bytes,
             get_stream: self.get_stream,
             delete_session: self.delete_session,
@@ -536,6 +567,25 @@ mod tests {
     }
 
     #[test]
+    fn hold_defaults_to_body_and_routing_needs_the_request_hold() {
+        assert_eq!(Config::from_json(b"{}").unwrap().hold, Hold::Body);
+        let routed = r#"{"upstream":{"routing_headers":{"tool":"x-mcp-tool"}}}"#;
+        let e = err(routed);
+        assert!(
+            e.starts_with("upstream.routing_headers: routing on the parsed message needs \"hold\": \"request\" (and allow_on_headers_stop_iteration: true"),
+            "{e}"
+        );
+        let held = r#"{"hold":"request","upstream":{"routing_headers":{"tool":"x-mcp-tool"}}}"#;
+        let c = Config::from_json(held.as_bytes()).unwrap();
+        assert_eq!(c.hold, Hold::Request);
+        assert!(c.upstream.routes());
+        assert_eq!(
+            err(r#"{"hold":"headers"}"#),
+            "hold: unknown variant `headers`, expected `body` or `request` at line 1 column 17"
+        );
+    }
+
+    #[test]
     fn defaults_apply_to_empty_config() {
         for empty in ["", "  \n", "{}"] {
             let c = Config::from_json(empty.as_bytes()).unwrap();
@@ -561,11 +611,11 @@ mod tests {
             (r#"{"endpoints":[]}"#, "endpoints: at least one MCP endpoint path is required"),
             (r#"{"endpoints":["/mcp","mcp"]}"#, "endpoints[1]: path \"mcp\" must start with '/'"),
             (r#"{"other_paths":"maybe"}"#, "other_paths: unknown variant `maybe`, expected `allow` or `deny` at line 1 column 22"),
-            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits` at line 1 column 8"),
+            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `hold`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits` at line 1 column 8"),
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
             // Found by the config fuzz target: an empty key once gave an empty path.
-            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits` at line 1 column 3"),
+            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `hold`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits` at line 1 column 3"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),
             (r#"{"policy":{"rules":[{"name":"a","who":{"roles":["ok","["]}}]}}"#, r#"policy.rules[0].who.roles[1]: invalid pattern "[": unclosed or empty '['"#),
             (r#"{"policy":{"rules":[{"name":"a"},{"name":"b"},{"name":"c","allow":{"tools":["["]}}]}}"#, r#"policy.rules[2].allow.tools[0]: invalid pattern "[": unclosed or empty '['"#),

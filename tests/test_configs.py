@@ -7,6 +7,7 @@ configuration the real filter loads.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -208,7 +209,9 @@ def test_kubernetes_examples_carry_a_configuration_mcp_guard_accepts(example: An
     validate_filter(None, filter_config, tmp_path)
 
 
-def test_istio_envoyfilter_is_the_wasmplugin_with_the_header_hold(tmp_path: Path) -> None:
+def test_istio_envoyfilter_is_the_wasmplugin_with_the_request_hold(tmp_path: Path) -> None:
+    """The EnvoyFilter variant is the WasmPlugin's configuration plus what only the request
+    hold allows: "hold": "request" with the flag set, and routing on the parsed tool."""
     doc = yaml.safe_load((procs.REPO / "deploy" / "istio" / "envoyfilter.yaml").read_text())
     assert (doc["apiVersion"], doc["kind"]) == ("networking.istio.io/v1alpha3", "EnvoyFilter")
     extension, http_filter = doc["spec"]["configPatches"]
@@ -220,5 +223,24 @@ def test_istio_envoyfilter_is_the_wasmplugin_with_the_header_hold(tmp_path: Path
     plugin, plugin_config = istio_plugin()
     assert wasm["vm_config"]["code"]["remote"]["http_uri"]["uri"] == plugin["spec"]["url"]
     filter_config = json.loads(wasm["configuration"]["value"])
+    assert filter_config.pop("hold") == "request"
+    assert filter_config["upstream"].pop("routing_headers") == {"method": "x-mcp-method", "tool": "x-mcp-tool"}
     assert filter_config == plugin_config
-    validate_filter(wasm, filter_config, tmp_path)
+    validate_filter(wasm, {**filter_config, "hold": "request"}, tmp_path)
+
+
+def test_envoy_gateway_patch_policy_is_the_extension_policy_with_the_request_hold(tmp_path: Path) -> None:
+    """The EnvoyPatchPolicy variant: the extension policy's configuration plus the request
+    hold and routing, and a patch that sets the flag on the filter Envoy Gateway generates."""
+    policy, patch = yaml.safe_load_all((procs.REPO / "deploy" / "envoy-gateway" / "patch-policy.yaml").read_text())
+    assert (patch["kind"], patch["spec"]["type"]) == ("EnvoyPatchPolicy", "JSONPatch")
+    (op,) = patch["spec"]["jsonPatches"]
+    generated = gw.envoy_gateway_wasm_filter(policy)
+    assert f"@.name=='{generated['name']}'" in op["operation"]["jsonPath"]
+    assert (op["operation"]["op"], op["operation"]["path"], op["operation"]["value"]) == ("add", "/allow_on_headers_stop_iteration", True)
+    config = copy.deepcopy(policy["spec"]["wasm"][0]["config"])
+    assert config.pop("hold") == "request"
+    assert config["upstream"].pop("routing_headers") == {"method": "x-mcp-method", "tool": "x-mcp-tool"}
+    assert config == gateway_policy()[1]
+    wasm = {**generated["typed_config"]["config"], "allow_on_headers_stop_iteration": True}
+    validate_filter(wasm, policy["spec"]["wasm"][0]["config"], tmp_path)

@@ -32,6 +32,7 @@ CONFIG = {
     "metrics": {"tools": ["echo", "whoami"]},
     "audit": {"enabled": True, "arguments": True, "redact": ["secret"]},
     "upstream": {"routing_headers": {"method": "x-mcp-method", "tool": "x-mcp-tool"}},
+    "hold": "request",
 }
 
 

@@ -14,6 +14,7 @@ use super::host;
 use super::log;
 use super::shared::Shared;
 use crate::auth::Identity;
+use crate::config::Hold;
 use crate::listfilter::{filter_list, rewrite_event, visible, ListKind, ListRequest, SseFramer};
 use crate::reject::{Code, Rejection};
 use crate::tooldef::Hints;
@@ -28,8 +29,11 @@ enum Response {
     /// Passed on untouched.
     #[default]
     Untouched,
-    /// `application/json`: headers held, body buffered to its end, then rewritten.
-    Buffering { size: usize },
+    /// `application/json`: body buffered to its end, then rewritten. Its headers are held
+    /// too with `hold: request` (a failure can still become a 502); with `hold: body` they go
+    /// on (a paused header callback would stop the body callbacks in an Envoy without
+    /// `allow_on_headers_stop_iteration`), and a failure replaces the body instead.
+    Buffering { size: usize, headers_sent: bool },
     /// `text/event-stream`: events framed as they pass; the answer's event rewritten.
     Streaming(SseFramer),
     /// A local reply replaced the answer.
@@ -94,7 +98,22 @@ impl ListAnswer {
             .trim()
             .to_ascii_lowercase();
         let (response, action) = match media.as_str() {
-            "application/json" => (Response::Buffering { size: 0 }, Action::Pause),
+            "application/json" => match self.shared.config.hold {
+                Hold::Request => (
+                    Response::Buffering {
+                        size: 0,
+                        headers_sent: false,
+                    },
+                    Action::Pause,
+                ),
+                Hold::Body => (
+                    Response::Buffering {
+                        size: 0,
+                        headers_sent: true,
+                    },
+                    Action::Continue,
+                ),
+            },
             "text/event-stream" => (Response::Streaming(SseFramer::default()), Action::Continue),
             other => {
                 return self.refuse(format!(
@@ -117,10 +136,11 @@ impl ListAnswer {
             Response::Untouched => Action::Continue,
             Response::Replaced => Action::Pause,
             Response::Dropping => replace_chunk(body_size, b""),
-            Response::Buffering { size } => {
+            Response::Buffering { size, .. } => {
                 *size = body_size;
                 if body_size > MAX_LIST_BYTES {
-                    return self.refuse(format!("the list answer exceeds {MAX_LIST_BYTES} bytes"));
+                    let reason = format!("the list answer exceeds {MAX_LIST_BYTES} bytes");
+                    return self.refuse_buffered(body_size, reason);
                 }
                 if !end_of_stream {
                     return Action::Pause;
@@ -133,7 +153,7 @@ impl ListAnswer {
                     Ok(chunk) => chunk.unwrap_or_default(),
                     Err(status) => {
                         let reason = format!("cannot read an answer chunk: {status:?}");
-                        return self.drop_stream(body_size, b"", reason);
+                        return self.drop_stream(body_size, b"", reason, true);
                     }
                 };
                 let events = framer.push(&chunk);
@@ -166,7 +186,7 @@ impl ListAnswer {
                 if oversized {
                     let reason =
                         format!("an event of the list answer exceeds {MAX_LIST_BYTES} bytes");
-                    return self.drop_stream(body_size, &out, reason);
+                    return self.drop_stream(body_size, &out, reason, true);
                 }
                 if finished {
                     self.response = Response::Untouched;
@@ -188,10 +208,17 @@ impl ListAnswer {
         Action::Pause
     }
 
-    /// Fails closed in the middle of an SSE answer: the current chunk becomes an error event
-    /// for the list request and the rest of the stream is dropped (reset if even that fails).
-    /// `passed` are the complete events of this chunk that go on before the error.
-    fn drop_stream(&mut self, body_size: usize, passed: &[u8], reason: String) -> Action {
+    /// Fails closed once the answer's head went out: the current chunk becomes the JSON-RPC
+    /// error for the list request (an SSE event when `sse`) and the rest of the answer is
+    /// dropped (reset if even that fails). `passed` are the complete events of this chunk
+    /// that go on before the error.
+    fn drop_stream(
+        &mut self,
+        body_size: usize,
+        passed: &[u8],
+        reason: String,
+        sse: bool,
+    ) -> Action {
         log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
         self.response = Response::Dropping;
         let id = Some(self.list.id.as_str());
@@ -199,8 +226,23 @@ impl ListAnswer {
             .with_id(id)
             .to_json();
         let mut out = passed.to_vec();
-        out.extend_from_slice(format!("event: message\ndata: {error}\n\n").as_bytes());
+        if sse {
+            out.extend_from_slice(format!("event: message\ndata: {error}\n\n").as_bytes());
+        } else {
+            out.extend_from_slice(error.as_bytes());
+        }
         replace_chunk(body_size, &out)
+    }
+
+    /// Fails closed on a held JSON answer of `size` bytes: a 502 while its headers are held,
+    /// else the body becomes the JSON-RPC error and the rest of the answer is dropped.
+    fn refuse_buffered(&mut self, size: usize, reason: String) -> Action {
+        match self.response {
+            Response::Buffering {
+                headers_sent: true, ..
+            } => self.drop_stream(size, b"", reason, false),
+            _ => self.refuse(reason),
+        }
     }
 
     /// HTTP/2 answers may end with trailers: a held JSON answer is complete then.
@@ -214,12 +256,15 @@ impl ListAnswer {
 
     /// Rewrites the complete held JSON answer (if it needs it) and lets it go.
     fn finish_buffered(&mut self) -> Action {
-        let Response::Buffering { size } = std::mem::take(&mut self.response) else {
+        let Response::Buffering { size, .. } = self.response else {
             return Action::Continue;
         };
         let body = match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
             Ok(body) => body.unwrap_or_default(),
-            Err(status) => return self.refuse(format!("cannot read the list answer: {status:?}")),
+            Err(status) => {
+                let reason = format!("cannot read the list answer: {status:?}");
+                return self.refuse_buffered(size, reason);
+            }
         };
         let mut keep = keeper(&self.shared, self.list.kind, &self.identity, &self.upstream);
         let rewritten = filter_list(&body, &self.list, &mut keep);
@@ -229,11 +274,18 @@ impl ListAnswer {
                 LogLevel::Debug,
                 "mcp-guard: list answer passed unchanged (nothing to drop, or not a list result)",
             );
+            self.response = Response::Untouched;
             return Action::Continue;
         };
         match hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &rewritten) {
-            Ok(()) => Action::Continue,
-            Err(status) => self.refuse(format!("cannot replace the list answer: {status:?}")),
+            Ok(()) => {
+                self.response = Response::Untouched;
+                Action::Continue
+            }
+            Err(status) => {
+                let reason = format!("cannot replace the list answer: {status:?}");
+                self.refuse_buffered(size, reason)
+            }
         }
     }
 }

@@ -1,11 +1,21 @@
 //! One request's way through the gate, as a small state machine the host drives.
 //!
-//! The request head is held (`Pause` from the headers callback; the plugin must run with
-//! `allow_on_headers_stop_iteration: true` so the body keeps arriving) while two things
-//! complete in either order: authentication (which may wait for signing keys) and, for a
-//! POST, the body (buffered by Envoy, read once when the stream ends or trailers come).
-//! Only then does the gate decide. A flow is shared (`Rc<RefCell<_>>`) so that whichever
-//! context receives new keys can resume the requests waiting for them.
+//! A request to an MCP endpoint is held while two things complete in either order:
+//! authentication (which may wait for signing keys) and, for a POST, the body (buffered by
+//! Envoy, read once when the stream ends or trailers come). Only then does the gate decide.
+//! What is held depends on `hold` ([`Hold`]):
+//! - `body` (the default): once the caller is authenticated the headers go on (Envoy picks
+//!   the upstream and may connect), the body callbacks buffer, and a refusal is a local
+//!   reply that resets the upstream stream before any of the body is sent. An upstream that
+//!   answers before the decision gets a 502 in place of its answer. No Envoy setting needed.
+//! - `request`: the headers are paused too (`Pause`), so nothing reaches the upstream before
+//!   the decision. Envoy keeps delivering the body only with the Wasm plugin's
+//!   `allow_on_headers_stop_iteration: true`; without it the body stays buffered in Envoy, so
+//!   the root's tick checks held requests and refuses one whose body Envoy has received but
+//!   not delivered, naming the missing setting, instead of letting it hang.
+//!
+//! A flow is shared (`Rc<RefCell<_>>`) so that whichever context receives new keys can
+//! resume the requests waiting for them, and the tick can check the held ones.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -21,11 +31,14 @@ use super::report::{self, Report};
 use super::shared::Shared;
 use crate::auth::Identity;
 use crate::authn::{AuthStep, Peer};
+use crate::config::Hold;
 use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead};
 use crate::jsonrpc::{Seen, Target};
+use crate::listfilter::ListKind;
 use crate::observe::{self, Outcome};
 use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
+use crate::revision::Header;
 use crate::toolstate::UpstreamTools;
 use crate::upstream::HeaderEdits;
 
@@ -52,6 +65,10 @@ pub struct Flow {
     wait_deadline_ms: Option<u64>,
     body_size: usize,
     body_complete: bool,
+    /// A body callback arrived: Envoy delivers the body to this filter.
+    body_seen: bool,
+    /// `hold: body`: the headers went on before the decision.
+    headers_released: bool,
     state: State,
     /// Set when an approved single list request's answer is to be filtered for the caller.
     answer: Option<ListAnswer>,
@@ -82,6 +99,8 @@ impl Flow {
             wait_deadline_ms: None,
             body_size: 0,
             body_complete: false,
+            body_seen: false,
+            headers_released: false,
             state: State::Passing,
             answer: None,
             call: None,
@@ -121,7 +140,14 @@ impl Flow {
                 flow.body_complete = rule.is_none();
                 flow.state = State::Holding;
                 flow.authenticate(this);
-                flow.advance()
+                if flow.release_headers() {
+                    return Action::Continue;
+                }
+                let action = flow.advance();
+                if flow.awaits_body() && flow.shared.config.hold == Hold::Request {
+                    flow.shared.watch_body(flow.context_id, Rc::downgrade(this));
+                }
+                action
             }
         }
     }
@@ -132,6 +158,7 @@ impl Flow {
             State::Rejected => return Action::Pause,
             State::Holding => {}
         }
+        self.body_seen = true;
         // Checked on every chunk: a body is refused as soon as it outgrows the limit.
         if body_size as u64 > self.shared.config.max_body_bytes {
             let rejection = self.gate().too_large();
@@ -163,14 +190,81 @@ impl Flow {
             return;
         }
         flow.authenticate(this);
-        if flow.advance() == Action::Continue {
-            if let Err(status) = hostcalls::resume_http_request() {
-                log(
-                    LogLevel::Error,
-                    &format!("mcp-guard: cannot resume a request: {status:?}"),
-                );
-            }
+        if flow.release_headers() || flow.advance() == Action::Continue {
+            resume(hostcalls::resume_http_request());
         }
+    }
+
+    /// `hold: body`: an authenticated caller's headers go on before the body is read, with
+    /// what the request carries upstream that depends on the headers alone (the route's
+    /// credentials; no `Accept-Encoding` when the answer may be a list to filter). Not once
+    /// body bytes were delivered while the headers were paused: continuing then would
+    /// forward them undecided, so the decision comes first.
+    fn release_headers(&mut self) -> bool {
+        let ready = self.state == State::Holding
+            && self.identity.is_some()
+            && !self.body_complete
+            && !self.body_seen
+            && !self.headers_released
+            && self.shared.config.hold == Hold::Body;
+        if !ready {
+            return false;
+        }
+        if self.shared.config.needs_upstream {
+            self.head.upstream = host::property(&["xds", "cluster_name"]);
+        }
+        self.inject();
+        // Unless `Mcp-Method` (checked against the body later) names another method.
+        let may_list = match &self.head.routing.method {
+            Header::One(method) => ListKind::of_method(method).is_some(),
+            _ => true,
+        };
+        if may_list && self.head.values("accept-encoding").next().is_some() {
+            host::apply(&HeaderEdits {
+                remove: vec!["accept-encoding".into()],
+                set: Vec::new(),
+            });
+        }
+        self.headers_released = true;
+        true
+    }
+
+    /// Held for a body that has not been delivered (yet).
+    fn awaits_body(&self) -> bool {
+        self.state == State::Holding && !self.body_complete && !self.body_seen
+    }
+
+    /// `hold: request`, from the root's tick with this flow's context effective: a request
+    /// whose body Envoy received but never handed to the filter is stuck behind a paused
+    /// header callback (the plugin runs without `allow_on_headers_stop_iteration`). It is
+    /// refused, naming the setting. Returns whether to keep watching.
+    pub fn check_body_delivery(this: &Rc<RefCell<Flow>>) -> bool {
+        let mut flow = this.borrow_mut();
+        if !flow.awaits_body() {
+            return false;
+        }
+        if host::request_body_bytes_received().unwrap_or_default() == 0 {
+            return true;
+        }
+        flow.internal(
+            "Envoy holds this request's body from the filter: \"hold\": \"request\" needs \
+             allow_on_headers_stop_iteration: true in the Wasm plugin config (or use \
+             \"hold\": \"body\", which needs no setting)",
+        );
+        false
+    }
+
+    /// The upstream answered a request the gate has not decided (`hold: body`): it answered
+    /// without the body, so its answer is not one to this request's messages, and Envoy
+    /// stops delivering the rest of a body whose upstream has finished. The answer is
+    /// replaced by a 502 (fail closed). Returns whether it was.
+    pub fn refuse_early_answer(&mut self) -> bool {
+        if self.state != State::Holding {
+            return false;
+        }
+        let reason = "the upstream answered before the request was complete";
+        self.reject(&Rejection::new(Code::BadGateway, reason));
+        true
     }
 
     /// Runs the authentication step; on success edits the held headers for the upstream.
@@ -296,7 +390,7 @@ impl Flow {
                 // The cluster of the route Envoy chose for the request as it arrived: Envoy
                 // re-picks the route after the routing headers, but a filter cannot read
                 // that choice before the router runs (the host's route info stays stale).
-                if config.needs_upstream {
+                if config.needs_upstream && self.head.upstream.is_none() {
                     self.head.upstream = host::property(&["xds", "cluster_name"]);
                 }
                 if config.upstream.routes() {
@@ -380,9 +474,14 @@ impl Flow {
             let started = timed.unwrap_or_else(report::now_us);
             self.call = Some((config.observe.call_duration_metric(tool), started));
         }
-        self.inject();
+        if !self.headers_released {
+            self.inject();
+        }
         // The answer will be filtered: it must come back readable, not compressed.
-        if approved.list.is_some() && self.head.values("accept-encoding").next().is_some() {
+        if approved.list.is_some()
+            && !self.headers_released
+            && self.head.values("accept-encoding").next().is_some()
+        {
             host::apply(&HeaderEdits {
                 remove: vec!["accept-encoding".into()],
                 set: Vec::new(),
@@ -423,12 +522,7 @@ impl Flow {
             Err((rejection, limit)) => self.refuse_limited(rejection, limit, held.seen),
         };
         if action == Action::Continue {
-            if let Err(status) = hostcalls::resume_http_request() {
-                log(
-                    LogLevel::Error,
-                    &format!("mcp-guard: cannot resume a request: {status:?}"),
-                );
-            }
+            resume(hostcalls::resume_http_request());
         }
     }
 
@@ -515,6 +609,16 @@ impl Flow {
     fn internal(&mut self, reason: &str) -> Action {
         log(LogLevel::Error, &format!("mcp-guard: {reason}"));
         self.reject(&Rejection::new(Code::Internal, reason))
+    }
+}
+
+/// Logs a failed resume; the stream then ends by Envoy's timeouts, never upstream undecided.
+fn resume(result: Result<(), proxy_wasm::types::Status>) {
+    if let Err(status) = result {
+        log(
+            LogLevel::Error,
+            &format!("mcp-guard: cannot resume a stream: {status:?}"),
+        );
     }
 }
 

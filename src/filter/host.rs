@@ -74,6 +74,17 @@ pub fn property(path: &[&str]) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// Body bytes Envoy has received for the current request so far, whether or not it has
+/// handed them to the filter: `request.total_size` (a little-endian int64: bytes received
+/// plus the header map's size) less the size of the request headers as they are now.
+pub fn request_body_bytes_received() -> Option<u64> {
+    let total = hostcalls::get_property(vec!["request", "total_size"]).ok()??;
+    let total = u64::from_le_bytes(total.get(..8)?.try_into().ok()?);
+    let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
+    let header_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    Some(total.saturating_sub(header_bytes as u64))
+}
+
 /// Envoy's shared data (one map per process, seen by every worker's VM).
 pub struct HostStore;
 

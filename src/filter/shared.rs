@@ -27,6 +27,9 @@ pub struct Shared {
     pub limiter: Option<Limiter>,
     pub metrics: Metrics,
     waiters: RefCell<Vec<Waiter>>,
+    /// `hold: request`: requests held for a body not delivered yet (see
+    /// [`Flow::check_body_delivery`]).
+    awaiting_body: RefCell<Vec<(u32, Weak<RefCell<Flow>>)>>,
 }
 
 impl Shared {
@@ -43,6 +46,7 @@ impl Shared {
             cache: RefCell::new(TokenCache::default()),
             metrics: Metrics::new(),
             waiters: RefCell::new(Vec::new()),
+            awaiting_body: RefCell::new(Vec::new()),
             limiter: Limiter::new(&config.rate_limits),
             config,
         }
@@ -159,6 +163,28 @@ impl Shared {
             self.fetch(provider, now_ms);
         }
         self.wake(|w| w.deadline_ms <= now_ms, true);
+        self.check_bodies();
+    }
+
+    /// Watches a request held (`hold: request`) for a body it has not been handed yet.
+    pub fn watch_body(&self, context_id: u32, flow: Weak<RefCell<Flow>>) {
+        self.awaiting_body.borrow_mut().push((context_id, flow));
+    }
+
+    /// Checks the watched requests; keeps those still waiting for a body the client has not
+    /// sent yet.
+    fn check_bodies(&self) {
+        let watched = std::mem::take(&mut *self.awaiting_body.borrow_mut());
+        for (context_id, flow) in watched {
+            let Some(strong) = flow.upgrade() else {
+                continue; // the stream ended
+            };
+            if hostcalls::set_effective_context(context_id).is_ok()
+                && Flow::check_body_delivery(&strong)
+            {
+                self.awaiting_body.borrow_mut().push((context_id, flow));
+            }
+        }
     }
 
     /// Resumes (or, on timeout, refuses) the waiting requests `which` selects.

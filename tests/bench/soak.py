@@ -48,6 +48,7 @@ FILTER_CONFIG = {
         ]
     },
     "upstream": {"routing_headers": {"method": "x-mcp-method", "tool": "x-mcp-tool"}},
+    "hold": "request",
     "metrics": {"tools": ["echo", "add", "search", "db_query"]},
     "audit": {"enabled": True},
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import tempfile
 import time
 import urllib.request
@@ -27,6 +28,120 @@ ENVOY = REPO / ".venv" / "bin" / "envoy"
 TEST_YAML = REPO / "envoy" / "test-gateway.yaml"
 DEMO_YAML = REPO / "envoy" / "demo.yaml"
 WASM = REPO / "target" / "wasm32-wasip1" / "release" / "mcp_guard.wasm"
+WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
+
+# How the Wasm filter is configured: "envoy" (envoy/test-gateway.yaml as shipped, with
+# allow_on_headers_stop_iteration), or exactly as Istio's WasmPlugin ("istio") or Envoy
+# Gateway's EnvoyExtensionPolicy ("envoy-gateway") generate it, neither of which can set that
+# flag. `make integration` runs the hold-sensitive suites once per shape.
+SHAPE = os.environ.get("MCP_GUARD_ENVOY_SHAPE", "envoy")
+SHAPES = ("envoy", "istio", "envoy-gateway")
+if SHAPE not in SHAPES:
+    raise ValueError(f"MCP_GUARD_ENVOY_SHAPE={SHAPE!r}: expected one of {SHAPES}")
+
+
+def flag_on() -> bool:
+    """Whether the gateways of this run set allow_on_headers_stop_iteration."""
+    return SHAPE == "envoy"
+
+
+def istio_struct_json(value: Any) -> str:
+    """A WasmPlugin's `pluginConfig` as Istio hands it to the filter: the YAML becomes a
+    google.protobuf.Struct, which protojson writes back with sorted keys and every number a
+    double (integral ones print without a fraction)."""
+
+    def struct(v: Any) -> Any:
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            return v
+        if isinstance(v, (int, float)):
+            f = float(v)
+            return int(f) if f.is_integer() and abs(f) < 1e21 else f
+        if isinstance(v, dict):
+            return {k: struct(x) for k, x in v.items()}
+        return [struct(x) for x in v]
+
+    return json.dumps(struct(value), sort_keys=True, separators=(",", ":"))
+
+
+def istio_wasm_filter(plugin: dict[str, Any], wasm: Path = WASM) -> dict[str, Any]:
+    """The HTTP filter Istio generates for a WasmPlugin (`plugin`: the parsed resource): the
+    name is namespace.name, the root id is pluginName, failStrategy maps to the failure
+    policy, the agent hands Envoy the fetched module as a local file, and no
+    allow_on_headers_stop_iteration (the API has no field for it)."""
+    meta, spec = plugin["metadata"], plugin["spec"]
+    name = f"{meta['namespace']}.{meta['name']}"
+    config: dict[str, Any] = {
+        "name": name,
+        "root_id": spec.get("pluginName", ""),
+        "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(wasm)}}},
+        "failure_policy": {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_OPEN": "FAIL_OPEN"}[spec.get("failStrategy", "FAIL_CLOSE")],
+    }
+    if spec.get("pluginConfig"):
+        config["configuration"] = {"@type": STRING_VALUE, "value": istio_struct_json(spec["pluginConfig"])}
+    return {"name": name, "typed_config": {"@type": WASM_TYPE, "config": config}}
+
+
+def envoy_gateway_wasm_filter(policy: dict[str, Any], index: int = 0, wasm: Path = WASM) -> dict[str, Any]:
+    """The HTTP filter Envoy Gateway generates for an EnvoyExtensionPolicy's `wasm[index]`:
+    named per policy, `config` passed as JSON text, failOpen as fail_open, no
+    allow_on_headers_stop_iteration (the API has no field for it), and disabled in the
+    listener's chain: the routes the policy targets enable it (see `_enable_per_route`)."""
+    meta, entry = policy["metadata"], policy["spec"]["wasm"][index]
+    config: dict[str, Any] = {
+        "name": entry["name"],
+        "root_id": entry.get("rootID", ""),
+        "vm_config": {"vm_id": entry["name"], "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(wasm)}}},
+        "fail_open": bool(entry.get("failOpen", False)),
+    }
+    if entry.get("config") is not None:
+        config["configuration"] = {"@type": STRING_VALUE, "value": json.dumps(entry["config"])}
+    name = f"envoy.filters.http.wasm/envoyextensionpolicy/{meta['namespace']}/{meta['name']}/{index}"
+    return {"name": name, "disabled": True, "typed_config": {"@type": WASM_TYPE, "config": config}}
+
+
+def _stand_in(plugin_config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Minimal WasmPlugin and EnvoyExtensionPolicy resources carrying `plugin_config`, with
+    the settings the shipped deploy files use."""
+    meta = {"name": "mcp-guard", "namespace": "mcp"}
+    istio = {"metadata": meta, "spec": {"pluginName": "mcp_guard", "phase": "AUTHN", "failStrategy": "FAIL_CLOSE", "pluginConfig": plugin_config}}
+    eg = {"metadata": meta, "spec": {"wasm": [{"name": "mcp-guard", "rootID": "mcp_guard", "failOpen": False, "config": plugin_config}]}}
+    return istio, eg
+
+
+def reshape(config: dict[str, Any], shape: str, resource: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`config` (a rendered gateway) with its Wasm filter as `shape` generates it: from
+    `resource` (a WasmPlugin or EnvoyExtensionPolicy) or, by default, from the filter
+    configuration the gateway has. Istio's phase AUTHN puts the plugin first in the chain,
+    ahead of the authorization filter (an allow-all RBAC stands in for Istio's); Envoy
+    Gateway enables its filter on every route."""
+    if shape == "envoy":
+        return config
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = hcm["http_filters"]
+    i = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.wasm")
+    plugin_config = json.loads(filters[i]["typed_config"]["config"]["configuration"]["value"] or "{}")
+    istio, eg = _stand_in(plugin_config)
+    if shape == "istio":
+        filters[i] = istio_wasm_filter(resource or istio)
+        rbac = {
+            "name": "envoy.filters.http.rbac",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"},
+        }
+        filters.insert(i + 1, rbac)
+    else:
+        filters[i] = envoy_gateway_wasm_filter(resource or eg)
+        _enable_per_route(hcm, filters[i]["name"])
+    return config
+
+
+def _enable_per_route(hcm: dict[str, Any], name: str) -> None:
+    for host in hcm["route_config"]["virtual_hosts"]:
+        for route in host["routes"]:
+            route.setdefault("typed_per_filter_config", {})[name] = {
+                "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                "config": {},
+            }
 
 
 def _wasm_filter(hcm: dict[str, Any]) -> dict[str, Any]:
@@ -75,8 +190,10 @@ def render_config(
     extra_routes: dict[str, int] | None = None,
     extra_clusters: dict[str, int] | None = None,
     tls: dict[str, str | Path] | None = None,
+    shape: str | None = None,
 ) -> dict[str, Any]:
-    """envoy/test-gateway.yaml with new ports and filter configuration.
+    """envoy/test-gateway.yaml with new ports and filter configuration, its Wasm filter in
+    `shape` (default: this run's `SHAPE`).
 
     `extra_routes` maps a path prefix to an upstream port; each gets its own cluster and a
     route placed before the catch-all route to the MCP server. `extra_clusters` adds named
@@ -108,7 +225,7 @@ def render_config(
         routes.insert(0, route)
     for name, port in (extra_clusters or {}).items():
         clusters.append(_cluster(name, port, template))
-    return config
+    return reshape(config, shape or SHAPE)
 
 
 def dicts(node: Any) -> Iterator[dict[str, Any]]:
@@ -193,6 +310,7 @@ def start_gateway(
     timeout: float = 20.0,
     tls: dict[str, str | Path] | None = None,
     concurrency: int = 1,
+    shape: str | None = None,
 ) -> Gateway:
     """Start Envoy with mcp-guard and wait until its listener accepts requests (`tls`: see
     `render_config`; `concurrency`: Envoy workers, each with its own filter VM)."""
@@ -205,6 +323,7 @@ def start_gateway(
         extra_routes=extra_routes,
         extra_clusters=extra_clusters,
         tls=tls,
+        shape=shape,
     )
     proc = launch(config, name=name, log_dir=log_dir, concurrency=concurrency)
     wait_ready(proc, admin_port, timeout)
