@@ -50,8 +50,15 @@ lint: wasm-target
 unit:
 	cargo test $(CARGO_FLAGS) --workspace
 
+## Suites whose outcome depends on how requests are held: run again with the Wasm filter exactly as
+## Istio's WasmPlugin and Envoy Gateway's EnvoyExtensionPolicy generate it (neither can set
+## allow_on_headers_stop_iteration).
+HOLD_SUITES := tests/test_policy.py tests/test_auth.py tests/test_ratelimit.py tests/test_list_filter.py tests/test_adversarial.py
+
 integration: build venv rmcp-client docker-compose redis
 	$(PY) -m pytest -q -o timeout=180 -p no:cacheprovider tests
+	@set -e; for shape in istio envoy-gateway; do echo "== Wasm filter as $$shape generates it"; \
+	  MCP_GUARD_ENVOY_SHAPE=$$shape $(PY) -m pytest -q -o timeout=180 -p no:cacheprovider $(HOLD_SUITES); done
 
 ## Every test: formatting, lints, unit tests, a short fuzz run, then real Envoy with real MCP
 ## servers and SDK clients.

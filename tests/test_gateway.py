@@ -21,12 +21,17 @@ from harness.http import assert_refused, h2_request, post, read_http1_response, 
 from harness.rpc import rpc_message, stateless
 
 DENY_DELETE = {"deny": {"tools": ["delete_*"]}}
+# The strongest hold: these tests check that nothing, not even a connection, reaches the
+# upstream before approval (tests/test_hold.py and tests/test_adversarial.py cover the
+# default `hold: body`).
 MAIN_CONFIG = {
+    "hold": "request",
     "endpoints": ["/mcp", "/sse", "/messages/", "/sniff/mcp"],
     "other_paths": "allow",
     "policy": DENY_DELETE,
 }
 STRICT_CONFIG = {
+    "hold": "request",
     "endpoints": ["/mcp", "/sniff/mcp"],
     "other_paths": "deny",
     "get_stream": "deny",

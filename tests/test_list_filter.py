@@ -141,10 +141,20 @@ def fake_gateway(_alpha: procs.McpServer, log_dir: Path) -> Iterator[gw.Gateway]
 )
 def test_unfilterable_list_answers_fail_closed(fake_gateway: gw.Gateway, kind: str, status: int, reason: str | None) -> None:
     """A list answer the filter cannot read is never shown unfiltered: a JSON-RPC error
-    (502 before the answer's head, an error event inside an SSE stream) takes its place."""
+    (502 before the answer's head, an error event inside an SSE stream) takes its place.
+    With `hold: body` a JSON answer's head goes on before its body is read (a paused head
+    would stop the body callbacks without allow_on_headers_stop_iteration), so Envoy's own
+    overflow becomes a reset stream instead of its 500."""
     _FakeUpstream.seen_encodings.clear()
     body, headers = stateless("tools/list", id=7)
-    resp = httpx.post(f"{fake_gateway.base}/fake/{kind}", content=body, headers={**headers, "x-api-key": "dev-key", "accept-encoding": "gzip, br"}, timeout=30)
+    url = f"{fake_gateway.base}/fake/{kind}"
+    headers = {**headers, "x-api-key": "dev-key", "accept-encoding": "gzip, br"}
+    if kind == "big-json" and fake_gateway.hold == "body":
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.post(url, content=body, headers=headers, timeout=30)
+        assert _FakeUpstream.seen_encodings == [None]
+        return
+    resp = httpx.post(url, content=body, headers=headers, timeout=30)
     assert resp.status_code == status
     assert b"delete_file" not in resp.content
     if reason is not None:

@@ -264,6 +264,8 @@ class Gateway:
     admin_port: int
     config_path: Path
     tls: bool = False
+    # The filter configuration's `hold` ("body" unless it says "request").
+    hold: str = "body"
 
     @property
     def base(self) -> str:
@@ -327,7 +329,8 @@ def start_gateway(
     )
     proc = launch(config, name=name, log_dir=log_dir, concurrency=concurrency)
     wait_ready(proc, admin_port, timeout)
-    return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"), tls=tls is not None)
+    hold = json.loads(filter_config) if isinstance(filter_config, str) else filter_config
+    return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"), tls=tls is not None, hold=hold.get("hold", "body"))
 
 
 def start_shipped(

@@ -11,7 +11,8 @@ Serves on one port:
                        * requests whose MCP-Protocol-Version is a modern revision
                          (2026-07-28) are served statelessly, one POST per exchange.
   /sse, /messages/     the older HTTP+SSE transport (2024-11-05).
-  GET  /__seen         JSON list of every HTTP request that reached this process.
+  GET  /__seen         JSON list of every HTTP request that reached this process (a head
+                       whose stream was reset before any body byte is not a request).
   POST /__reset        clears that list.
   POST /__mutate       {"tool": NAME, "description": TEXT} changes a tool's description from
                        now on (a server whose tool definitions drift); answers the old one.
@@ -158,6 +159,10 @@ class RequestRecorder:
             if not msg.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if disconnected and not body:
+            # A request head alone, its stream reset before any body (mcp-guard's `hold: body`
+            # refusing the message): no message reached the server. Any body byte counts.
+            return
         pairs = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
         headers: dict[str, str] = {}
         for k, v in pairs:
