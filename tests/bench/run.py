@@ -51,6 +51,7 @@ class GatewaySpec:
     auth: bool = False  # requires a JWT (401 without one)
     filter_config: dict | None = None  # replaces the config file's mcp-guard configuration
     log_level: str = "warning"  # Envoy's; audit lines are written at info
+    flag: bool = True  # keep the Wasm filter's allow_on_headers_stop_iteration (Istio and Envoy Gateway cannot set it)
 
 
 @dataclass(frozen=True)
@@ -97,15 +98,12 @@ def hundred_rules() -> dict:
     return {"endpoints": ["/mcp"], "policy": {"rules": rules}}
 
 
-GUARD_OBSERVED = {
-    "endpoints": ["/mcp"],
-    "policy": {"allow": {"tools": ["echo", "add", "search", "db_*"]}},
-    "audit": {"enabled": True},
-}
+GUARD_ALLOWLIST = {"endpoints": ["/mcp"], "policy": {"allow": {"tools": ["echo", "add", "search", "db_*"]}}}
+
+GUARD_OBSERVED = {**GUARD_ALLOWLIST, "audit": {"enabled": True}}
 
 GUARD_RATELIMIT = {
-    "endpoints": ["/mcp"],
-    "policy": {"allow": {"tools": ["echo", "add", "search", "db_*"]}},
+    **GUARD_ALLOWLIST,
     # Two buckets per call (per caller, per tool), so large that nothing is refused.
     "rate_limits": {
         "limits": [
@@ -131,6 +129,10 @@ GATEWAYS = {
                     filter_config=GUARD_OBSERVED, log_level="info"),
         GatewaySpec("C-rl", "C with two local rate limits on tools/call (per caller and per tool, in shared data; never refusing)",
                     BENCH / "guard.yaml", filter_config=GUARD_RATELIMIT),
+        GatewaySpec("C-req", 'C with `"hold": "request"` (nothing reaches the upstream before the decision; needs the flag)',
+                    BENCH / "guard.yaml", filter_config={**GUARD_ALLOWLIST, "hold": "request"}),
+        GatewaySpec("C-noflag", 'C (`"hold": "body"`, the default) without allow_on_headers_stop_iteration, as Istio and Envoy Gateway run it',
+                    BENCH / "guard.yaml", flag=False),
     )
 }
 UNCACHED = 5000  # tokens cycled per set: more than either gateway's cache (1024) holds
@@ -164,6 +166,9 @@ GROUPS = (
     Group(("A", "C", "C-100"), (Workload("call300", 32), Workload("denied", 32, denied=True))),
     Group(("A", "C", "C-audit"), (Workload("call300", 32),)),
     Group(("A", "C", "C-rl"), (Workload("call300", 32), Workload("call300", 1))),
+    # The two holds: C-req against C (both with the flag), C without the flag.
+    Group(("A", "C-req", "C"), (Workload("call300", 32), Workload("call300", 1))),
+    Group(("A", "C-req", "C-noflag"), (Workload("call300", 32), Workload("call300", 1))),
 )
 WORKLOAD_NOTES = (
     "Workloads: `call300` a ~300 B tools/call (varied ids and allowlisted tool names); `list` tools/list; `call64k` a 64 KiB",
@@ -173,6 +178,8 @@ WORKLOAD_NOTES = (
     " (RSA 2048, EC",
     "P-256, Ed25519), more than either cache holds, so every request verifies a signature (the caches stay on).",
     "Feature rows (A/C/C-100, A/C/C-audit, A/C/C-rl) hold plain C in the B column: their C/B is the feature's own cost.",
+    "Hold rows (A/C-req/C, A/C-req/C-noflag) hold `\"hold\": \"request\"` in the B column: C/B is what `\"hold\": \"body\"` costs",
+    "against it, with and without the flag.",
 )
 
 
@@ -222,6 +229,8 @@ def rewrite(spec: GatewaySpec, port: int, admin_port: int, upstream_port: int, o
             vm = hf.get("typed_config", {}).get("config", {}).get("vm_config")
             if vm:
                 vm["code"]["local"]["filename"] = str(gw.WASM)
+                if not spec.flag:
+                    del hf["typed_config"]["config"]["allow_on_headers_stop_iteration"]
                 if spec.filter_config is not None:
                     hf["typed_config"]["config"]["configuration"]["value"] = json.dumps(spec.filter_config)
     out = out_dir / f"{spec.key}.yaml"
