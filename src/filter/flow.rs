@@ -219,11 +219,8 @@ impl Flow {
             Header::One(method) => ListKind::of_method(method).is_some(),
             _ => true,
         };
-        if may_list && self.head.values("accept-encoding").next().is_some() {
-            host::apply(&HeaderEdits {
-                remove: vec!["accept-encoding".into()],
-                set: Vec::new(),
-            });
+        if may_list {
+            self.ask_for_identity_encoding();
         }
         self.headers_released = true;
         true
@@ -477,15 +474,8 @@ impl Flow {
         if !self.headers_released {
             self.inject();
         }
-        // The answer will be filtered: it must come back readable, not compressed.
-        if approved.list.is_some()
-            && !self.headers_released
-            && self.head.values("accept-encoding").next().is_some()
-        {
-            host::apply(&HeaderEdits {
-                remove: vec!["accept-encoding".into()],
-                set: Vec::new(),
-            });
+        if approved.list.is_some() && !self.headers_released {
+            self.ask_for_identity_encoding();
         }
         self.answer = approved
             .list
@@ -550,6 +540,17 @@ impl Flow {
                 &self.shared.config.rate_limits,
                 &held.pending,
             );
+        }
+    }
+
+    /// A list answer is filtered: the request goes on without `Accept-Encoding`, so the answer
+    /// comes back readable (an encoded one is refused).
+    fn ask_for_identity_encoding(&self) {
+        if self.head.values("accept-encoding").next().is_some() {
+            host::apply(&HeaderEdits {
+                remove: vec!["accept-encoding".into()],
+                set: Vec::new(),
+            });
         }
     }
 
