@@ -7,7 +7,8 @@
 //!
 //! - `anonymous-allow-all`: anonymous callers get in (no `auth`, or `allow_anonymous`
 //!   without `required_scopes`) and a rule without `who` allows `tools/call` of every tool
-//!   (its tools list is `*`, or absent in the global rule) with no annotation condition.
+//!   (its tools list is `*`, or absent in the global rule) with no annotation condition,
+//!   and no enforced rule without `who` denies every tool call (the method, or tools `*`).
 //! - `no-auth`: there is no `auth` section.
 //! - `other-paths-allow`: `other_paths` is `allow`.
 //! - `shadow-mode`: `policy.shadow`, else each rule's own `shadow`.
@@ -177,14 +178,21 @@ fn anonymous_allow_all(config: &Config, rules: &[Located<'_>]) -> Option<Finding
         .auth
         .as_ref()
         .is_none_or(|a| a.allow_anonymous && a.required_scopes.is_empty());
-    let rule = rules.iter().find(|r| {
+    let for_everyone = |r: &&Located<'_>| r.rule.who.is_none();
+    // An enforced deny of every tool call for everyone leaves nothing to allow.
+    let all_denied = rules.iter().filter(for_everyone).any(|r| {
+        let deny = &r.rule.deny;
+        !r.rule.shadow
+            && (deny.methods.is_match("tools/call")
+                || (deny.tools.matches_everything() && deny.annotations.is_none()))
+    });
+    let rule = rules.iter().filter(for_everyone).find(|r| {
         let allow = &r.rule.allow;
-        r.rule.who.is_none()
-            && allow.methods.is_match("tools/call")
+        allow.methods.is_match("tools/call")
             && allow.tools.matches_everything()
             && allow.annotations.is_none()
     })?;
-    anonymous.then(|| {
+    (anonymous && !all_denied).then(|| {
         finding(
             "anonymous-allow-all",
             rule.list("allow"),

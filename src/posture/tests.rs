@@ -66,6 +66,23 @@ fn anonymous_allow_all_needs_anonymous_callers_and_every_tool() {
     let annotated =
         r#"{"rules":[{"name":"all","allow":{"tools":["*"],"annotations":{"readOnlyHint":true}}}]}"#;
     assert_eq!(lines(&with(anon, annotated)), Vec::<String>::new());
+    // Unless everything is denied to everyone anyway (a shadow deny does not count).
+    let shadowed = ["allow-shadowed-by-deny policy.allow.tools[0]"];
+    for (deny, want) in [
+        (r#"{"methods":["tools/*"]}"#, &[][..]),
+        (r#"{"tools":["*"]}"#, &shadowed[..]),
+    ] {
+        let denied = format!(r#"{{"allow":{{"tools":["*"]}},"deny":{deny}}}"#);
+        assert_eq!(lines(&with(anon, &denied)), want, "{deny}");
+    }
+    let shadow = r#"{"rules":[{"name":"all","allow":{"tools":["*"]}},{"name":"d","shadow":true,"deny":{"tools":["*"]}}]}"#;
+    assert_eq!(
+        lines(&with(anon, shadow)),
+        [
+            "anonymous-allow-all policy.rules[0].allow",
+            "shadow-mode policy.rules[1].shadow"
+        ]
+    );
 }
 
 #[test]
