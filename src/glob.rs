@@ -65,6 +65,35 @@ impl Glob {
         Ok(Glob { tokens })
     }
 
+    /// Whether every text `other` matches, this pattern matches too (sound, not complete:
+    /// `false` may still hide an inclusion). Posture checks use it to find allow patterns a
+    /// deny pattern makes unreachable.
+    pub fn covers(&self, other: &Glob) -> bool {
+        // covered[i * width + j]: self.tokens[i..] covers other.tokens[j..], filled backwards.
+        let width = other.tokens.len() + 1;
+        let mut covered = vec![false; (self.tokens.len() + 1) * width];
+        let at = |cells: &[bool], i: usize, j: usize| cells.get(i * width + j) == Some(&true);
+        for i in (0..=self.tokens.len()).rev() {
+            for j in (0..width).rev() {
+                let value = match (self.tokens.get(i), other.tokens.get(j)) {
+                    (None, None) => true,
+                    // A run matches nothing, or absorbs the other pattern's next token.
+                    (Some(Token::AnyRun), next) => {
+                        at(&covered, i + 1, j) || (next.is_some() && at(&covered, i, j + 1))
+                    }
+                    (Some(mine), Some(theirs)) => {
+                        mine.covers_one(theirs) && at(&covered, i + 1, j + 1)
+                    }
+                    _ => false,
+                };
+                if let Some(cell) = covered.get_mut(i * width + j) {
+                    *cell = value;
+                }
+            }
+        }
+        at(&covered, 0, 0)
+    }
+
     /// The literal text this pattern matches, when it has no wildcard at all.
     pub fn as_literal(&self) -> Option<String> {
         self.tokens
@@ -113,6 +142,28 @@ impl Glob {
 }
 
 impl Token {
+    /// Whether this one-character token matches every character `other` matches.
+    fn covers_one(&self, other: &Token) -> bool {
+        match (self, other) {
+            (Token::AnyRun, _) | (_, Token::AnyRun) => false,
+            (Token::AnyOne, _) => true,
+            (_, Token::Literal(c)) => self.matches_one(*c),
+            (
+                Token::Class {
+                    negated: false,
+                    ranges,
+                },
+                Token::Class {
+                    negated: false,
+                    ranges: theirs,
+                },
+            ) => theirs
+                .iter()
+                .all(|(lo, hi)| ranges.iter().any(|(l, h)| l <= lo && hi <= h)),
+            _ => self == other,
+        }
+    }
+
     fn matches_one(&self, c: char) -> bool {
         match self {
             Token::Literal(l) => *l == c,
@@ -166,6 +217,8 @@ fn parse_class(chars: &mut std::str::Chars<'_>) -> Option<Token> {
 /// A set of patterns: exact names are looked up in a hash set, wildcards tried in order.
 #[derive(Debug, Clone, Default)]
 pub struct PatternSet {
+    /// The patterns as written, in order: what posture checks name and compare.
+    written: Vec<String>,
     exact: HashSet<String>,
     globs: Vec<Glob>,
     match_all: bool,
@@ -177,6 +230,7 @@ impl PatternSet {
         let mut set = PatternSet::default();
         for (i, p) in patterns.iter().enumerate() {
             let glob = Glob::new(p.as_ref()).map_err(|e| (i, e))?;
+            set.written.push(p.as_ref().to_owned());
             if glob.tokens == [Token::AnyRun] {
                 set.match_all = true;
             } else if let Some(lit) = glob.as_literal() {
@@ -203,6 +257,16 @@ impl PatternSet {
     /// The names this set lists exactly (its patterns without wildcards).
     pub fn literals(&self) -> impl Iterator<Item = &str> {
         self.exact.iter().map(String::as_str)
+    }
+
+    /// The patterns as written (none for [`PatternSet::everything`]).
+    pub fn written(&self) -> &[String] {
+        &self.written
+    }
+
+    /// Whether every name matches (a `*` pattern, or [`PatternSet::everything`]).
+    pub fn matches_everything(&self) -> bool {
+        self.match_all
     }
 
     pub fn is_empty(&self) -> bool {
@@ -263,6 +327,42 @@ mod tests {
     }
 
     #[test]
+    fn covers_table() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("*", "db_*", true),
+            ("*", "", true),
+            ("db_*", "db_query", true),
+            ("db_*", "db_*", true),
+            ("db_*", "db_q*x?", true),
+            ("db_*", "db*", false),
+            ("db_*", "*", false),
+            ("d?_*", "db_*", true),
+            ("*_delete", "file_delete", true),
+            ("*_delete", "*_delete", true),
+            ("*_delete", "*delete", false),
+            ("[a-c]x", "bx", true),
+            ("[a-c]x", "[ab]x", true),
+            ("[a-c]x", "[a-d]x", false),
+            ("[a-c]x", "?x", false),
+            ("[!a]x", "[!a]x", true),
+            ("?", "[a-z]", true),
+            ("a*b*c", "a*b*c", true),
+            ("a*c", "a*b*c", true),
+            ("a*b*c", "a*c", false),
+            ("echo", "echo", true),
+            ("echo", "echo2", false),
+        ];
+        for (mine, theirs, want) in cases {
+            let (mine_glob, theirs_glob) = (Glob::new(mine).unwrap(), Glob::new(theirs).unwrap());
+            assert_eq!(
+                mine_glob.covers(&theirs_glob),
+                *want,
+                "{mine:?} covers {theirs:?}"
+            );
+        }
+    }
+
+    #[test]
     fn pattern_set_uses_exact_globs_and_wildcard() {
         let set = PatternSet::compile(&["echo", "db_*"]).unwrap();
         assert!(set.is_match("echo"));
@@ -271,5 +371,10 @@ mod tests {
         assert!(PatternSet::compile(&["*"]).unwrap().is_match("x"));
         assert!(PatternSet::compile::<&str>(&[]).unwrap().is_empty());
         assert_eq!(PatternSet::compile(&["ok", "["]).unwrap_err().0, 1);
+        assert_eq!(set.written(), ["echo", "db_*"]);
+        assert!(!set.matches_everything());
+        assert!(PatternSet::compile(&["a", "*"])
+            .unwrap()
+            .matches_everything());
     }
 }

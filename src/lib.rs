@@ -14,6 +14,7 @@ pub mod key_store;
 pub mod listfilter;
 pub mod observe;
 pub mod policy;
+pub mod posture;
 pub mod ratelimit;
 pub mod reject;
 pub mod revision;

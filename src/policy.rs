@@ -266,6 +266,16 @@ impl Policy {
         &self.arguments
     }
 
+    /// The rules in configuration order, the global rule (if any) first.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Whether the whole policy is in shadow mode (`policy.shadow`).
+    pub fn shadow(&self) -> bool {
+        self.shadow
+    }
+
     /// Tool names the rules list exactly: the tools metrics label by name.
     pub fn tool_literals(&self) -> impl Iterator<Item = String> + '_ {
         self.rules

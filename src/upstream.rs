@@ -151,6 +151,18 @@ fn header_value(value: &str) -> String {
 }
 
 impl Upstream {
+    /// Whether the client's credentials stay at the gateway (`remove_client_authorization`).
+    pub fn removes_client_credentials(&self) -> bool {
+        self.remove_client_authorization
+    }
+
+    /// Whether the upstream learns who called from any identity header.
+    pub fn carries_identity(&self) -> bool {
+        [&self.subject, &self.roles, &self.scopes, &self.method]
+            .iter()
+            .any(|h| h.is_some())
+    }
+
     /// Whether any cluster gets injected headers (only then is the cluster looked up).
     pub fn injects(&self) -> bool {
         !self.inject.is_empty()

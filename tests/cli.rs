@@ -63,12 +63,112 @@ fn call(id: u32, tool: &str) -> String {
 const POLICY: &str = r#"{"policy":{"allow":{"tools":["echo"]},"deny":{"tools":["delete_*"]},
     "rules":[{"name":"no-shell","deny":{"tools":["shell"]}}]}}"#;
 
+/// A configuration `check --strict` passes: authenticated callers, identity upstream, paths
+/// outside the endpoint refused, a limit on tools/call.
+fn clean() -> serde_json::Value {
+    json!({
+        "other_paths": "deny",
+        "auth": {"api_keys": {"keys": [{"name": "ci-bot", "sha256": SECRET_SHA256, "roles": ["ci"]}]}},
+        "upstream": {"identity_headers": {"subject": "x-mcp-subject"}},
+        "policy": {"rules": [{"name": "ci", "who": {"roles": ["ci"]}, "allow": {"tools": ["echo", "db_*"]}}]},
+        "rate_limits": {"limits": [{"name": "calls", "methods": ["tools/call"], "key": ["subject"], "bucket": {"capacity": 10}}]}
+    })
+}
+
+/// `check --strict --json` of `config`: the exit code and each finding as `check path`.
+fn posture(config: &serde_json::Value) -> (i32, Vec<String>) {
+    let (code, out, err) = run(
+        &["check", "--strict", "--json", "--config", "-"],
+        &config.to_string(),
+    );
+    assert!(err.is_empty(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    let lines = findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}",
+                f["check"].as_str().unwrap(),
+                f["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    (code, lines)
+}
+
 #[test]
 fn check_accepts_a_valid_configuration() {
-    let (code, out, err) = run(&["check", "--config", &file("ok.json", POLICY)], "");
+    let config = clean().to_string();
+    let (code, out, err) = run(&["check", "--config", &file("ok.json", &config)], "");
     assert_eq!((code, out.as_str(), err.as_str()), (0, "ok\n", ""));
-    let (code, out, _) = run(&["check", "--config", "-"], POLICY);
+    let (code, out, _) = run(&["check", "--strict", "--config", "-"], &config);
     assert_eq!((code, out.as_str()), (0, "ok\n"));
+    assert_eq!(posture(&clean()), (0, vec![]));
+}
+
+#[test]
+fn check_prints_warnings_and_fails_only_with_strict() {
+    let (code, out, err) = run(&["check", "--config", "-"], POLICY);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert_eq!(
+        out,
+        "warning: auth: every caller is anonymous: rules cannot tell callers apart; fix: add an auth section (jwt_providers, api_keys or peer_identity)\n\
+         warning: other_paths: requests to non-MCP paths pass uninspected; fix: make it \"deny\" and list the paths that must pass in pass_paths\n\
+         warning: rate_limits: no rate limit counts tools/call: one caller can call tools without bound; fix: add a limit with \"methods\": [\"tools/call\"] and \"key\": [\"subject\"]\n\
+         valid, 3 warnings\n"
+    );
+    let (code, strict, _) = run(&["check", "--config", "-", "--strict"], POLICY);
+    assert_eq!((code, strict), (2, out));
+    // An invalid configuration is an error, --strict or not.
+    let (code, out, err) = run(
+        &["check", "--strict", "--json", "--config", "-"],
+        r#"{"bogus":1}"#,
+    );
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(
+        err.starts_with("mcp-guard: invalid configuration: bogus: unknown field"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_reports_each_weakness_at_its_path() {
+    type Edit = fn(&mut serde_json::Value);
+    #[rustfmt::skip]
+    let cases: &[(Edit, &[&str])] = &[
+        (|c| { c.as_object_mut().unwrap().remove("auth"); c["policy"] = json!({}); },
+         &["anonymous-allow-all policy.allow", "no-auth auth"]),
+        (|c| c["auth"]["allow_anonymous"] = json!(true), &[]),
+        (|c| { c["auth"]["allow_anonymous"] = json!(true); c["policy"]["rules"][0] = json!({"name": "all", "allow": {"tools": ["*"]}}); },
+         &["anonymous-allow-all policy.rules[0].allow"]),
+        (|c| c["other_paths"] = json!("allow"), &["other-paths-allow other_paths"]),
+        (|c| c["policy"]["shadow"] = json!(true), &["shadow-mode policy.shadow"]),
+        (|c| c["policy"]["rules"][0]["shadow"] = json!(true), &["shadow-mode policy.rules[0].shadow"]),
+        (|c| c["policy"]["rules"][0]["who"] = json!({"roles": ["dev"]}), &["rule-never-applies policy.rules[0].who"]),
+        (|c| c["policy"]["rules"][0]["who"] = json!({"roles": ["ci"], "api_keys": ["cd-bot"]}),
+         &["selector-never-matches policy.rules[0].who.api_keys[0]"]),
+        (|c| c["policy"]["rules"][0]["who"] = json!({"roles": ["ci"], "api_keys": ["ci-*"]}), &[]),
+        (|c| c["policy"]["rules"].as_array_mut().unwrap().push(json!({"name": "empty"})), &["rule-decides-nothing policy.rules[1]"]),
+        (|c| c["policy"]["rules"][0]["deny"] = json!({"tools": ["db_*"]}), &["allow-shadowed-by-deny policy.rules[0].allow.tools[1]"]),
+        (|c| c["policy"]["rules"][0]["deny"] = json!({"tools": ["db_drop*"]}), &[]),
+        (|c| c["policy"]["deny"] = json!({"tools": ["*"]}),
+         &["allow-shadowed-by-deny policy.rules[0].allow.tools[0]", "allow-shadowed-by-deny policy.rules[0].allow.tools[1]"]),
+        (|c| { c.as_object_mut().unwrap().remove("upstream"); }, &["no-identity-headers upstream.identity_headers"]),
+        (|c| c["tools"] = json!({"pins": {"db": {"*": "trust_on_first_use"}}}), &["trust-on-first-use tools.pins.db.*"]),
+        (|c| c["tools"] = json!({"pins": {"db": {"*": "ab".repeat(32)}}}), &[]),
+        (|c| { c.as_object_mut().unwrap().remove("rate_limits"); }, &["no-tools-call-limit rate_limits"]),
+        (|c| c["rate_limits"]["limits"][0]["methods"] = json!(["tools/list"]), &["no-tools-call-limit rate_limits"]),
+        (|c| c["upstream"]["remove_client_authorization"] = json!(false),
+         &["credentials-forwarded upstream.remove_client_authorization"]),
+    ];
+    for (edit, want) in cases {
+        let mut config = clean();
+        edit(&mut config);
+        let (code, got) = posture(&config);
+        assert_eq!(got, *want, "{config}");
+        assert_eq!(code, if want.is_empty() { 0 } else { 2 }, "{config}");
+    }
 }
 
 #[test]

@@ -56,14 +56,16 @@ def sdk_outcome(line: dict[str, Any]) -> dict[str, Any]:
     return {"ok": False, "error": err}
 
 
-def raw(what: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+def raw(what: str, body: bytes, headers: dict[str, str] | None = None, path: str = "/mcp") -> httpx.Response:
+    """POST `body` as the CI bot (to `path` on the gateway) and show the gateway's answer."""
     headers = {"content-type": "application/json", "accept": "application/json, text/event-stream", "x-api-key": CI_KEY, **(headers or {})}
-    resp = httpx.post(MCP_URL, content=body, headers=headers, timeout=10)
+    resp = httpx.post(f"http://127.0.0.1:{PORTS['gateway']}{path}", content=body, headers=headers, timeout=10)
     if resp.headers.get("content-type") == "application/json" and resp.status_code >= 400:
         err = resp.json()["error"]
         show("raw HTTP", what, {"ok": False, "error": {**err, "http_status": resp.status_code}})
     else:
         show("raw HTTP", what, {"ok": True, "detail": f"HTTP {resp.status_code} from the MCP server"})
+    return resp
 
 
 def walk() -> None:
@@ -107,6 +109,29 @@ def walk() -> None:
     raw("gzip-encoded body", b"\x1f\x8b...", {"content-encoding": "gzip"})
     raw("a 2 MiB body", b'{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"echo","arguments":{"text":"' + b"x" * (2 << 20) + b'"}}}')
 
+    print('\n5. Rate limit "ci-calls": the CI bot may make 3 tool calls, then one every 20 s (its echo above was the first)')
+    for n in range(1, 4):
+        resp = raw(f"tools/call echo ({n})", json.dumps(call).encode(), {**stateless, "mcp-name": "echo"})
+        if resp.status_code == 429:
+            limit = resp.json()["error"]["data"]["limit"]
+            print(f"  {'':<57} Retry-After: {resp.headers.get('retry-after')}, limit {limit!r}, RateLimit: {resp.headers.get('ratelimit')}")
+            break
+
+    print("\n6. Path tricks: the endpoint is /mcp; other spellings of it do not bypass the policy")
+    delete = json.dumps(call).replace('"echo"', '"delete_file"').encode()
+    for path in ("/MCP/", "/mcp/"):
+        raw(f"POST {path} tools/call delete_file", delete, {**stateless, "mcp-name": "delete_file"}, path=path)
+
+
+def metrics() -> None:
+    """The gateway's own account of the walk: Envoy's Prometheus output, mcp-guard's series."""
+    print("\n7. The gateway's metrics for this walk (non-zero mcp_guard_* series of Envoy's /stats/prometheus, histogram buckets left out)")
+    text = httpx.get(f"http://127.0.0.1:{PORTS['admin']}/stats/prometheus", timeout=10).text
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series.startswith("mcp_guard_") and "_bucket{" not in series and float(value) != 0:
+            print(f"  {series} {value if float(value).is_integer() else f'{float(value):.1f}'}")
+
 
 def main() -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="mcp-guard-demo-"))
@@ -123,6 +148,7 @@ def main() -> int:
         print(f"  gateway {MCP_URL}  ->  replicas :{PORTS['replica-a']} and :{PORTS['replica-b']}, db_* tools -> :{PORTS['db']}")
         print(f"  policy and routing: envoy/demo.yaml   (logs, with Envoy's access log: {log_dir})")
         walk()
+        metrics()
         if os.environ.get("DEMO_EXIT") == "1":
             return 0
         print(f"\nThe gateway is running on {MCP_URL} (Envoy admin and /stats/prometheus on http://127.0.0.1:{PORTS['admin']}).")

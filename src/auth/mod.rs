@@ -205,6 +205,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// The configured API keys, if any.
+    pub(crate) fn api_keys(&self) -> Option<&ApiKeys> {
+        self.api_keys.as_ref()
+    }
+
     /// The request headers to copy into [`Credentials::headers`].
     pub fn header_names(&self) -> &[String] {
         &self.header_names

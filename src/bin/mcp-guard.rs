@@ -37,14 +37,17 @@ mod cli {
     use mcp_guard::toolstate::{NoTools, Record, ToolLookup, ToolStatus, ToolsConfig};
 
     const USAGE: &str = "\
-usage: mcp-guard check --config FILE
+usage: mcp-guard check --config FILE [--strict] [--json]
        mcp-guard explain --config FILE --request FILE [options]
        mcp-guard schema
        mcp-guard read FILE...
        mcp-guard pin [--answer FILE] [--upstream CLUSTER]
 
-  check     validate a filter configuration (the JSON of Envoy's `configuration` value);
-            prints `ok`, or the filter's error on stderr (exit 1)
+  check     validate a filter configuration (the JSON of Envoy's `configuration` value)
+            and report what weakens it: one `warning: PATH: problem; fix: …` line each,
+            then `ok` (none) or `valid, N warnings`; an invalid one prints the filter's
+            error on stderr (exit 1). --strict: exit 2 when there are warnings. --json:
+            one JSON object {\"findings\": [{check, path, problem, fix}…]} instead
   explain   run one POST request through the filter's gate and report the identity, the
             decision for each JSON-RPC message and, if refused, the exact response
             (exit 0: passes, 2: refused)
@@ -70,9 +73,9 @@ explain options:
                       only pins under \"*\" apply)
 
 FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration error,
-2 refused.";
+2 refused (explain) or warnings with --strict (check).";
 
-    /// Exit code of a request the filter would refuse.
+    /// Exit code of a request the filter would refuse, and of `check --strict` warnings.
     const REFUSED: u8 = 2;
 
     pub fn main() -> ExitCode {
@@ -113,13 +116,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
         };
         match command.as_str() {
             "-h" | "--help" | "help" => Err(Error::Help),
-            "check" => {
-                let options = Options::parse(rest, &["--config"])?;
-                options.require_config()?;
-                load_config(&options)?;
-                println!("ok");
-                Ok(ExitCode::SUCCESS)
-            }
+            "check" => check(rest),
             "explain" => explain(&Options::parse(
                 rest,
                 &[
@@ -147,6 +144,39 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
             "read" => read(rest),
             other => Err(usage(format!("unknown command {other:?}"))),
         }
+    }
+
+    /// `check`: validate, then the posture report (see `mcp_guard::posture`).
+    fn check(args: &[String]) -> Result<ExitCode, Error> {
+        let flag = |name: &str| args.iter().any(|a| a == name);
+        let (strict, json) = (flag("--strict"), flag("--json"));
+        let rest: Vec<String> = args
+            .iter()
+            .filter(|a| !matches!(a.as_str(), "--strict" | "--json"))
+            .cloned()
+            .collect();
+        let options = Options::parse(&rest, &["--config"])?;
+        options.require_config()?;
+        let (_, config) = load_config(&options)?;
+        let findings = mcp_guard::posture::report(&config);
+        if json {
+            let report = serde_json::json!({ "findings": findings });
+            println!("{report}");
+        } else {
+            for finding in &findings {
+                println!("{finding}");
+            }
+            match findings.len() {
+                0 => println!("ok"),
+                1 => println!("valid, 1 warning"),
+                n => println!("valid, {n} warnings"),
+            }
+        }
+        Ok(if strict && !findings.is_empty() {
+            ExitCode::from(REFUSED)
+        } else {
+            ExitCode::SUCCESS
+        })
     }
 
     /// The command-line options; which ones a command takes is checked by [`Options::parse`].

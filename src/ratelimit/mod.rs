@@ -196,6 +196,11 @@ impl Cost {
 }
 
 impl Limit {
+    /// Whether this limit counts messages of `method` (its `methods`; `tools` may narrow it).
+    pub fn counts_method(&self, method: &str) -> bool {
+        self.methods.is_match(method)
+    }
+
     fn applies(&self, message: &Message<'_>) -> bool {
         if message.kind == Kind::Response {
             return false;
