@@ -82,13 +82,14 @@ fuzz-smoke: fuzz-tool
 	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | grep -E 'stat::number_of_executed_units|Done [0-9]+ runs|ERROR|panicked|^error' \
 	    | sed "s/^/$$t: /"; done; rm -rf $$scratch
 
-## Longer fuzzing (FUZZ_SECONDS=600 per target): new inputs join the corpus, which is then
-## minimised (cargo fuzz cmin) so the committed corpus stays small.
-fuzz: FUZZ_SECONDS = 600
+## Deep fuzzing: FUZZ_RUNS executions per target (10 million; FUZZ_TARGETS picks targets); new
+## inputs join the corpus, which is then minimised (cargo fuzz cmin) so the committed corpus
+## stays small.
+FUZZ_RUNS ?= 10000000
 fuzz: fuzz-tool
 	cargo +nightly fuzz build --fuzz-dir $(FUZZ_DIR)
 	@set -eo pipefail; for t in $(FUZZ_TARGETS); do \
-	  cargo +nightly fuzz run --fuzz-dir $(FUZZ_DIR) $$t $(FUZZ_DIR)/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	  cargo +nightly fuzz run --fuzz-dir $(FUZZ_DIR) $$t $(FUZZ_DIR)/corpus/$$t -- -runs=$(FUZZ_RUNS) -print_final_stats=1 \
 	    2>&1 | grep -E 'stat::number_of_executed_units|Done [0-9]+ runs|ERROR|panicked|^error' | sed "s/^/$$t: /"; \
 	  cargo +nightly fuzz cmin --fuzz-dir $(FUZZ_DIR) $$t $(FUZZ_DIR)/corpus/$$t >/dev/null 2>&1; done
 
