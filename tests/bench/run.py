@@ -40,6 +40,7 @@ from harness import procs  # noqa: E402
 
 BENCH = procs.REPO / "envoy" / "bench"
 LUA = Path(__file__).resolve().parent / "mcp.lua"
+TRIVIAL = gw.WASM.with_name("trivial_filter.wasm")
 
 
 
@@ -52,6 +53,7 @@ class GatewaySpec:
     filter_config: dict | None = None  # replaces the config file's mcp-guard configuration
     log_level: str = "warning"  # Envoy's; audit lines are written at info
     flag: bool = True  # keep the Wasm filter's allow_on_headers_stop_iteration (Istio and Envoy Gateway cannot set it)
+    module: Path = gw.WASM  # the Wasm module the config loads
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ GATEWAYS = {
         GatewaySpec("A", "Envoy passthrough (router only; a token header is simply forwarded)", BENCH / "passthrough.yaml"),
         GatewaySpec("B", "Envoy's native chain: `envoy.filters.http.mcp` (reject_duplicate_keys) + `rbac` on the parsed tool name", BENCH / "native.yaml"),
         GatewaySpec("C", "Envoy + mcp-guard with the same tool allowlist", BENCH / "guard.yaml"),
+        GatewaySpec("T", "the Wasm floor: a trivial Rust proxy-wasm filter that holds the request, copies the body once and parses it with serde_json",
+                    BENCH / "trivial.yaml", module=TRIVIAL),
         GatewaySpec("B-jwt", "B with `envoy.filters.http.jwt_authn` first (jwt_cache_config: 1024 entries)", BENCH / "native-jwt.yaml", auth=True),
         GatewaySpec("C-jwt", "C with a JWT provider in mcp-guard's `auth` (its per-worker cache: 1024 entries)", BENCH / "guard-jwt.yaml", auth=True),
         GatewaySpec("C-100", "C with the allowlist spread over 100 rules that all apply (each with allow and deny patterns)", BENCH / "guard.yaml",
@@ -162,6 +166,8 @@ GROUPS = (
             Workload("jwt-eddsa-nocache", 32, "call300", "eddsa"),
         ),
     ),
+    # The Wasm floor: the "B" column holds the trivial filter, so C/B is mcp-guard against it.
+    Group(("A", "T", "C"), (Workload("call300", 32), Workload("call300", 1), Workload("list", 32))),
     # Features against plain C: the "B" column holds C, so C/B is the feature's own cost.
     Group(("A", "C", "C-100"), (Workload("call300", 32), Workload("denied", 32, denied=True))),
     Group(("A", "C", "C-audit"), (Workload("call300", 32),)),
@@ -228,7 +234,7 @@ def rewrite(spec: GatewaySpec, port: int, admin_port: int, upstream_port: int, o
         for hf in f["typed_config"].get("http_filters", []):
             vm = hf.get("typed_config", {}).get("config", {}).get("vm_config")
             if vm:
-                vm["code"]["local"]["filename"] = str(gw.WASM)
+                vm["code"]["local"]["filename"] = str(spec.module)
                 if not spec.flag:
                     del hf["typed_config"]["config"]["allow_on_headers_stop_iteration"]
                 if spec.filter_config is not None:
@@ -347,7 +353,7 @@ def check_decisions(gateways: list[Gateway], token_files: dict[str, Path]) -> li
     forged = f"{head_payload}.{tokens['rs256'][1].rsplit('.', 1)[1]}"  # another token's signature
     for g in gateways:
         bearer = valid if g.spec.auth else None
-        cases = [("echo", bearer, 200), ("delete_file", bearer, 200 if g.key == "A" else 403)]
+        cases = [("echo", bearer, 200), ("delete_file", bearer, 200 if g.key in ("A", "T") else 403)]
         if g.spec.auth:
             cases += [("echo", None, 401), ("echo", forged, 401)]
             cases += [("echo", ts[0], 200) for ts in tokens.values()]
