@@ -17,6 +17,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod reject;
 pub mod revision;
+pub mod revisions;
 pub mod shared_store;
 pub mod tooldef;
 pub mod toolstate;
