@@ -12,6 +12,7 @@ pub mod glob;
 pub mod jsonrpc;
 pub mod key_store;
 pub mod listfilter;
+pub mod mcp_param;
 pub mod observe;
 pub mod policy;
 pub mod ratelimit;
