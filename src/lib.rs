@@ -14,6 +14,7 @@ pub mod key_store;
 pub mod listfilter;
 pub mod mcp_param;
 pub mod observe;
+pub mod ownership;
 pub mod policy;
 pub mod ratelimit;
 pub mod reject;
