@@ -6,6 +6,7 @@
 pub mod arguments;
 pub mod auth;
 pub mod authn;
+pub mod cachescope;
 pub mod config;
 pub mod gate;
 pub mod glob;
@@ -21,6 +22,7 @@ pub mod reject;
 pub mod revision;
 pub mod revisions;
 pub mod shared_store;
+pub mod subscriptions;
 pub mod tooldef;
 pub mod toolstate;
 pub mod upstream;
