@@ -314,7 +314,10 @@ mod tests {
         }
     }
 
-    fn check(args: Option<&str>, headers: &[(&str, &[u8])]) -> Result<(), String> {
+    /// Request headers as the host hands them over: lower-case names, byte values.
+    type Headers<'a> = &'a [(&'a str, &'a [u8])];
+
+    fn check(args: Option<&str>, headers: Headers<'_>) -> Result<(), String> {
         let headers: Vec<(String, Vec<u8>)> = headers
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_vec()))
@@ -326,7 +329,7 @@ mod tests {
 
     #[test]
     fn headers_agree_with_arguments() {
-        let ok: &[(Option<&str>, &[(&str, &[u8])])] = &[
+        let ok: &[(Option<&str>, Headers<'_>)] = &[
             (None, &[]),
             (Some(r#"{"query":"x"}"#), &[]),
             (Some(r#"{"region":null}"#), &[]),
@@ -376,7 +379,7 @@ mod tests {
 
     #[test]
     fn disagreements_name_the_header() {
-        let bad: &[(Option<&str>, &[(&str, &[u8])], &str)] = &[
+        let bad: &[(Option<&str>, Headers<'_>, &str)] = &[
             (
                 Some(r#"{"region":"us"}"#),
                 &[],
