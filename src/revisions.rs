@@ -95,15 +95,10 @@ use Revision::{R2024_11_05 as FIRST, R2025_11_25 as SESSIONS_END, R2026_07_28 as
 /// Client-to-server methods whose existence or params differ between revisions, or that
 /// `Mcp-Name` mirrors. Tasks: 2025-11-25 (experimental) has get, result, list and cancel;
 /// 2026-07-28 (SEP-2663) has get, update and cancel, routed by `Mcp-Name: <taskId>`.
+#[rustfmt::skip]
 const METHODS: &[Method] = &[
     method("initialize", FIRST, SESSIONS_END, None, false),
-    method(
-        "notifications/initialized",
-        FIRST,
-        SESSIONS_END,
-        None,
-        false,
-    ),
+    method("notifications/initialized", FIRST, SESSIONS_END, None, false),
     method("ping", FIRST, SESSIONS_END, None, false),
     method("logging/setLevel", FIRST, SESSIONS_END, None, false),
     method("server/discover", LAST, LAST, None, false),
@@ -111,35 +106,11 @@ const METHODS: &[Method] = &[
     method("tools/call", FIRST, LAST, Some(Param::Name), true),
     method("prompts/get", FIRST, LAST, Some(Param::Name), true),
     method("resources/read", FIRST, LAST, Some(Param::Uri), true),
-    method(
-        "resources/subscribe",
-        FIRST,
-        SESSIONS_END,
-        Some(Param::Uri),
-        false,
-    ),
-    method(
-        "resources/unsubscribe",
-        FIRST,
-        SESSIONS_END,
-        Some(Param::Uri),
-        false,
-    ),
+    method("resources/subscribe", FIRST, SESSIONS_END, Some(Param::Uri), false),
+    method("resources/unsubscribe", FIRST, SESSIONS_END, Some(Param::Uri), false),
     method("tasks/get", SESSIONS_END, LAST, Some(Param::TaskId), true),
-    method(
-        "tasks/cancel",
-        SESSIONS_END,
-        LAST,
-        Some(Param::TaskId),
-        true,
-    ),
-    method(
-        "tasks/result",
-        SESSIONS_END,
-        SESSIONS_END,
-        Some(Param::TaskId),
-        false,
-    ),
+    method("tasks/cancel", SESSIONS_END, LAST, Some(Param::TaskId), true),
+    method("tasks/result", SESSIONS_END, SESSIONS_END, Some(Param::TaskId), false),
     method("tasks/list", SESSIONS_END, SESSIONS_END, None, false),
     method("tasks/update", LAST, LAST, Some(Param::TaskId), true),
 ];
