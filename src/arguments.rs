@@ -232,7 +232,7 @@ pub(crate) fn parse_pointer(pointer: &str) -> Result<Vec<String>, &'static str> 
 
 /// One decoded value at a pointer, or an array element.
 #[derive(Debug, Clone, PartialEq)]
-enum Item<'a> {
+pub(crate) enum Item<'a> {
     String(Cow<'a, str>),
     /// The number's text, as sent.
     Number(&'a str),
@@ -244,7 +244,7 @@ enum Item<'a> {
 
 /// What a pointer finds in the arguments.
 #[derive(Debug, Clone, PartialEq)]
-enum Found<'a> {
+pub(crate) enum Found<'a> {
     Absent,
     One(Item<'a>),
     Array(Vec<Item<'a>>),
@@ -413,7 +413,7 @@ fn quote_limit(text: &str) -> Cow<'_, str> {
 }
 
 /// Walks `tokens` from the value at the cursor, consuming that whole value.
-fn find<'a>(r: &mut Reader<'a>, tokens: &[String]) -> Result<Found<'a>, SyntaxError> {
+pub(crate) fn find<'a>(r: &mut Reader<'a>, tokens: &[String]) -> Result<Found<'a>, SyntaxError> {
     let Some((token, rest)) = tokens.split_first() else {
         return read_target(r);
     };

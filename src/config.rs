@@ -13,6 +13,7 @@ use crate::arguments::{self, ArgumentsDto};
 use crate::auth::{AuthDto, Authenticator, Provider};
 use crate::glob::{Glob, GlobError, PatternSet};
 use crate::observe::{AuditDto, MetricsDto, Observe};
+use crate::ownership::{Ownership, OwnershipDto};
 use crate::policy::{
     Lists, Policy, Rule, Selector, Who, GLOBAL_RULE, PROMPT_METHODS, RESOURCE_METHODS, TOOL_METHODS,
 };
@@ -79,6 +80,7 @@ struct ConfigDto {
     tools: ToolsDto,
     #[serde(default)]
     rate_limits: RateLimitsDto,
+    ownership: Option<OwnershipDto>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -192,6 +194,8 @@ pub struct Config {
     pub learns_tools: bool,
     /// Token buckets approved requests take from; empty: no limits, no cost.
     pub rate_limits: RateLimits,
+    /// Task and session ids sealed to their owner; `None`: ids pass as the upstream made them.
+    pub ownership: Option<Ownership>,
     /// Something keys on the route's cluster (learned tools, rate-limit keys, injected
     /// headers, the audit line): the glue reads it once, after routing.
     pub needs_upstream: bool,
@@ -315,6 +319,7 @@ impl ConfigDto {
             upstream,
             observe,
             rate_limits,
+            ownership: self.ownership.map(|o| o.compile("ownership")).transpose()?,
         })
     }
 }
@@ -611,11 +616,11 @@ mod tests {
             (r#"{"endpoints":[]}"#, "endpoints: at least one MCP endpoint path is required"),
             (r#"{"endpoints":["/mcp","mcp"]}"#, "endpoints[1]: path \"mcp\" must start with '/'"),
             (r#"{"other_paths":"maybe"}"#, "other_paths: unknown variant `maybe`, expected `allow` or `deny` at line 1 column 22"),
-            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `hold`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits` at line 1 column 8"),
+            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `hold`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `ownership` at line 1 column 8"),
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
             // Found by the config fuzz target: an empty key once gave an empty path.
-            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `hold`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits` at line 1 column 3"),
+            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `hold`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `ownership` at line 1 column 3"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),
             (r#"{"policy":{"rules":[{"name":"a","who":{"roles":["ok","["]}}]}}"#, r#"policy.rules[0].who.roles[1]: invalid pattern "[": unclosed or empty '['"#),
             (r#"{"policy":{"rules":[{"name":"a"},{"name":"b"},{"name":"c","allow":{"tools":["["]}}]}}"#, r#"policy.rules[2].allow.tools[0]: invalid pattern "[": unclosed or empty '['"#),

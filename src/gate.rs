@@ -6,7 +6,7 @@
 
 use crate::auth::Identity;
 use crate::config::{Access, Config};
-use crate::jsonrpc::{parse_body, Body, BodyError, Message, Seen, Target};
+use crate::jsonrpc::{parse_body_for, Body, BodyError, Message, Seen, Target};
 use crate::listfilter::ListRequest;
 use crate::policy::{Applicable, Decision};
 use crate::ratelimit::{Charge, KeyContext};
@@ -263,7 +263,7 @@ impl<'c> Gate<'c> {
             }
             BodyRule::JsonRpc => {}
         }
-        let parsed = parse_body(body).map_err(|e| match e {
+        let parsed = parse_body_for(body, head.routing.revision()).map_err(|e| match e {
             BodyError::Parse(reason) => Rejection::new(Code::ParseError, reason),
             BodyError::InvalidRequest { reason, id } => {
                 Rejection::new(Code::InvalidRequest, reason).with_id(id.as_deref())
@@ -668,6 +668,35 @@ mod tests {
                 .code,
             Code::InvalidRequest
         );
+    }
+
+    #[test]
+    fn methods_a_revision_removed_reach_the_server() {
+        let config = Config::from_json(b"{}").unwrap();
+        let gate = Gate { config: &config };
+        let anon = &Identity::anonymous();
+        let stateless = head(
+            "POST",
+            "/mcp",
+            &[
+                ("content-type", "application/json"),
+                ("mcp-protocol-version", "2026-07-28"),
+                ("mcp-method", "resources/subscribe"),
+                // Unknown Mcp-Param headers are the server's business.
+                ("mcp-param-region", "=?base64?not base64"),
+            ],
+            false,
+        );
+        let subscribe = br#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        assert!(gate
+            .on_body(BodyRule::JsonRpc, &stateless, anon, subscribe, &NoTools)
+            .is_ok());
+        let session = head("POST", "/mcp", JSON, false);
+        let old = br#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{}}"#;
+        let r = gate
+            .on_body(BodyRule::JsonRpc, &session, anon, old, &NoTools)
+            .unwrap_err();
+        assert_eq!(r.code, Code::InvalidParams);
     }
 
     #[test]

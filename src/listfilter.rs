@@ -98,6 +98,7 @@ pub fn visible(rules: &Applicable<'_>, kind: ListKind, value: &str, hints: &Effe
         meta_protocol_version: None,
         initialize_protocol_version: None,
         arguments: None,
+        task_id: None,
     };
     match rules.decide(&message, hints) {
         Decision::Denied { rule: None, .. } => kind == ListKind::Templates,

@@ -81,7 +81,7 @@ impl Outcome {
     pub fn of_rejection(code: Code) -> Outcome {
         match code {
             Code::Unauthenticated => Outcome::DeniedAuth,
-            Code::Forbidden => Outcome::DeniedPolicy,
+            Code::Forbidden | Code::SessionNotFound => Outcome::DeniedPolicy,
             Code::RateLimited => Outcome::DeniedLimit,
             Code::ParseError
             | Code::InvalidRequest
@@ -111,6 +111,7 @@ pub fn reason_label(code: Code) -> &'static str {
         Code::Unavailable => "unavailable",
         Code::BadGateway => "bad_gateway",
         Code::RateLimited => "rate_limited",
+        Code::SessionNotFound => "session_not_found",
     }
 }
 

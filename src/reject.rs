@@ -34,11 +34,13 @@ pub enum Code {
     BadGateway,
     /// A rate limit refuses the call (or cannot be checked and is configured to refuse).
     RateLimited,
+    /// The `Mcp-Session-Id` is not one this caller owns: 404 makes the client start anew.
+    SessionNotFound,
 }
 
 impl Code {
     /// Every code, for tables and tests that must cover them all.
-    pub const ALL: [Code; 13] = [
+    pub const ALL: [Code; 14] = [
         Code::ParseError,
         Code::InvalidRequest,
         Code::InvalidParams,
@@ -52,13 +54,14 @@ impl Code {
         Code::Unavailable,
         Code::BadGateway,
         Code::RateLimited,
+        Code::SessionNotFound,
     ];
 
     /// The JSON-RPC `error.code`.
     pub fn json_rpc(self) -> i32 {
         match self {
             Code::ParseError => -32700,
-            Code::InvalidRequest => -32600,
+            Code::InvalidRequest | Code::SessionNotFound => -32600,
             Code::InvalidParams => -32602,
             Code::HeaderMismatch => -32020,
             Code::Unauthenticated => -32001,
@@ -80,6 +83,7 @@ impl Code {
             | Code::HeaderMismatch => 400,
             Code::Unauthenticated => 401,
             Code::Forbidden => 403,
+            Code::SessionNotFound => 404,
             Code::MethodNotAllowed => 405,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
@@ -106,6 +110,7 @@ impl Code {
             Code::Internal => "Internal error",
             Code::Unavailable => "Service unavailable",
             Code::BadGateway => "Bad gateway",
+            Code::SessionNotFound => "Session not found",
         }
     }
 }
@@ -259,6 +264,7 @@ mod tests {
             (Code::Unavailable, -32603, 503),
             (Code::BadGateway, -32603, 502),
             (Code::RateLimited, -32029, 429),
+            (Code::SessionNotFound, -32600, 404),
         ];
         assert_eq!(table.len(), Code::ALL.len());
         for (code, rpc, http) in table {

@@ -10,9 +10,7 @@
 use base64::Engine;
 
 use crate::jsonrpc::{Body, Message, Target};
-
-/// Revisions that carry per-request `_meta` and routing headers instead of a session.
-pub const STATELESS_REVISIONS: &[&str] = &["2026-07-28"];
+use crate::revisions::{mirrored_param, requires_routing_headers, Param, Revision};
 
 /// One routing header as received: absent, once, or repeated (always ambiguous).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,6 +53,19 @@ impl RoutingHeaders {
             _ => {}
         }
     }
+
+    /// The revision `MCP-Protocol-Version` names, if it was sent once.
+    pub fn revision(&self) -> Option<&str> {
+        match &self.protocol_version {
+            Header::One(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Whether requests of `revision` must carry the routing headers.
+fn stateless(revision: &str) -> bool {
+    Revision::parse(revision).is_some_and(requires_routing_headers)
 }
 
 /// The revision a message declares in its body (`_meta`, or `initialize` params).
@@ -96,9 +107,9 @@ fn check_version(message: &Message<'_>, headers: &RoutingHeaders) -> Result<(), 
         (Some(meta), Header::One(h)) if meta != h => Err(format!(
             "MCP-Protocol-Version header {h:?} does not match the body's protocol version {meta:?}"
         )),
-        (Some(meta), Header::Absent) if STATELESS_REVISIONS.contains(&meta.as_ref()) => Err(
-            format!("MCP-Protocol-Version header is required for protocol version {meta:?}"),
-        ),
+        (Some(meta), Header::Absent) if stateless(meta) => Err(format!(
+            "MCP-Protocol-Version header is required for protocol version {meta:?}"
+        )),
         _ => Ok(()),
     }
 }
@@ -108,11 +119,8 @@ fn check_message(message: &Message<'_>, headers: &RoutingHeaders) -> Result<(), 
     let revision = message
         .meta_protocol_version
         .as_deref()
-        .or(match &headers.protocol_version {
-            Header::One(v) => Some(v.as_str()),
-            _ => None,
-        });
-    let stateless = revision.is_some_and(|r| STATELESS_REVISIONS.contains(&r));
+        .or(headers.revision());
+    let stateless = revision.is_some_and(stateless);
 
     match (&headers.method, message.method.as_deref()) {
         (Header::One(h), Some(m)) if h == m => {}
@@ -132,31 +140,31 @@ fn check_message(message: &Message<'_>, headers: &RoutingHeaders) -> Result<(), 
         _ => {}
     }
 
-    // Python's and TypeScript's SDKs mirror names for these three methods only.
-    let named = match (&message.target, message.method.as_deref()) {
-        (Some(t), Some("tools/call" | "prompts/get" | "resources/read")) => Some(t),
-        _ => None,
+    // The name, URI or task id the revision table says `Mcp-Name` mirrors.
+    let named = match message.method.as_deref().and_then(mirrored_param) {
+        Some(Param::TaskId) => message.task_id.as_deref().map(|v| ("taskId", v)),
+        Some(_) => message
+            .target
+            .as_ref()
+            .map(|t| (target_field(t), t.value())),
+        None => None,
     };
     match (&headers.name, named) {
-        (Header::One(h), Some(target)) => {
+        (Header::One(h), Some((field, value))) => {
             let decoded = decode_header_value(h)
                 .ok_or_else(|| "Mcp-Name header carries a malformed base64 value".to_owned())?;
-            if decoded != target.value() {
+            if decoded != value {
                 return Err(format!(
-                    "Mcp-Name header {decoded:?} does not match the body's {} {:?}",
-                    target_field(target),
-                    target.value()
+                    "Mcp-Name header {decoded:?} does not match the body's {field} {value:?}"
                 ));
             }
         }
         (Header::One(_), None) => {
             return Err("Mcp-Name header was sent for a method that has no name".into())
         }
-        (_, Some(target)) if stateless => {
+        (_, Some((field, value))) if stateless => {
             return Err(format!(
-                "Mcp-Name header is required (body {} {:?})",
-                target_field(target),
-                target.value()
+                "Mcp-Name header is required (body {field} {value:?})"
             ))
         }
         _ => {}
@@ -200,6 +208,7 @@ mod tests {
     }
 
     const STATELESS_CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    const STATELESS_TASK: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"t-1","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
     const SESSION_CALL: &str =
         r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
 
@@ -286,6 +295,18 @@ mod tests {
                 r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"demo://ä"}}"#,
                 &[("mcp-name", "=?base64?ZGVtbzovL8Ok?=")],
                 None,
+            ),
+            // Tasks are routed by their id.
+            (STATELESS_TASK, &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tasks/get"), ("mcp-name", "t-1")], None),
+            (
+                STATELESS_TASK,
+                &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tasks/get")],
+                Some("Mcp-Name header is required (body taskId \"t-1\")"),
+            ),
+            (
+                STATELESS_TASK,
+                &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tasks/get"), ("mcp-name", "t-2")],
+                Some("Mcp-Name header \"t-2\" does not match the body's taskId \"t-1\""),
             ),
         ];
         for (body, pairs, want) in cases {

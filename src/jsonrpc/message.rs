@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use super::reader::{Reader, SyntaxError};
+use crate::revisions::{self, Param, Revision};
 
 /// Key in `params._meta` that carries the protocol revision of a stateless (2026-07-28) request.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -58,6 +59,8 @@ pub struct Message<'a> {
     pub initialize_protocol_version: Option<Cow<'a, str>>,
     /// Byte range of `params.arguments` in the body, for later, targeted reads.
     pub arguments: Option<Range<usize>>,
+    /// `params.taskId` of a method that names a task (`tasks/get`, `tasks/cancel`, ...).
+    pub task_id: Option<Cow<'a, str>>,
 }
 
 /// What the gate reports about a message after deciding: its method and target, owned.
@@ -125,6 +128,14 @@ impl From<SyntaxError> for BodyError {
 
 /// Parses and classifies a POST body.
 pub fn parse_body(body: &[u8]) -> Result<Body<'_>, BodyError> {
+    parse_body_for(body, None)
+}
+
+/// Parses and classifies a POST body whose `MCP-Protocol-Version` header is `header`: a
+/// message's params are required as the revision it declares (its `_meta`, else the
+/// header) defines its method (see [`crate::revisions`]).
+pub fn parse_body_for<'b>(body: &'b [u8], header: Option<&str>) -> Result<Body<'b>, BodyError> {
+    let header = header.and_then(Revision::parse);
     if body.starts_with(b"\xEF\xBB\xBF") {
         return Err(BodyError::Parse("byte order mark before JSON".into()));
     }
@@ -135,14 +146,14 @@ pub fn parse_body(body: &[u8]) -> Result<Body<'_>, BodyError> {
             let mut first = true;
             let mut members = Vec::new();
             while r.next_element(&mut first)? {
-                members.push(read_member(&mut r, Some(members.len()))?);
+                members.push(read_member(&mut r, Some(members.len()), header)?);
             }
             if members.is_empty() {
                 return Err(invalid(None, "empty batch".into()));
             }
             Body::Batch(members)
         }
-        Some(b'{') => Body::Single(read_member(&mut r, None)?),
+        Some(b'{') => Body::Single(read_member(&mut r, None, header)?),
         _ => {
             r.skip_value()?;
             r.finish()?;
@@ -190,6 +201,7 @@ struct Params<'a> {
     uri: Field<'a>,
     protocol_version: Field<'a>,
     meta_protocol_version: Field<'a>,
+    task_id: Field<'a>,
     arguments: Option<Range<usize>>,
 }
 
@@ -212,8 +224,13 @@ impl<'a> Keys<'a> {
     }
 }
 
-/// Reads one message object; `index` is its position in a batch, for error reasons.
-fn read_member<'a>(r: &mut Reader<'a>, index: Option<usize>) -> Result<Message<'a>, BodyError> {
+/// Reads one message object; `index` is its position in a batch, for error reasons;
+/// `header` the revision the request's header declares.
+fn read_member<'a>(
+    r: &mut Reader<'a>,
+    index: Option<usize>,
+    header: Option<Revision>,
+) -> Result<Message<'a>, BodyError> {
     let at = |what: String| match index {
         Some(i) => format!("batch[{i}]: {what}"),
         None => what,
@@ -298,14 +315,32 @@ fn read_member<'a>(r: &mut Reader<'a>, index: Option<usize>) -> Result<Message<'
         _ => None,
     };
     let params = params.unwrap_or_default();
-    let target = match method.as_deref() {
-        Some("tools/call") => Some(Target::Tool(required(params.name, "name", id_text, &at)?)),
-        Some("prompts/get") => Some(Target::Prompt(required(params.name, "name", id_text, &at)?)),
-        Some("resources/read" | "resources/subscribe" | "resources/unsubscribe") => {
-            Some(Target::Resource(required(params.uri, "uri", id_text, &at)?))
-        }
+    let revision = match &params.meta_protocol_version {
+        Field::Str(v) => Revision::parse(v),
         _ => None,
+    }
+    .or(header);
+    let method_name = method.as_deref().unwrap_or_default();
+    let needs = revisions::required_param(revision, method_name);
+    let param = |field, param: Param| match (field, needs) {
+        (Field::Str(v), _) => Ok(Some(v)),
+        (_, Some(_)) => Err(BodyError::InvalidParams {
+            reason: at(format!("params.{} must be a string", param.key())),
+            id: id_text.map(str::to_owned),
+        }),
+        // The revision has no such method: its server answers it.
+        (_, None) => Ok(None),
     };
+    let (mut target, mut task_id) = (None, None);
+    match (revisions::target_param(method_name), method_name) {
+        (Some(Param::Name), "prompts/get") => {
+            target = param(params.name, Param::Name)?.map(Target::Prompt)
+        }
+        (Some(Param::Name), _) => target = param(params.name, Param::Name)?.map(Target::Tool),
+        (Some(Param::Uri), _) => target = param(params.uri, Param::Uri)?.map(Target::Resource),
+        (Some(Param::TaskId), _) => task_id = param(params.task_id, Param::TaskId)?,
+        (None, _) => {}
+    }
     let initialize_protocol_version = match (method.as_deref(), params.protocol_version) {
         (Some("initialize"), Field::Str(v)) => Some(v),
         _ => None,
@@ -328,22 +363,8 @@ fn read_member<'a>(r: &mut Reader<'a>, index: Option<usize>) -> Result<Message<'
         meta_protocol_version,
         initialize_protocol_version,
         arguments: params.arguments,
+        task_id,
     })
-}
-
-fn required<'a>(
-    field: Field<'a>,
-    name: &str,
-    id: Option<&str>,
-    at: &dyn Fn(String) -> String,
-) -> Result<Cow<'a, str>, BodyError> {
-    match field {
-        Field::Str(v) => Ok(v),
-        _ => Err(BodyError::InvalidParams {
-            reason: at(format!("params.{name} must be a string")),
-            id: id.map(str::to_owned),
-        }),
-    }
 }
 
 /// Reads an `id`; returns its span and whether MCP accepts it (a string or an integer).
@@ -398,6 +419,7 @@ fn read_params<'a>(
             "name" => p.name = Field::read(r)?,
             "uri" => p.uri = Field::read(r)?,
             "protocolVersion" => p.protocol_version = Field::read(r)?,
+            "taskId" => p.task_id = Field::read(r)?,
             "_meta" => {
                 read_object(r, "params._meta", duplicate, |r, key, _| {
                     if key == META_PROTOCOL_VERSION {
@@ -610,6 +632,48 @@ mod tests {
                 _ => panic!("{text}: unexpected {got:?}"),
             }
         }
+    }
+
+    #[test]
+    fn params_are_required_as_the_declared_revision_defines_the_method() {
+        let meta = |v: &str| format!(r#""_meta":{{"{META_PROTOCOL_VERSION}":"{v}"}}"#);
+        // Removed in 2026-07-28: the server answers "method not found", not the gateway.
+        for method in ["resources/subscribe", "resources/unsubscribe"] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{{}}}}}"#,
+                meta("2026-07-28")
+            );
+            assert_eq!(one(&body).target, None, "{body}");
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}"}}"#);
+            assert!(matches!(
+                parse_body_for(body.as_bytes(), Some("2026-07-28")),
+                Ok(Body::Single(Message { target: None, .. }))
+            ));
+            // Older or unknown revisions still need the uri.
+            for header in [Some("2025-11-25"), Some("1999-01-01"), None] {
+                assert!(matches!(
+                    parse_body_for(body.as_bytes(), header),
+                    Err(BodyError::InvalidParams { .. })
+                ));
+            }
+        }
+        // A uri that is sent is still judged by the policy.
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{{"uri":"a://b",{}}}}}"#,
+            meta("2026-07-28")
+        );
+        assert_eq!(one(&body).target, Some(Target::Resource("a://b".into())));
+        // Tasks name their task.
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tasks/cancel","params":{{"taskId":"t\u002d1",{}}}}}"#,
+            meta("2026-07-28")
+        );
+        assert_eq!(one(&body).task_id.as_deref(), Some("t-1"));
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":7}}"#;
+        assert!(matches!(
+            parse(body),
+            Err(BodyError::InvalidParams { reason, .. }) if reason == "params.taskId must be a string"
+        ));
     }
 
     #[test]

@@ -6,6 +6,6 @@ mod message;
 mod reader;
 
 pub use message::{
-    parse_body, Body, BodyError, Kind, Message, Seen, Target, META_PROTOCOL_VERSION,
+    parse_body, parse_body_for, Body, BodyError, Kind, Message, Seen, Target, META_PROTOCOL_VERSION,
 };
 pub use reader::{Reader, SyntaxError, MAX_DEPTH};
