@@ -12,6 +12,7 @@ use crate::policy::{Applicable, Decision};
 use crate::ratelimit::{Charge, KeyContext};
 use crate::reject::{Code, Rejection};
 use crate::revision::{check_headers, RoutingHeaders};
+use crate::subscriptions::{check_listen, LISTEN};
 use crate::toolstate::{ToolLookup, ToolStatus};
 
 /// The request head as the gate sees it: the few fields it decides on, parsed once, and
@@ -116,6 +117,8 @@ pub struct Approved<'p> {
     /// The decision on each message, with what the message was, in body order.
     pub decisions: Vec<(Seen, Decision<'p>)>,
     pub list: Option<ListRequest>,
+    /// A single `subscriptions/listen`: its stream is filtered event by event for the caller.
+    pub listen: bool,
     pub charges: Vec<Charge>,
     /// The single request's `id` as JSON text, for a rate-limit refusal (only with charges).
     pub id: Option<String>,
@@ -314,6 +317,11 @@ impl<'c> Gate<'c> {
                 },
             )
             .collect::<Result<Vec<_>, _>>()?;
+        // A listen stream follows resources: the caller must be able to read each of them.
+        let listen = matches!(messages, Body::Single(m) if m.method.as_deref() == Some(LISTEN));
+        if listen {
+            check_listen(&rules, body, id)?;
+        }
         let limits = &self.config.rate_limits;
         let charges = if limits.is_empty() {
             Vec::new()
@@ -331,6 +339,7 @@ impl<'c> Gate<'c> {
         Ok(Approved {
             decisions,
             list,
+            listen,
             id: id.filter(|_| !charges.is_empty()).map(str::to_owned),
             charges,
         })

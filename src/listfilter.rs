@@ -346,6 +346,24 @@ impl SseFramer {
     }
 }
 
+/// The data of one raw event (its `data` lines joined by newlines); `None` when it has none
+/// (a comment or a priming event).
+pub fn event_data(event: &[u8]) -> Option<Vec<u8>> {
+    let mut data: Option<Vec<u8>> = None;
+    for (line, _) in split_lines(event) {
+        if let Some(value) = data_value(line) {
+            match &mut data {
+                Some(data) => {
+                    data.push(b'\n');
+                    data.extend_from_slice(value);
+                }
+                None => data = Some(value.to_vec()),
+            }
+        }
+    }
+    data
+}
+
 /// Rewrites one raw event if its data is the answer `filter` rewrites; `None` leaves it.
 ///
 /// A rewritten event keeps every non-`data` line (fields, comments) verbatim and in place;
@@ -356,21 +374,7 @@ pub fn rewrite_event(
     filter: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
 ) -> Option<Vec<u8>> {
     let lines = split_lines(event);
-    let mut data: Vec<u8> = Vec::new();
-    let mut any = false;
-    for (line, _) in &lines {
-        if let Some(value) = data_value(line) {
-            if any {
-                data.push(b'\n');
-            }
-            data.extend_from_slice(value);
-            any = true;
-        }
-    }
-    if !any {
-        return None;
-    }
-    let rewritten = filter(&data)?;
+    let rewritten = filter(&event_data(event)?)?;
     let newline: &[u8] = lines.first().map_or(b"\n", |(_, end)| end);
     let newline = if newline.is_empty() { b"\n" } else { newline };
     let mut out = Vec::with_capacity(event.len());

@@ -19,6 +19,9 @@ use crate::policy::Applicable;
 use crate::reject::{Code, Rejection};
 use crate::tooldef::Hints;
 
+/// The method that opens a subscription stream.
+pub const LISTEN: &str = "subscriptions/listen";
+
 /// Whether the caller with `rules` may read the resource `uri`.
 fn may_read(rules: &Applicable<'_>, uri: &str) -> bool {
     visible(rules, ListKind::Resources, uri, &Hints::UNKNOWN.effective())

@@ -14,6 +14,7 @@ use super::host;
 use super::log;
 use super::shared::Shared;
 use crate::auth::Identity;
+use crate::cachescope::privatize_cache_scope;
 use crate::config::Hold;
 use crate::listfilter::{filter_list, rewrite_event, visible, ListKind, ListRequest, SseFramer};
 use crate::reject::{Code, Rejection};
@@ -166,7 +167,7 @@ impl ListAnswer {
                         out.extend_from_slice(&event);
                         continue;
                     }
-                    let mut filter = |data: &[u8]| filter_list(data, list, &mut keep);
+                    let mut filter = |data: &[u8]| for_caller(data, list, &mut keep);
                     match rewrite_event(&event, &mut filter) {
                         Some(rewritten) => {
                             out.extend_from_slice(&rewritten);
@@ -267,7 +268,7 @@ impl ListAnswer {
             }
         };
         let mut keep = keeper(&self.shared, self.list.kind, &self.identity, &self.upstream);
-        let rewritten = filter_list(&body, &self.list, &mut keep);
+        let rewritten = for_caller(&body, &self.list, &mut keep);
         drop(keep);
         let Some(rewritten) = rewritten else {
             log(
@@ -292,7 +293,7 @@ impl ListAnswer {
 
 /// Replaces the current response chunk (`size` bytes) with `bytes`; if the host refuses,
 /// the stream is reset rather than let the unfiltered chunk through.
-fn replace_chunk(size: usize, bytes: &[u8]) -> Action {
+pub fn replace_chunk(size: usize, bytes: &[u8]) -> Action {
     if let Err(status) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, bytes) {
         log(
             LogLevel::Error,
@@ -301,6 +302,18 @@ fn replace_chunk(size: usize, bytes: &[u8]) -> Action {
         let _ = hostcalls::reset_http_response();
     }
     Action::Continue
+}
+
+/// A list answer as its caller may see it: the elements it may not see dropped, and, since
+/// the answer is then this caller's view, never left marked for shared caches
+/// (`cacheScope: "public"` becomes private). `None`: unchanged.
+fn for_caller(
+    answer: &[u8],
+    list: &ListRequest,
+    keep: &mut dyn FnMut(&str, &[u8]) -> bool,
+) -> Option<Vec<u8>> {
+    let filtered = filter_list(answer, list, keep);
+    privatize_cache_scope(filtered.as_deref().unwrap_or(answer)).or(filtered)
 }
 
 /// Whether the caller sees an element of a `kind` list: for a tool, after learning its

@@ -23,8 +23,12 @@ use std::rc::{Rc, Weak};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
+/// The session header, sealed on the way out and unsealed on the way in (`ownership`).
+const SESSION_HEADER: &str = "mcp-session-id";
+
 use super::answer::ListAnswer;
 use super::host;
+use super::listen::ListenStream;
 use super::log;
 use super::ratelimit::{Pending, Start};
 use super::report::{self, Report};
@@ -36,6 +40,7 @@ use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead};
 use crate::jsonrpc::{Seen, Target};
 use crate::listfilter::ListKind;
 use crate::observe::{self, Outcome};
+use crate::ownership::IdKind;
 use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
 use crate::revision::Header;
@@ -72,6 +77,8 @@ pub struct Flow {
     state: State,
     /// Set when an approved single list request's answer is to be filtered for the caller.
     answer: Option<ListAnswer>,
+    /// Set when an approved `subscriptions/listen` stream is to be filtered for the caller.
+    listen: Option<ListenStream>,
     /// An approved single `tools/call`: its duration histogram and when the filter let it go.
     call: Option<(String, u64)>,
     /// An approved request held for the Rate Limit Service.
@@ -103,6 +110,7 @@ impl Flow {
             headers_released: false,
             state: State::Passing,
             answer: None,
+            listen: None,
             call: None,
             limiting: None,
         }
@@ -291,6 +299,10 @@ impl Flow {
                 edits
                     .remove
                     .retain(|name| self.head.values(name).next().is_some());
+                if let Err(rejection) = self.unseal_session(&identity, &mut edits) {
+                    self.reject(&rejection);
+                    return;
+                }
                 host::apply(&edits);
                 self.identity = Some(identity);
             }
@@ -320,6 +332,90 @@ impl Flow {
                 self.reject(&rejection);
             }
         }
+    }
+
+    /// With sealed sessions, the client's `Mcp-Session-Id` goes upstream as the session the
+    /// upstream issued, and only when `identity` owns it.
+    fn unseal_session(
+        &self,
+        identity: &Identity,
+        edits: &mut HeaderEdits,
+    ) -> Result<(), Rejection> {
+        let Some(ownership) = self.shared.config.ownership.as_ref().filter(|o| o.sessions) else {
+            return Ok(());
+        };
+        let Some(visible) = self.head.values(SESSION_HEADER).next() else {
+            return Ok(());
+        };
+        let visible = std::str::from_utf8(visible).unwrap_or_default();
+        let upstream = ownership
+            .sealer
+            .unseal(IdKind::Session, visible, identity)
+            .map_err(|e| e.rejection(IdKind::Session, None))?;
+        edits.set.push((SESSION_HEADER.into(), upstream));
+        Ok(())
+    }
+
+    /// With sealed sessions, a session the upstream issues reaches the client sealed to the
+    /// caller that created it.
+    fn seal_session(&self) {
+        let (Some(ownership), Some(identity)) = (
+            self.shared.config.ownership.as_ref().filter(|o| o.sessions),
+            &self.identity,
+        ) else {
+            return;
+        };
+        let Ok(Some(upstream)) =
+            hostcalls::get_map_value(MapType::HttpResponseHeaders, SESSION_HEADER)
+        else {
+            return;
+        };
+        let sealed = ownership.sealer.seal(IdKind::Session, &upstream, identity);
+        if hostcalls::set_map_value(MapType::HttpResponseHeaders, SESSION_HEADER, Some(&sealed))
+            .is_err()
+        {
+            // The upstream's own id must not reach the client unsealed.
+            let _ = hostcalls::reset_http_response();
+        }
+    }
+
+    /// The answer's head: an early answer is refused, a session sealed, and an answer to be
+    /// filtered set up.
+    pub fn on_response_headers(&mut self, end_of_stream: bool) -> Action {
+        if self.refuse_early_answer() {
+            return Action::Pause;
+        }
+        if self.state == State::Rejected {
+            return Action::Continue; // our own reply
+        }
+        self.seal_session();
+        if let Some(listen) = &mut self.listen {
+            return listen.on_headers();
+        }
+        self.answer
+            .as_mut()
+            .map_or(Action::Continue, |a| a.on_headers(end_of_stream))
+    }
+
+    pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.refuse_early_answer() {
+            return Action::Pause;
+        }
+        if let Some(listen) = &mut self.listen {
+            return listen.on_body(body_size, end_of_stream);
+        }
+        self.answer
+            .as_mut()
+            .map_or(Action::Continue, |a| a.on_body(body_size, end_of_stream))
+    }
+
+    pub fn on_response_trailers(&mut self) -> Action {
+        if self.refuse_early_answer() {
+            return Action::Pause;
+        }
+        self.answer
+            .as_mut()
+            .map_or(Action::Continue, |a| a.on_trailers())
     }
 
     fn peer(&self) -> Peer {
@@ -484,6 +580,12 @@ impl Flow {
                 let upstream = self.head.upstream.clone().unwrap_or_default();
                 ListAnswer::new(self.shared.clone(), list, identity, upstream)
             });
+        if approved.listen {
+            self.listen = self
+                .identity
+                .clone()
+                .map(|identity| ListenStream::new(self.shared.clone(), identity));
+        }
         self.state = State::Passing;
         Action::Continue
     }
@@ -568,11 +670,6 @@ impl Flow {
             let ms = report::now_us().saturating_sub(started_us) / 1000;
             self.shared.metrics.record(metric, ms);
         }
-    }
-
-    /// The answer of an approved list request is filtered; any other passes untouched.
-    pub fn answer(&mut self) -> Option<&mut ListAnswer> {
-        self.answer.as_mut()
     }
 
     fn reject(&mut self, rejection: &Rejection) -> Action {

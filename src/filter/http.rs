@@ -64,21 +64,13 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let mut flow = self.flow.borrow_mut();
-        if flow.refuse_early_answer() {
-            return Action::Pause;
-        }
-        flow.answer()
-            .map_or(Action::Continue, |a| a.on_headers(end_of_stream))
+        self.flow.borrow_mut().on_response_headers(end_of_stream)
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let mut flow = self.flow.borrow_mut();
-        if flow.refuse_early_answer() {
-            return Action::Pause;
-        }
-        flow.answer()
-            .map_or(Action::Continue, |a| a.on_body(body_size, end_of_stream))
+        self.flow
+            .borrow_mut()
+            .on_response_body(body_size, end_of_stream)
     }
 
     fn on_log(&mut self) {
@@ -86,10 +78,6 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        let mut flow = self.flow.borrow_mut();
-        if flow.refuse_early_answer() {
-            return Action::Pause;
-        }
-        flow.answer().map_or(Action::Continue, |a| a.on_trailers())
+        self.flow.borrow_mut().on_response_trailers()
     }
 }

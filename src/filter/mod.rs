@@ -5,6 +5,7 @@ mod answer;
 mod flow;
 mod host;
 mod http;
+mod listen;
 mod ratelimit;
 mod report;
 mod root;
