@@ -119,6 +119,10 @@ pub struct Approved<'p> {
     pub list: Option<ListRequest>,
     /// A single `subscriptions/listen`: its stream is filtered event by event for the caller.
     pub listen: bool,
+    /// A single `tools/call` or `tasks/*` request while task ids are sealed
+    /// (`ownership.tasks`): its answer's task ids are sealed to the caller, and the client's
+    /// task id (`params.taskId`, if any) is the sealed one to give back.
+    pub tasks: Option<Option<String>>,
     pub charges: Vec<Charge>,
     /// The single request's `id` as JSON text, for a rate-limit refusal (only with charges).
     pub id: Option<String>,
@@ -322,6 +326,13 @@ impl<'c> Gate<'c> {
         if listen {
             check_listen(&rules, body, id)?;
         }
+        let seals_tasks = self.config.ownership.as_ref().is_some_and(|o| o.tasks);
+        let tasks = match messages {
+            Body::Single(m) if seals_tasks && carries_tasks(m.method.as_deref()) => {
+                Some(m.task_id.as_deref().map(str::to_owned))
+            }
+            _ => None,
+        };
         let limits = &self.config.rate_limits;
         let charges = if limits.is_empty() {
             Vec::new()
@@ -340,7 +351,10 @@ impl<'c> Gate<'c> {
             decisions,
             list,
             listen,
-            id: id.filter(|_| !charges.is_empty()).map(str::to_owned),
+            id: id
+                .filter(|_| !charges.is_empty() || tasks.is_some())
+                .map(str::to_owned),
+            tasks,
             charges,
         })
     }
@@ -372,6 +386,12 @@ impl<'c> Gate<'c> {
             reason: format!("tool {name:?} {reason}"),
         }
     }
+}
+
+/// Requests whose answers may carry task ids: calls (which may create a task) and the tasks
+/// extension's own methods.
+pub fn carries_tasks(method: Option<&str>) -> bool {
+    method.is_some_and(|m| m == "tools/call" || m.starts_with("tasks/"))
 }
 
 fn reject(code: Code, reason: impl Into<String>) -> HeadVerdict {

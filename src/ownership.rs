@@ -251,9 +251,130 @@ impl OwnershipDto {
     }
 }
 
+/// The `taskId` string of `value`, if it has one.
+fn id_at(value: Option<&serde_json::Value>) -> Option<&str> {
+    value?.get("taskId")?.as_str()
+}
+
+/// The message's task ids sealed to `owner`, where the tasks extension puts them
+/// (`result.taskId`, `result.task.taskId`, `result.tasks[*].taskId`, and a status
+/// notification's `params.taskId`); every other byte kept. `None`: none there. A message
+/// without the bytes `taskId` is not parsed: an id this misses (an escaped key) reaches the
+/// client unsealed and is then refused as unknown, never honoured for another caller.
+pub fn seal_task_ids(message: &[u8], sealer: &Sealer, owner: &Identity) -> Option<Vec<u8>> {
+    if !message.windows(6).any(|w| w == b"taskId") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(message).ok()?;
+    let result = value.get("result");
+    let listed = result
+        .and_then(|r| r.get("tasks")?.as_array())
+        .into_iter()
+        .flatten()
+        .map(|task| id_at(Some(task)));
+    let mut ids: Vec<&str> = [
+        id_at(result),
+        id_at(result.and_then(|r| r.get("task"))),
+        id_at(value.get("params")),
+    ]
+    .into_iter()
+    .chain(listed)
+    .flatten()
+    .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = message.to_vec();
+    for id in &ids {
+        let sealed = sealer.seal(IdKind::Task, id, owner);
+        out = replace_json_string(&out, id, &sealed, false)?;
+    }
+    (!ids.is_empty()).then_some(out)
+}
+
+/// The request `body` with the client's task id `visible` (as `params.taskId` and wherever
+/// else it appears as that JSON string) replaced by the upstream id it seals for `owner`,
+/// padded with spaces to the same length: with `hold: body` the request's
+/// `Content-Length` has already gone upstream. An id the client escaped is not found and
+/// is refused like a foreign one.
+pub fn unseal_task_id(
+    body: &[u8],
+    visible: &str,
+    sealer: &Sealer,
+    owner: &Identity,
+) -> Result<(Vec<u8>, String), UnsealError> {
+    let upstream = sealer.unseal(IdKind::Task, visible, owner)?;
+    let body = replace_json_string(body, visible, &upstream, true).ok_or(UnsealError::NotSealed)?;
+    Ok((body, upstream))
+}
+
+/// `text` with every JSON string token equal to `from` replaced by `to`'s; `pad` keeps the
+/// length by trailing spaces (`to` must not be longer). `None`: `from` is not there, or
+/// `to` is longer than `from` with `pad`.
+fn replace_json_string(text: &[u8], from: &str, to: &str, pad: bool) -> Option<Vec<u8>> {
+    let from = serde_json::to_string(from).ok()?;
+    let mut to = serde_json::to_string(to).ok()?;
+    if pad {
+        let spaces = from.len().checked_sub(to.len())?;
+        to.extend(std::iter::repeat_n(' ', spaces));
+    }
+    let (from, to) = (from.as_bytes(), to.as_bytes());
+    let mut out = Vec::with_capacity(text.len() + to.len());
+    let (mut rest, mut found) = (text, false);
+    while let Some(at) = rest.windows(from.len()).position(|w| w == from) {
+        let (before, after) = rest.split_at(at);
+        out.extend_from_slice(before);
+        out.extend_from_slice(to);
+        rest = after.get(from.len()..)?;
+        found = true;
+    }
+    out.extend_from_slice(rest);
+    found.then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_ids_are_sealed_where_the_extension_puts_them_and_given_back_to_their_owner() {
+        let sealer = sealer(&[K1]);
+        let (alice, bob) = (alice(), who(IdentityKind::Peer, "bob"));
+        let answer = br#"{"jsonrpc":"2.0","id":1,"result":{"task":{"taskId":"t-1","status":"working"},"note":"kept \u00e9"}}"#;
+        let sealed = seal_task_ids(answer, &sealer, &alice).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&sealed).unwrap();
+        let visible = value["result"]["task"]["taskId"].as_str().unwrap();
+        assert!(visible.starts_with("mg1."));
+        assert!(String::from_utf8_lossy(&sealed).contains(r#""note":"kept \u00e9""#));
+        let listed =
+            br#"{"jsonrpc":"2.0","id":2,"result":{"tasks":[{"taskId":"a"},{"taskId":"b"}]}}"#;
+        let listed = seal_task_ids(listed, &sealer, &alice).unwrap();
+        assert!(!String::from_utf8_lossy(&listed).contains(r#""a""#));
+        assert_eq!(
+            seal_task_ids(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, &sealer, &alice),
+            None
+        );
+
+        let request = format!(
+            r#"{{"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{{"taskId":"{visible}"}}}}"#
+        );
+        let (unsealed, upstream) =
+            unseal_task_id(request.as_bytes(), visible, &sealer, &alice).unwrap();
+        assert_eq!(upstream, "t-1");
+        assert_eq!(
+            unsealed.len(),
+            request.len(),
+            "same length: Content-Length may be upstream already"
+        );
+        let value: serde_json::Value = serde_json::from_slice(&unsealed).unwrap();
+        assert_eq!(value["params"]["taskId"], "t-1");
+        assert_eq!(
+            unseal_task_id(request.as_bytes(), visible, &sealer, &bob).unwrap_err(),
+            UnsealError::WrongOwner
+        );
+        // Escaped by the client: not found, refused like a foreign id.
+        let escaped = request.replacen("mg1.", "mg\\u0031.", 1);
+        assert!(unseal_task_id(escaped.as_bytes(), visible, &sealer, &alice).is_err());
+    }
     use crate::auth::IdentityKind;
 
     const K1: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";

@@ -44,7 +44,7 @@ def config(**extra: Any) -> dict[str, Any]:
                 "keys": [{"name": name, "sha256": hashlib.sha256(key.encode()).hexdigest()} for key, name in KEYS.items()],
             }
         },
-        "ownership": {"keys": [SEAL_KEY], "sessions": True, "tasks": False},
+        "ownership": {"keys": [SEAL_KEY], "sessions": True, "tasks": True},
         "policy": {
             "rules": [
                 {"name": "everyone", "who": {"authenticated": True},
@@ -117,8 +117,13 @@ class FakeUpstream(http.server.BaseHTTPRequestHandler):
         {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": "file:///etc/passwd"}},
     ]
 
+    received: list[bytes] = []
+    names: list[str | None] = []
+
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", "0")))
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        if "/tasks" in self.path:
+            return self.tasks(body)
         if self.path.endswith("/listen"):
             body = b"".join(b"event: message\ndata: " + json.dumps(e).encode() + b"\n\n" for e in self.EVENTS)
             self.send_response(200)
@@ -140,6 +145,29 @@ class FakeUpstream(http.server.BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def tasks(self, body: bytes) -> None:
+        """A tools/call creates task t-123 (announced by a status notification first, over
+        SSE when the path ends in /sse); tasks/get echoes the id it was sent."""
+        FakeUpstream.received.append(body)
+        request = json.loads(body)
+        if request["method"] == "tools/call":
+            result = {"task": {"taskId": "t-123", "status": "working"}}
+        else:
+            FakeUpstream.names.append(self.headers.get("mcp-name"))
+            result = {"taskId": request["params"]["taskId"], "status": "working"}
+        answer = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result}).encode()
+        if self.path.endswith("/sse"):
+            status = {"jsonrpc": "2.0", "method": "notifications/tasks/status", "params": {"taskId": "t-123", "status": "working"}}
+            answer = b"event: message\ndata: " + json.dumps(status).encode() + b"\n\nevent: message\ndata: " + answer + b"\n\n"
+            kind = "text/event-stream"
+        else:
+            kind = "application/json"
+        self.send_response(200)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -190,3 +218,32 @@ def test_a_removed_method_reaches_the_server(gateways: tuple[gw.Gateway, gw.Gate
     resp = httpx.post(f"{one.base}/mcp", content=body, headers={**headers, "x-api-key": "alice-key"}, timeout=10)
     assert any('"resources/subscribe"' in r["body"] for r in mcp_server.seen()), resp.text
     assert rpc_message(resp)["error"]["code"] == -32601
+
+
+@pytest.mark.parametrize("framing", ["json", "sse"])
+def test_a_task_belongs_to_the_caller_that_created_it(fake: gw.Gateway, framing: str) -> None:
+    path = "/fake/tasks" + ("/sse" if framing == "sse" else "")
+    body, headers = stateless("tools/call", {"name": "slow", "arguments": {}}, id=1, name="slow")
+    resp = httpx.post(f"{fake.base}{path}", content=body, headers={**headers, "x-api-key": "alice-key"}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    if framing == "sse":
+        events = [json.loads(line[5:]) for line in resp.text.splitlines() if line.startswith("data:")]
+        assert events[0]["params"]["taskId"] == events[1]["result"]["task"]["taskId"]
+    task = rpc_message(resp)["result"]["task"]["taskId"]
+    assert task.startswith("mg1.") and "t-123" not in resp.text
+    FakeUpstream.received.clear()
+    get, headers = stateless("tasks/get", {"taskId": task}, id=2, name=task)
+    resp = httpx.post(f"{fake.base}/fake/tasks", content=get, headers={**headers, "x-api-key": "alice-key"}, timeout=10)
+    assert resp.status_code == 200, resp.text
+    result = rpc_message(resp)["result"]
+    assert result["taskId"] == task  # sealed again on the way back
+    assert FakeUpstream.names[-1] == "t-123"  # the routing header went upstream unsealed too
+    (seen,) = FakeUpstream.received
+    assert len(seen) == len(get) and json.loads(seen)["params"]["taskId"] == "t-123"
+    FakeUpstream.received.clear()
+    for key, visible in (("bob-key", task), ("alice-key", "t-123")):
+        get, headers = stateless("tasks/get", {"taskId": visible}, id=3, name=visible)
+        resp = httpx.post(f"{fake.base}/fake/tasks", content=get, headers={**headers, "x-api-key": key}, timeout=10)
+        assert resp.status_code == 400, resp.text
+        assert rpc_message(resp)["error"]["data"]["reason"] == "unknown task"
+    assert FakeUpstream.received == []

@@ -17,6 +17,7 @@ use crate::auth::Identity;
 use crate::cachescope::privatize_cache_scope;
 use crate::config::Hold;
 use crate::listfilter::{filter_list, rewrite_event, visible, ListKind, ListRequest, SseFramer};
+use crate::ownership::seal_task_ids;
 use crate::reject::{Code, Rejection};
 use crate::tooldef::Hints;
 use crate::toolstate::UpstreamTools;
@@ -44,9 +45,20 @@ enum Response {
     Dropping,
 }
 
+/// What an answer's JSON-RPC message becomes.
+enum Rewrite {
+    /// A list answer, filtered for the caller: one message, the answer.
+    List(ListRequest),
+    /// Any message of the answer (the result, task status notifications): its task ids
+    /// sealed to the caller (`ownership.tasks`).
+    Tasks,
+}
+
 pub struct ListAnswer {
     shared: Rc<Shared>,
-    list: ListRequest,
+    rewrite: Rewrite,
+    /// The request's id as JSON text, for the error that replaces an unreadable answer.
+    id: String,
     identity: Identity,
     /// The cluster the request went to (empty unless the configuration learns tools).
     upstream: String,
@@ -62,10 +74,31 @@ impl ListAnswer {
     ) -> ListAnswer {
         ListAnswer {
             shared,
-            list,
+            id: list.id.clone(),
+            rewrite: Rewrite::List(list),
             identity,
             upstream,
             response: Response::Untouched,
+        }
+    }
+
+    /// The answer to a request whose answer may carry task ids (`id`: the request's id).
+    pub fn tasks(shared: Rc<Shared>, id: String, identity: Identity) -> ListAnswer {
+        ListAnswer {
+            shared,
+            rewrite: Rewrite::Tasks,
+            id,
+            identity,
+            upstream: String::new(),
+            response: Response::Untouched,
+        }
+    }
+
+    /// What the answer is, for the reasons it is refused.
+    fn what(&self) -> &'static str {
+        match self.rewrite {
+            Rewrite::List(_) => "the list answer",
+            Rewrite::Tasks => "the answer",
         }
     }
 
@@ -88,7 +121,8 @@ impl ListAnswer {
         let encoding = header("content-encoding");
         if !encoding.is_empty() && !encoding.trim().eq_ignore_ascii_case("identity") {
             return self.refuse(format!(
-                "the list answer has Content-Encoding {encoding:?} and cannot be filtered"
+                "{} has Content-Encoding {encoding:?} and cannot be filtered",
+                self.what()
             ));
         }
         let content_type = header("content-type");
@@ -118,7 +152,8 @@ impl ListAnswer {
             "text/event-stream" => (Response::Streaming(SseFramer::default()), Action::Continue),
             other => {
                 return self.refuse(format!(
-                    "the list answer is {other:?}, neither JSON nor an event stream"
+                    "{} is {other:?}, neither JSON nor an event stream",
+                    self.what()
                 ))
             }
         };
@@ -140,7 +175,7 @@ impl ListAnswer {
             Response::Buffering { size, .. } => {
                 *size = body_size;
                 if body_size > MAX_LIST_BYTES {
-                    let reason = format!("the list answer exceeds {MAX_LIST_BYTES} bytes");
+                    let reason = format!("{} exceeds {MAX_LIST_BYTES} bytes", self.what());
                     return self.refuse_buffered(body_size, reason);
                 }
                 if !end_of_stream {
@@ -160,24 +195,25 @@ impl ListAnswer {
                 let events = framer.push(&chunk);
                 let mut out = Vec::with_capacity(chunk.len());
                 let mut done = false;
-                let list = &self.list;
-                let mut keep = keeper(&self.shared, list.kind, &self.identity, &self.upstream);
+                // A list's answer is one event; task ids may come in any.
+                let one_message = matches!(self.rewrite, Rewrite::List(_));
+                let mut transform =
+                    transform(&self.shared, &self.rewrite, &self.identity, &self.upstream);
                 for event in events {
                     if done {
                         out.extend_from_slice(&event);
                         continue;
                     }
-                    let mut filter = |data: &[u8]| for_caller(data, list, &mut keep);
-                    match rewrite_event(&event, &mut filter) {
+                    match rewrite_event(&event, &mut transform) {
                         Some(rewritten) => {
                             out.extend_from_slice(&rewritten);
-                            done = true;
+                            done = one_message;
                         }
                         None => out.extend_from_slice(&event),
                     }
                 }
-                drop(keep);
                 // An event that never ends could be the answer: it is not held without bound.
+                drop(transform);
                 let oversized = !done && framer.pending() > MAX_LIST_BYTES;
                 // After the answer (or at the end), the rest passes as received.
                 let finished = done || end_of_stream;
@@ -186,7 +222,7 @@ impl ListAnswer {
                 }
                 if oversized {
                     let reason =
-                        format!("an event of the list answer exceeds {MAX_LIST_BYTES} bytes");
+                        format!("an event of {} exceeds {MAX_LIST_BYTES} bytes", self.what());
                     return self.drop_stream(body_size, &out, reason, true);
                 }
                 if finished {
@@ -204,7 +240,7 @@ impl ListAnswer {
     fn refuse(&mut self, reason: String) -> Action {
         log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
         self.response = Response::Replaced;
-        let id = Some(self.list.id.as_str());
+        let id = Some(self.id.as_str());
         host::send_rejection(&Rejection::new(Code::BadGateway, reason).with_id(id));
         Action::Pause
     }
@@ -222,7 +258,7 @@ impl ListAnswer {
     ) -> Action {
         log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
         self.response = Response::Dropping;
-        let id = Some(self.list.id.as_str());
+        let id = Some(self.id.as_str());
         let error = Rejection::new(Code::BadGateway, reason)
             .with_id(id)
             .to_json();
@@ -263,17 +299,16 @@ impl ListAnswer {
         let body = match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
             Ok(body) => body.unwrap_or_default(),
             Err(status) => {
-                let reason = format!("cannot read the list answer: {status:?}");
+                let reason = format!("cannot read {}: {status:?}", self.what());
                 return self.refuse_buffered(size, reason);
             }
         };
-        let mut keep = keeper(&self.shared, self.list.kind, &self.identity, &self.upstream);
-        let rewritten = for_caller(&body, &self.list, &mut keep);
-        drop(keep);
+        let rewritten =
+            transform(&self.shared, &self.rewrite, &self.identity, &self.upstream)(&body);
         let Some(rewritten) = rewritten else {
             log(
                 LogLevel::Debug,
-                "mcp-guard: list answer passed unchanged (nothing to drop, or not a list result)",
+                "mcp-guard: answer passed unchanged (nothing to drop or seal)",
             );
             self.response = Response::Untouched;
             return Action::Continue;
@@ -284,7 +319,7 @@ impl ListAnswer {
                 Action::Continue
             }
             Err(status) => {
-                let reason = format!("cannot replace the list answer: {status:?}");
+                let reason = format!("cannot replace {}: {status:?}", self.what());
                 self.refuse_buffered(size, reason)
             }
         }
@@ -302,6 +337,27 @@ pub fn replace_chunk(size: usize, bytes: &[u8]) -> Action {
         let _ = hostcalls::reset_http_response();
     }
     Action::Continue
+}
+
+/// One JSON-RPC message of an answer as the caller receives it; `None`: unchanged. (A free
+/// function over the answer's parts, so the SSE framer can stay borrowed meanwhile.)
+fn transform<'a>(
+    shared: &'a Shared,
+    rewrite: &'a Rewrite,
+    identity: &'a Identity,
+    upstream: &'a str,
+) -> impl FnMut(&[u8]) -> Option<Vec<u8>> + 'a {
+    let mut keep = match rewrite {
+        Rewrite::List(list) => Some(keeper(shared, list.kind, identity, upstream)),
+        Rewrite::Tasks => None,
+    };
+    move |data: &[u8]| match (rewrite, keep.as_mut()) {
+        (Rewrite::List(list), Some(keep)) => for_caller(data, list, keep),
+        _ => {
+            let ownership = shared.config.ownership.as_ref()?;
+            seal_task_ids(data, &ownership.sealer, identity)
+        }
+    }
 }
 
 /// A list answer as its caller may see it: the elements it may not see dropped, and, since

@@ -40,7 +40,7 @@ use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead};
 use crate::jsonrpc::{Seen, Target};
 use crate::listfilter::ListKind;
 use crate::observe::{self, Outcome};
-use crate::ownership::IdKind;
+use crate::ownership::{unseal_task_id, IdKind, UnsealError};
 use crate::policy::Decision;
 use crate::reject::{Code, Rejection};
 use crate::revision::Header;
@@ -227,7 +227,13 @@ impl Flow {
             Header::One(method) => ListKind::of_method(method).is_some(),
             _ => true,
         };
-        if may_list {
+        let seals_tasks = self
+            .shared
+            .config
+            .ownership
+            .as_ref()
+            .is_some_and(|o| o.tasks);
+        if may_list || seals_tasks {
             self.ask_for_identity_encoding();
         }
         self.headers_released = true;
@@ -299,7 +305,10 @@ impl Flow {
                 edits
                     .remove
                     .retain(|name| self.head.values(name).next().is_some());
-                if let Err(rejection) = self.unseal_session(&identity, &mut edits) {
+                let unsealed = self
+                    .unseal_session(&identity, &mut edits)
+                    .and_then(|()| self.unseal_task_header(&identity, &mut edits));
+                if let Err(rejection) = unsealed {
                     self.reject(&rejection);
                     return;
                 }
@@ -353,6 +362,53 @@ impl Flow {
             .unseal(IdKind::Session, visible, identity)
             .map_err(|e| e.rejection(IdKind::Session, None))?;
         edits.set.push((SESSION_HEADER.into(), upstream));
+        Ok(())
+    }
+
+    /// With sealed tasks, the client's task id in the held body goes upstream as the id the
+    /// upstream issued (same length: the body's length may already be upstream), and only
+    /// when the caller owns it.
+    fn unseal_task(&self, visible: &str, body: &[u8], id: Option<&str>) -> Result<(), Rejection> {
+        let (Some(ownership), Some(identity)) = (&self.shared.config.ownership, &self.identity)
+        else {
+            return Ok(());
+        };
+        let refusal = |e: UnsealError| e.rejection(IdKind::Task, id);
+        let (unsealed, _) =
+            unseal_task_id(body, visible, &ownership.sealer, identity).map_err(refusal)?;
+        hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &unsealed).map_err(
+            |status| {
+                Rejection::new(
+                    Code::Internal,
+                    format!("cannot replace the body: {status:?}"),
+                )
+            },
+        )
+    }
+
+    /// With sealed tasks, a 2026-07-28 tasks request names its task in `Mcp-Name` too: it
+    /// goes upstream unsealed, like the body's.
+    fn unseal_task_header(
+        &self,
+        identity: &Identity,
+        edits: &mut HeaderEdits,
+    ) -> Result<(), Rejection> {
+        let Some(ownership) = self.shared.config.ownership.as_ref().filter(|o| o.tasks) else {
+            return Ok(());
+        };
+        let (Header::One(method), Header::One(visible)) =
+            (&self.head.routing.method, &self.head.routing.name)
+        else {
+            return Ok(());
+        };
+        if !method.starts_with("tasks/") {
+            return Ok(());
+        }
+        let upstream = ownership
+            .sealer
+            .unseal(IdKind::Task, visible, identity)
+            .map_err(|e| e.rejection(IdKind::Task, None))?;
+        edits.set.push(("mcp-name".into(), upstream));
         Ok(())
     }
 
@@ -509,7 +565,7 @@ impl Flow {
         };
         if let (true, Some(limiter)) = (limit && !approved.charges.is_empty(), &shared.limiter) {
             let charges = std::mem::take(&mut approved.charges);
-            let id = approved.id.take();
+            let id = approved.id.clone();
             match limiter.start(&shared.metrics, &config.rate_limits, charges, id) {
                 Start::Pass => {}
                 Start::Refuse(rejection, limit) => {
@@ -525,6 +581,11 @@ impl Flow {
                     });
                     return Action::Pause;
                 }
+            }
+        }
+        if let Some(Some(visible)) = &approved.tasks {
+            if let Err(rejection) = self.unseal_task(visible, &body, approved.id.as_deref()) {
+                return self.reject(&rejection);
             }
         }
         for (seen, decision) in &approved.decisions {
@@ -570,16 +631,23 @@ impl Flow {
         if !self.headers_released {
             self.inject();
         }
-        if approved.list.is_some() && !self.headers_released {
+        if (approved.list.is_some() || approved.tasks.is_some()) && !self.headers_released {
             self.ask_for_identity_encoding();
         }
-        self.answer = approved
-            .list
-            .zip(self.identity.clone())
-            .map(|(list, identity)| {
-                let upstream = self.head.upstream.clone().unwrap_or_default();
-                ListAnswer::new(self.shared.clone(), list, identity, upstream)
-            });
+        let upstream = self.head.upstream.clone().unwrap_or_default();
+        self.answer = match (approved.list, approved.tasks, self.identity.clone()) {
+            (Some(list), _, Some(identity)) => Some(ListAnswer::new(
+                self.shared.clone(),
+                list,
+                identity,
+                upstream,
+            )),
+            (None, Some(_), Some(identity)) => {
+                let id = approved.id.unwrap_or_else(|| "null".into());
+                Some(ListAnswer::tasks(self.shared.clone(), id, identity))
+            }
+            _ => None,
+        };
         if approved.listen {
             self.listen = self
                 .identity
