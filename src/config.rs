@@ -9,16 +9,16 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::arguments::{self, ArgumentsDto};
-use crate::auth::{AuthDto, Authenticator, Provider};
-use crate::glob::{Glob, GlobError, PatternSet};
-use crate::observe::{AuditDto, MetricsDto, Observe};
+use crate::catalog::tooldef::Hints;
+use crate::catalog::toolstate::{Pin, ToolsConfig, DEFAULT_MAX_TOOLS, MAX_MAX_TOOLS};
+use crate::identity::{AuthDto, Authenticator, Provider};
+use crate::limits::{RateLimits, RateLimitsDto};
+use crate::policy::arguments::{self, ArgumentsDto};
+use crate::policy::glob::{Glob, GlobError, PatternSet};
 use crate::policy::{
     Lists, Policy, Rule, Selector, Who, GLOBAL_RULE, PROMPT_METHODS, RESOURCE_METHODS, TOOL_METHODS,
 };
-use crate::ratelimit::{RateLimits, RateLimitsDto};
-use crate::tooldef::Hints;
-use crate::toolstate::{Pin, ToolsConfig, DEFAULT_MAX_TOOLS, MAX_MAX_TOOLS};
+use crate::report::observe::{AuditDto, MetricsDto, Observe};
 use crate::upstream::{Upstream, UpstreamDto};
 
 /// Default cap on an inspected request body: 1 MiB.
@@ -524,12 +524,12 @@ mod tests {
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"name":"{tool}"}}}}"#
         );
-        let parsed = crate::jsonrpc::parse_body(body.as_bytes()).unwrap();
-        let rules = c.policy.applicable(&crate::auth::Identity::anonymous());
+        let parsed = crate::protocol::jsonrpc::parse_body(body.as_bytes()).unwrap();
+        let rules = c.policy.applicable(&crate::identity::Identity::anonymous());
         !matches!(
             rules.decide(
                 &parsed.messages()[0],
-                &crate::tooldef::Hints::UNKNOWN.effective()
+                &crate::catalog::tooldef::Hints::UNKNOWN.effective()
             ),
             crate::policy::Decision::Denied { .. }
         )

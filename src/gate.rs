@@ -4,15 +4,15 @@
 //! inspect the body, [`Gate::on_body`] with the complete body. Nothing is forwarded until
 //! the gate approves, and everything it cannot understand is refused.
 
-use crate::auth::Identity;
+use crate::catalog::toolstate::{ToolLookup, ToolStatus};
 use crate::config::{Access, Config};
-use crate::jsonrpc::{parse_body, Body, BodyError, Message, Seen, Target};
-use crate::listfilter::ListRequest;
+use crate::identity::Identity;
+use crate::limits::{Charge, KeyContext};
 use crate::policy::{Applicable, Decision};
-use crate::ratelimit::{Charge, KeyContext};
-use crate::reject::{Code, Rejection};
-use crate::revision::{check_headers, RoutingHeaders};
-use crate::toolstate::{ToolLookup, ToolStatus};
+use crate::protocol::jsonrpc::{parse_body, Body, BodyError, Message, Seen, Target};
+use crate::protocol::revision::{check_headers, RoutingHeaders};
+use crate::report::reject::{Code, Rejection};
+use crate::response::listfilter::ListRequest;
 
 /// The request head as the gate sees it: the few fields it decides on, parsed once, and
 /// every header as received (moved in from the host, not copied).
@@ -410,7 +410,7 @@ mod tests {
                 .map(|approved| approved.decisions.into_iter().map(|(_, d)| d).collect())
         }
     }
-    use crate::toolstate::NoTools;
+    use crate::catalog::toolstate::NoTools;
 
     fn head(
         method: &str,
@@ -790,8 +790,8 @@ mod tests {
 
     #[test]
     fn calls_are_judged_by_learned_hints_and_pins() {
-        use crate::shared_store::{reserve, MemoryStore};
-        use crate::toolstate::UpstreamTools;
+        use crate::catalog::toolstate::UpstreamTools;
+        use crate::state::{reserve, MemoryStore};
 
         let config = Config::from_json(
             br#"{"policy":{"rules":[
@@ -827,7 +827,7 @@ mod tests {
             }
         };
         let learn = |element: &str| {
-            let def = crate::tooldef::ToolDef::parse(element.as_bytes()).unwrap();
+            let def = crate::catalog::tooldef::ToolDef::parse(element.as_bytes()).unwrap();
             tools.learn(&def.name, def.hints, def.sha256)
         };
         let unverified = r#"tool "read" is pinned and its definition was not verified yet: list the tools through the gateway first"#;

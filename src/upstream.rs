@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::auth::Identity;
 use crate::config::ConfigError;
-use crate::jsonrpc::{Message, Target};
+use crate::identity::Identity;
+use crate::protocol::jsonrpc::{Message, Target};
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
@@ -244,8 +244,8 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::IdentityKind;
-    use crate::jsonrpc::parse_body;
+    use crate::identity::IdentityKind;
+    use crate::protocol::jsonrpc::parse_body;
 
     fn upstream(json: &str) -> Result<Upstream, ConfigError> {
         serde_json::from_str::<UpstreamDto>(json).unwrap().compile()

@@ -11,8 +11,8 @@
 
 use std::fmt::Write;
 
-use crate::jsonrpc::{Reader, SyntaxError};
-use crate::reject::push_json_string;
+use crate::protocol::jsonrpc::{Reader, SyntaxError};
+use crate::report::reject::push_json_string;
 
 /// The members of a tool definition that its hash covers.
 pub const HASHED_MEMBERS: &[&str] = &["name", "description", "inputSchema", "annotations"];

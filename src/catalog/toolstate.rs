@@ -11,8 +11,8 @@
 
 use std::collections::HashMap;
 
-use crate::shared_store::{insert_new, SharedStore, StoreError};
-use crate::tooldef::{Hints, ToolDef, MAX_NAME_BYTES};
+use crate::catalog::tooldef::{Hints, ToolDef, MAX_NAME_BYTES};
+use crate::state::{insert_new, SharedStore, StoreError};
 
 /// Default `tools.max_tools_per_upstream`.
 pub const DEFAULT_MAX_TOOLS: u32 = 256;
@@ -328,7 +328,7 @@ impl<S: SharedStore> UpstreamTools<'_, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared_store::{reserve, MemoryStore};
+    use crate::state::{reserve, MemoryStore};
 
     fn store() -> MemoryStore {
         let store = MemoryStore::default();

@@ -19,14 +19,14 @@ use super::log;
 use super::ratelimit::{Pending, Start};
 use super::report::{self, Report};
 use super::shared::Shared;
-use crate::auth::Identity;
-use crate::authn::{AuthStep, Peer};
+use crate::catalog::toolstate::UpstreamTools;
 use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead};
-use crate::jsonrpc::{Seen, Target};
-use crate::observe::{self, Outcome};
+use crate::identity::challenge::{AuthStep, Peer};
+use crate::identity::Identity;
 use crate::policy::Decision;
-use crate::reject::{Code, Rejection};
-use crate::toolstate::UpstreamTools;
+use crate::protocol::jsonrpc::{Seen, Target};
+use crate::report::observe::{self, Outcome};
+use crate::report::reject::{Code, Rejection};
 use crate::upstream::HeaderEdits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

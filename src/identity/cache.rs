@@ -96,7 +96,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::IdentityKind;
+    use crate::identity::IdentityKind;
 
     fn identity(subject: &str) -> Identity {
         Identity {

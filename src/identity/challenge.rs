@@ -1,9 +1,9 @@
 //! The gate's authentication step: who is calling, as one typed [`Identity`], and the
 //! OAuth resource-server answers (RFC 6750 challenges, RFC 9728 metadata) when nobody is.
 
-use crate::auth::{AuthError, Credentials, Identity, KeyLookup, TokenCache};
 use crate::gate::{Gate, HeadVerdict, LocalReply, RequestHead};
-use crate::reject::{push_json_string, Code, Rejection};
+use crate::identity::{AuthError, Credentials, Identity, KeyLookup, TokenCache};
+use crate::report::reject::{push_json_string, Code, Rejection};
 
 /// Root form of the protected-resource metadata path; the path-suffixed form appends the
 /// resource's path.
@@ -157,7 +157,7 @@ impl Gate<'_> {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::key_store::KeyStore;
+    use crate::identity::key_store::KeyStore;
 
     const CONFIG: &str = r#"{"auth":{
         "jwt_providers":[{"name":"corp","issuer":"https://idp.example.com","audiences":["mcp"],

@@ -7,7 +7,7 @@
 
 use std::rc::Rc;
 
-use crate::auth::{KeyLookup, KeySet};
+use crate::identity::{KeyLookup, KeySet};
 
 /// While a provider has no keys at all, a failed fetch is retried this soon.
 const RETRY_WITHOUT_KEYS_MS: u64 = 1000;

@@ -8,8 +8,10 @@
 
 mod apikey;
 mod cache;
+pub mod challenge;
 mod config;
 mod jwt;
+pub mod key_store;
 mod keys;
 
 use std::collections::BTreeMap;

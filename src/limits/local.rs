@@ -20,7 +20,7 @@
 use super::bucket::{Shape, State, Take};
 use super::{Charge, RateLimits, Refusal, Scope};
 use crate::config::Access;
-use crate::shared_store::{insert_new, SharedStore, StoreError};
+use crate::state::{insert_new, SharedStore, StoreError};
 
 /// What was taken from one bucket, to give back if a later limit refuses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,7 +247,7 @@ pub fn give_back(store: &impl SharedStore, taken: &[Taken], retries: u32) -> u32
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::shared_store::{reserve, MemoryStore};
+    use crate::state::{reserve, MemoryStore};
 
     fn limits(json: &str) -> RateLimits {
         Config::from_json(format!(r#"{{"rate_limits":{json}}}"#).as_bytes())

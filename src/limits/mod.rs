@@ -18,12 +18,12 @@ pub mod rls;
 
 use std::fmt::Write as _;
 
-use crate::auth::{Identity, IdentityKind};
 use crate::config::Access;
-use crate::glob::{Glob, PatternSet};
-use crate::jsonrpc::{Kind, Message, Target};
+use crate::identity::{Identity, IdentityKind};
+use crate::policy::glob::{Glob, PatternSet};
 use crate::policy::Who;
-use crate::reject::{push_json_string, Code, Rejection};
+use crate::protocol::jsonrpc::{Kind, Message, Target};
+use crate::report::reject::{push_json_string, Code, Rejection};
 use bucket::Shape;
 
 pub use config::RateLimitsDto;
@@ -180,7 +180,7 @@ impl Cost {
             .arguments
             .iter()
             .filter(|(glob, _)| glob.is_match(tool))
-            .filter_map(|(_, tokens)| crate::arguments::count_at(args?, tokens))
+            .filter_map(|(_, tokens)| crate::policy::arguments::count_at(args?, tokens))
             .max()
             .map(|n| n.max(1));
         counted

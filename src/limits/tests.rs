@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::config::Config;
-use crate::jsonrpc::parse_body;
+use crate::protocol::jsonrpc::parse_body;
 
 fn limits(json: &str) -> RateLimits {
     match Config::from_json(format!(r#"{{"rate_limits":{json}}}"#).as_bytes()) {

@@ -21,8 +21,8 @@ use std::ops::Range;
 use serde::Deserialize;
 
 use crate::config::{glob_error, ConfigError};
-use crate::glob::{Glob, PatternSet};
-use crate::jsonrpc::{Reader, SyntaxError};
+use crate::policy::glob::{Glob, PatternSet};
+use crate::protocol::jsonrpc::{Reader, SyntaxError};
 
 /// Longest value text quoted in a reason, in characters.
 const MAX_QUOTED_CHARS: usize = 64;

@@ -9,7 +9,7 @@
 //!   message names a tool, prompt or resource, that name matches the rule's list of its kind.
 //! - A rule denies a message when its method, or its target, matches a deny list.
 //! - A list's `annotations` narrows its `tools` patterns to tools whose hints (learned from
-//!   the upstream's `tools/list` answers, else the MCP defaults: see [`crate::tooldef`])
+//!   the upstream's `tools/list` answers, else the MCP defaults: see [`crate::catalog::tooldef`])
 //!   have the given values.
 //! - Among the rules that apply: any denial refuses (deny wins), else any allowing rule lets
 //!   it pass, else `initialize`, `ping` and `notifications/*` pass (every authenticated
@@ -19,16 +19,19 @@
 //!   shadow flag, "no rule allows" is reported too. An enforced denial beats a shadow one.
 //!   A shadow rule's allow lists count like any other's.
 //! - A `tools/call` the rules let pass is then checked against the argument constraints
-//!   ([`crate::arguments`]): a violation is a denial (no rule named), or a shadow denial when
+//!   ([`crate::policy::arguments`]): a violation is a denial (no rule named), or a shadow denial when
 //!   the whole policy is in shadow mode; rules' own shadow flags do not apply to it.
+
+pub mod arguments;
+pub mod glob;
 
 use std::collections::HashMap;
 
-use crate::arguments::Arguments;
-use crate::auth::{Identity, IdentityKind};
-use crate::glob::{Glob, PatternSet};
-use crate::jsonrpc::{Kind, Message, Target};
-use crate::tooldef::{Effective, Hints};
+use crate::catalog::tooldef::{Effective, Hints};
+use crate::identity::{Identity, IdentityKind};
+use crate::policy::arguments::Arguments;
+use crate::policy::glob::{Glob, PatternSet};
+use crate::protocol::jsonrpc::{Kind, Message, Target};
 
 /// Methods a named rule's `allow.tools` implies.
 pub const TOOL_METHODS: &[&str] = &["tools/call", "tools/list"];
@@ -429,7 +432,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::jsonrpc::parse_body;
+    use crate::protocol::jsonrpc::parse_body;
 
     fn policy(json: &str) -> Policy {
         Config::from_json(json.as_bytes()).unwrap().policy

@@ -9,7 +9,7 @@
 
 use base64::Engine;
 
-use crate::jsonrpc::{Body, Message, Target};
+use crate::protocol::jsonrpc::{Body, Message, Target};
 
 /// Revisions that carry per-request `_meta` and routing headers instead of a session.
 pub const STATELESS_REVISIONS: &[&str] = &["2026-07-28"];
@@ -189,7 +189,7 @@ pub fn decode_header_value(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jsonrpc::parse_body;
+    use crate::protocol::jsonrpc::parse_body;
 
     fn headers(pairs: &[(&str, &str)]) -> RoutingHeaders {
         let mut h = RoutingHeaders::default();

@@ -12,8 +12,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
-use crate::jsonrpc::{Seen, Target};
-use crate::reject::{push_json_string, Code};
+use crate::protocol::jsonrpc::{Seen, Target};
+use crate::report::reject::{push_json_string, Code};
 
 /// The request and notification methods of the MCP specification (2026-07-28 and earlier).
 pub const MCP_METHODS: &[&str] = &[

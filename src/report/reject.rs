@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::jsonrpc::Seen;
+use crate::protocol::jsonrpc::Seen;
 
 /// Why the filter refused a request; fixes the JSON-RPC code and the HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

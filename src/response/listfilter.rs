@@ -11,9 +11,9 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use crate::jsonrpc::{Kind, Message, Reader, SyntaxError, Target};
+use crate::catalog::tooldef::Effective;
 use crate::policy::{Applicable, Decision};
-use crate::tooldef::Effective;
+use crate::protocol::jsonrpc::{Kind, Message, Reader, SyntaxError, Target};
 
 /// Which list a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

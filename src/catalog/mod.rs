@@ -1,0 +1,4 @@
+//! The catalog stage.
+
+pub mod tooldef;
+pub mod toolstate;

@@ -1,0 +1,4 @@
+//! The protocol stage.
+
+pub mod jsonrpc;
+pub mod revision;

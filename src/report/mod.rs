@@ -1,0 +1,4 @@
+//! The report stage.
+
+pub mod observe;
+pub mod reject;

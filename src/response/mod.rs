@@ -1,0 +1,3 @@
+//! The response stage.
+
+pub mod listfilter;
