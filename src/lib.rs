@@ -12,6 +12,7 @@ pub mod policy;
 pub mod protocol;
 pub mod report;
 pub mod response;
+mod section;
 pub mod state;
 pub mod upstream;
 

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
 use crate::identity::Identity;
 use crate::protocol::jsonrpc::{Message, Target};
+use crate::section::ConfigError;
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]

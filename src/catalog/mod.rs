@@ -1,4 +1,5 @@
 //! The catalog stage.
 
+pub(crate) mod config;
 pub mod tooldef;
 pub mod toolstate;

@@ -11,7 +11,7 @@ use super::apikey::{parse_sha256, ApiKey, ApiKeys};
 use super::jwt::{self, ClaimPaths, Provider, RemoteJwks, TokenSource};
 use super::keys::{Alg, Jwk, KeySet};
 use super::{Authenticator, PeerIdentity};
-use crate::config::ConfigError;
+use crate::section::ConfigError;
 
 /// Largest accepted `leeway_seconds`.
 const MAX_LEEWAY_SECONDS: u64 = 3600;

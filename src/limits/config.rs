@@ -6,9 +6,11 @@ use serde::Deserialize;
 
 use super::bucket::{Shape, MAX_PERIOD_MS, MAX_TOKENS};
 use super::{Cost, KeyPart, Limit, RateLimits, Scope, Service};
-use crate::config::{patterns, Access, ConfigError, WhoDto};
 use crate::policy::arguments::parse_pointer;
+use crate::policy::config::WhoDto;
+use crate::policy::glob::patterns;
 use crate::policy::glob::{Glob, PatternSet};
+use crate::section::{Access, ConfigError};
 
 /// Default bound on the keys of one local limit.
 pub const DEFAULT_MAX_KEYS: u64 = 10_000;

@@ -19,7 +19,7 @@
 
 use super::bucket::{Shape, State, Take};
 use super::{Charge, RateLimits, Refusal, Scope};
-use crate::config::Access;
+use crate::section::Access;
 use crate::state::{insert_new, SharedStore, StoreError};
 
 /// What was taken from one bucket, to give back if a later limit refuses.

@@ -18,12 +18,12 @@ pub mod rls;
 
 use std::fmt::Write as _;
 
-use crate::config::Access;
 use crate::identity::{Identity, IdentityKind};
 use crate::policy::glob::{Glob, PatternSet};
 use crate::policy::Who;
 use crate::protocol::jsonrpc::{Kind, Message, Target};
 use crate::report::reject::{push_json_string, Code, Rejection};
+use crate::section::Access;
 use bucket::Shape;
 
 pub use config::RateLimitsDto;

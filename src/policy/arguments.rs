@@ -20,9 +20,10 @@ use std::ops::Range;
 
 use serde::Deserialize;
 
-use crate::config::{glob_error, ConfigError};
+use crate::policy::glob::glob_error;
 use crate::policy::glob::{Glob, PatternSet};
 use crate::protocol::jsonrpc::{Reader, SyntaxError};
+use crate::section::ConfigError;
 
 /// Longest value text quoted in a reason, in characters.
 const MAX_QUOTED_CHARS: usize = 64;

@@ -8,6 +8,8 @@
 use std::collections::HashSet;
 use std::fmt;
 
+use crate::section::ConfigError;
+
 /// A compiled glob pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
@@ -207,6 +209,19 @@ impl PatternSet {
 
     pub fn is_empty(&self) -> bool {
         !self.match_all && self.exact.is_empty() && self.globs.is_empty()
+    }
+}
+
+/// Compiles the pattern list at `path`, naming the bad pattern on error.
+pub(crate) fn patterns(path: &str, list: &[String]) -> Result<PatternSet, ConfigError> {
+    PatternSet::compile(list).map_err(|(i, e)| glob_error(path, i, e))
+}
+
+/// The error for the bad pattern at `path[i]`.
+pub(crate) fn glob_error(path: &str, i: usize, e: GlobError) -> ConfigError {
+    ConfigError {
+        path: format!("{path}[{i}]"),
+        message: e.to_string(),
     }
 }
 

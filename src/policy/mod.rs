@@ -23,6 +23,7 @@
 //!   the whole policy is in shadow mode; rules' own shadow flags do not apply to it.
 
 pub mod arguments;
+pub(crate) mod config;
 pub mod glob;
 
 use std::collections::HashMap;
