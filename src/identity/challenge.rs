@@ -1,9 +1,9 @@
 //! The gate's authentication step: who is calling, as one typed [`Identity`], and the
 //! OAuth resource-server answers (RFC 6750 challenges, RFC 9728 metadata) when nobody is.
 
-use crate::gate::{Gate, HeadVerdict, LocalReply, RequestHead};
-use crate::identity::{AuthError, Credentials, Identity, KeyLookup, TokenCache};
-use crate::report::reject::{push_json_string, Code, Rejection};
+use crate::identity::{AuthError, Authenticator, Credentials, Identity, KeyLookup, TokenCache};
+use crate::protocol::head::RequestHead;
+use crate::report::reject::{push_json_string, Code, LocalReply, Rejection};
 
 /// Root form of the protected-resource metadata path; the path-suffixed form appends the
 /// resource's path.
@@ -29,134 +29,135 @@ pub struct Peer {
     pub dns_sans: Vec<String>,
 }
 
-impl Gate<'_> {
-    /// The metadata document, when `head` asks for it (`GET` on either well-known path).
-    pub fn metadata_reply(&self, head: &RequestHead) -> Option<HeadVerdict> {
-        let metadata = self.config.auth.as_ref()?.resource_metadata.as_ref()?;
-        let path = head.path_only();
-        let asked = path == WELL_KNOWN || path == metadata.well_known_path;
-        (asked && head.method == "GET").then(|| {
-            HeadVerdict::Respond(LocalReply {
-                status: 200,
-                content_type: "application/json",
-                body: metadata.document.clone(),
-            })
-        })
-    }
+/// The metadata document, when `head` asks for it (`GET` on either well-known path).
+pub(crate) fn metadata_reply(
+    auth: Option<&Authenticator>,
+    head: &RequestHead,
+) -> Option<LocalReply> {
+    let metadata = auth?.resource_metadata.as_ref()?;
+    let path = head.path_only();
+    let asked = path == WELL_KNOWN || path == metadata.well_known_path;
+    (asked && head.method == "GET").then(|| LocalReply {
+        status: 200,
+        content_type: "application/json",
+        body: metadata.document.clone(),
+    })
+}
 
-    /// Authenticates the caller of an MCP request. Without an `auth` section every caller
-    /// is anonymous.
-    pub fn authenticate(
-        &self,
-        head: &RequestHead,
-        peer: &Peer,
-        keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
-        now: u64,
-    ) -> AuthStep {
-        let Some(auth) = &self.config.auth else {
-            return AuthStep::Authenticated(Identity::anonymous());
-        };
-        let mut credentials = Credentials {
-            peer_uri_sans: peer.uri_sans.clone(),
-            peer_dns_sans: peer.dns_sans.clone(),
-            ..Credentials::default()
-        };
-        for name in auth.header_names() {
-            let mut values = head.values(name);
-            if let Some(value) = values.next() {
-                if values.next().is_some() {
-                    // Which copy counts would be up to each reader: refuse both.
-                    return self.reject_auth(&AuthError::InvalidToken(format!(
-                        "{name} header appears more than once"
-                    )));
-                }
-                credentials.headers.insert(name.clone(), value.to_vec());
+/// Authenticates the caller of an MCP request. Without an `auth` section every caller is
+/// anonymous.
+pub(crate) fn authenticate(
+    auth: Option<&Authenticator>,
+    head: &RequestHead,
+    peer: &Peer,
+    keys: &dyn KeyLookup,
+    cache: &mut TokenCache,
+    now: u64,
+) -> AuthStep {
+    let Some(auth) = auth else {
+        return AuthStep::Authenticated(Identity::anonymous());
+    };
+    let mut credentials = Credentials {
+        peer_uri_sans: peer.uri_sans.clone(),
+        peer_dns_sans: peer.dns_sans.clone(),
+        ..Credentials::default()
+    };
+    for name in auth.header_names() {
+        let mut values = head.values(name);
+        if let Some(value) = values.next() {
+            if values.next().is_some() {
+                // Which copy counts would be up to each reader: refuse both.
+                return reject_auth(
+                    Some(auth),
+                    &AuthError::InvalidToken(format!("{name} header appears more than once")),
+                );
             }
-        }
-        let result = auth
-            .authenticate(&credentials, keys, cache, now)
-            .and_then(|identity| auth.check_scopes(&identity).map(|()| identity));
-        match result {
-            Ok(identity) => AuthStep::Authenticated(identity),
-            Err(AuthError::KeysUnavailable { provider }) => self.need_keys(&provider, false),
-            Err(AuthError::UnknownKid { provider, .. }) => self.need_keys(&provider, true),
-            Err(e) => self.reject_auth(&e),
+            credentials.headers.insert(name.clone(), value.to_vec());
         }
     }
-
-    fn need_keys(&self, provider: &str, unknown_kid: bool) -> AuthStep {
-        let index = self
-            .config
-            .auth
-            .as_ref()
-            .and_then(|a| a.providers.iter().position(|p| p.name == provider));
-        match index {
-            Some(provider) => AuthStep::NeedKeys {
-                provider,
-                unknown_kid,
-            },
-            None => AuthStep::Reject(Rejection::new(Code::Internal, "unknown JWT provider")),
-        }
+    let result = auth
+        .authenticate(&credentials, keys, cache, now)
+        .and_then(|identity| auth.check_scopes(&identity).map(|()| identity));
+    match result {
+        Ok(identity) => AuthStep::Authenticated(identity),
+        Err(AuthError::KeysUnavailable { provider }) => need_keys(auth, &provider, false),
+        Err(AuthError::UnknownKid { provider, .. }) => need_keys(auth, &provider, true),
+        Err(e) => reject_auth(Some(auth), &e),
     }
+}
 
-    /// The answer for a request that is still waiting for keys it cannot get.
-    pub fn keys_unavailable(&self, provider: usize, unknown_kid: bool) -> Rejection {
-        let name = self
-            .config
-            .provider(provider)
-            .map_or("?", |p| p.name.as_str());
-        if unknown_kid {
-            self.rejection(&AuthError::UnknownKid {
+fn need_keys(auth: &Authenticator, provider: &str, unknown_kid: bool) -> AuthStep {
+    match auth.providers.iter().position(|p| p.name == provider) {
+        Some(provider) => AuthStep::NeedKeys {
+            provider,
+            unknown_kid,
+        },
+        None => AuthStep::Reject(Rejection::new(Code::Internal, "unknown JWT provider")),
+    }
+}
+
+/// The answer for a request that is still waiting for keys it cannot get.
+pub(crate) fn keys_unavailable(
+    auth: Option<&Authenticator>,
+    provider: usize,
+    unknown_kid: bool,
+) -> Rejection {
+    let name = auth
+        .and_then(|a| a.providers.get(provider))
+        .map_or("?", |p| p.name.as_str());
+    if unknown_kid {
+        rejection(
+            auth,
+            &AuthError::UnknownKid {
                 provider: name.to_owned(),
                 kid: String::new(),
-            })
-        } else {
-            Rejection::new(
-                Code::Unavailable,
-                format!("signing keys of provider {name:?} are not available; try again later"),
-            )
-        }
+            },
+        )
+    } else {
+        Rejection::new(
+            Code::Unavailable,
+            format!("signing keys of provider {name:?} are not available; try again later"),
+        )
     }
+}
 
-    fn reject_auth(&self, error: &AuthError) -> AuthStep {
-        AuthStep::Reject(self.rejection(error))
-    }
+fn reject_auth(auth: Option<&Authenticator>, error: &AuthError) -> AuthStep {
+    AuthStep::Reject(rejection(auth, error))
+}
 
-    /// 401 (or 403 for a missing scope) with the `WWW-Authenticate` challenge MCP clients
-    /// use to discover the authorization server and step up their scopes.
-    pub fn rejection(&self, error: &AuthError) -> Rejection {
-        let auth = self.config.auth.as_ref();
-        let mut challenge = String::from("Bearer");
-        let mut params: Vec<(&str, String)> = Vec::new();
-        if let Some(e) = error.www_authenticate_error() {
-            params.push(("error", e.to_owned()));
-        }
-        let code = match error {
-            AuthError::InsufficientScope { required } => {
-                params.push(("scope", required.join(" ")));
-                Code::Forbidden
-            }
-            _ => Code::Unauthenticated,
-        };
-        if let Some(m) = auth.and_then(|a| a.resource_metadata.as_ref()) {
-            params.push(("resource_metadata", m.url.clone()));
-        }
-        for (i, (k, v)) in params.iter().enumerate() {
-            challenge.push_str(if i == 0 { " " } else { ", " });
-            challenge.push_str(k);
-            challenge.push('=');
-            // A quoted-string is a JSON string without control characters, which `v` lacks.
-            push_json_string(&mut challenge, v);
-        }
-        Rejection::new(code, error.to_string()).with_header("www-authenticate", challenge)
+/// 401 (or 403 for a missing scope) with the `WWW-Authenticate` challenge MCP clients use
+/// to discover the authorization server and step up their scopes.
+fn rejection(auth: Option<&Authenticator>, error: &AuthError) -> Rejection {
+    let mut challenge = String::from("Bearer");
+    let mut params: Vec<(&str, String)> = Vec::new();
+    if let Some(e) = error.www_authenticate_error() {
+        params.push(("error", e.to_owned()));
     }
+    let code = match error {
+        AuthError::InsufficientScope { required } => {
+            params.push(("scope", required.join(" ")));
+            Code::Forbidden
+        }
+        _ => Code::Unauthenticated,
+    };
+    if let Some(m) = auth.and_then(|a| a.resource_metadata.as_ref()) {
+        params.push(("resource_metadata", m.url.clone()));
+    }
+    for (i, (k, v)) in params.iter().enumerate() {
+        challenge.push_str(if i == 0 { " " } else { ", " });
+        challenge.push_str(k);
+        challenge.push('=');
+        // A quoted-string is a JSON string without control characters, which `v` lacks.
+        push_json_string(&mut challenge, v);
+    }
+    Rejection::new(code, error.to_string()).with_header("www-authenticate", challenge)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::gate::{Gate, HeadVerdict};
     use crate::identity::key_store::KeyStore;
 
     const CONFIG: &str = r#"{"auth":{

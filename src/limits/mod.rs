@@ -21,6 +21,7 @@ use std::fmt::Write as _;
 use crate::identity::{Identity, IdentityKind};
 use crate::policy::glob::{Glob, PatternSet};
 use crate::policy::Who;
+use crate::protocol::head::RequestHead;
 use crate::protocol::jsonrpc::{Kind, Message, Target};
 use crate::report::reject::{push_json_string, Code, Rejection};
 use crate::section::Access;
@@ -237,6 +238,29 @@ impl Limit {
 impl RateLimits {
     pub fn is_empty(&self) -> bool {
         self.limits.is_empty()
+    }
+
+    /// What an approved request owes, its keys read from `head` (the session, the route's
+    /// cluster); nothing, at no cost, without limits.
+    pub(crate) fn charges_for(
+        &self,
+        identity: &Identity,
+        messages: &[Message<'_>],
+        body: &[u8],
+        head: &RequestHead,
+    ) -> Vec<Charge> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let session = head
+            .values("mcp-session-id")
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok());
+        let cx = KeyContext {
+            session,
+            upstream: head.upstream.as_deref(),
+        };
+        self.charges(identity, messages, body, cx)
     }
 
     /// What a request of `identity` made of `messages` (read from `body`) owes, bucket by

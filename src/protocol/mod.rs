@@ -1,4 +1,5 @@
 //! The protocol stage.
 
+pub mod head;
 pub mod jsonrpc;
 pub mod revision;

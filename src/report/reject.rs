@@ -194,6 +194,14 @@ impl Rejection {
     }
 }
 
+/// A response the filter sends itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
 /// Appends `s` as a JSON string literal with only the escapes JSON requires, in their
 /// short forms where there is one (as RFC 8785 canonical JSON writes them).
 pub fn push_json_string(out: &mut String, s: &str) {
