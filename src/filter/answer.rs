@@ -17,9 +17,8 @@ use crate::catalog::tooldef::Hints;
 use crate::catalog::toolstate::UpstreamTools;
 use crate::identity::Identity;
 use crate::report::reject::{Code, Rejection};
-use crate::response::listfilter::{
-    filter_list, rewrite_event, visible, ListKind, ListRequest, SseFramer,
-};
+use crate::response::listfilter::{filter_list, visible, ListKind, ListRequest};
+use crate::response::sse::{rewrite_event, SseFramer};
 
 /// Largest list answer held for filtering; a larger one is refused (fail closed).
 const MAX_LIST_BYTES: usize = 8 << 20;

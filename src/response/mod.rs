@@ -1,3 +1,4 @@
 //! The response stage.
 
 pub mod listfilter;
+pub mod sse;
