@@ -19,7 +19,8 @@ use verdict::check_headers_of;
 
 pub use crate::protocol::head::RequestHead;
 pub use crate::report::reject::LocalReply;
-pub use verdict::{Approved, BodyRule, HeadVerdict, Parsed};
+pub(crate) use verdict::Parsed;
+pub use verdict::{Approved, BodyRule, HeadVerdict};
 
 /// The request gate for one configuration.
 pub struct Gate<'c> {
@@ -129,7 +130,7 @@ impl<'c> Gate<'c> {
     /// Reads a complete body held under `rule`: its messages, checked against the routing
     /// headers. The glue routes on them before the policy runs (the route's cluster keys
     /// learned tools, rate limits and injected credentials).
-    pub fn parse<'b>(
+    pub(crate) fn parse<'b>(
         &self,
         rule: BodyRule,
         head: &RequestHead,
@@ -163,7 +164,7 @@ impl<'c> Gate<'c> {
     }
 
     /// The policy, argument constraints, pins and rate-limit charges for a parsed body.
-    pub fn judge(
+    pub(crate) fn judge(
         &self,
         parsed: &Parsed<'_>,
         head: &RequestHead,

@@ -7,13 +7,13 @@ pub mod catalog;
 pub mod config;
 pub mod gate;
 pub mod identity;
-pub mod limits;
+pub(crate) mod limits;
 pub mod policy;
 pub mod protocol;
 pub mod report;
 pub mod response;
 mod section;
-pub mod state;
-pub mod upstream;
+pub(crate) mod state;
+pub(crate) mod upstream;
 
 pub mod filter;

@@ -11,7 +11,7 @@ mod cache;
 pub mod challenge;
 mod config;
 mod jwt;
-pub mod key_store;
+pub(crate) mod key_store;
 mod keys;
 
 use std::collections::BTreeMap;

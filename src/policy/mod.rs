@@ -22,7 +22,7 @@
 //!   ([`crate::policy::arguments`]): a violation is a denial (no rule named), or a shadow denial when
 //!   the whole policy is in shadow mode; rules' own shadow flags do not apply to it.
 
-pub mod arguments;
+pub(crate) mod arguments;
 pub(crate) mod config;
 pub mod glob;
 

@@ -1,5 +1,5 @@
 //! The protocol stage.
 
-pub mod head;
+pub(crate) mod head;
 pub mod jsonrpc;
-pub mod revision;
+pub(crate) mod revision;

@@ -58,7 +58,8 @@ impl RoutingHeaders {
 }
 
 /// The revision a message declares in its body (`_meta`, or `initialize` params).
-pub fn body_revision<'m>(message: &'m Message<'_>) -> Option<&'m str> {
+#[cfg(test)]
+fn body_revision<'m>(message: &'m Message<'_>) -> Option<&'m str> {
     message
         .meta_protocol_version
         .as_deref()

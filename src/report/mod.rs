@@ -1,4 +1,4 @@
 //! The report stage.
 
-pub mod observe;
+pub(crate) mod observe;
 pub mod reject;
