@@ -1,4 +1,6 @@
 //! The filter's configuration: a strict JSON schema (DTO) compiled once into [`Config`].
+//! Each stage owns its section's DTO and compile step; this module assembles them and
+//! checks what spans sections.
 //!
 //! Everything is validated at load time; an error names the exact path of the offending
 //! value (`policy.deny.tools[0]: invalid pattern "[": …`), so Envoy's log says why a

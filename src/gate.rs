@@ -1,8 +1,12 @@
-//! The request gate: what happens to an HTTP request on its way to an MCP server.
+//! The gate: the request pipeline, calling each stage in the order a request meets them.
 //!
-//! The glue calls [`Gate::on_head`] with the request headers and, when the gate asks to
-//! inspect the body, [`Gate::on_body`] with the complete body. Nothing is forwarded until
-//! the gate approves, and everything it cannot understand is refused.
+//! The glue calls [`Gate::on_head`] with the request headers (protocol: path, method,
+//! content type), [`Gate::metadata_reply`] and [`Gate::authenticate`] (identity), then, for
+//! a held body, `Gate::parse` (protocol: messages, routing headers) and `Gate::judge`
+//! (policy with the catalog's hints and pins, then what the request owes the limits);
+//! [`Gate::approve`] is both, for callers that do not route in between. Nothing is
+//! forwarded until the gate approves, and everything it cannot understand is refused. The
+//! stages' details live in them; what the gate answers is in `verdict`.
 
 mod verdict;
 
@@ -114,7 +118,7 @@ impl<'c> Gate<'c> {
     /// Judges a complete body held under `rule`, sent by `identity` (`tools`: what is known
     /// of the tools calls name): the decision on each message (shadow denials included, for
     /// the glue to log) and what an approved list answer is filtered by, or the refusal.
-    /// [`Gate::parse`] then [`Gate::judge`], for callers with no routing between them.
+    /// `Gate::parse` then `Gate::judge`, for callers with no routing between them.
     pub fn approve(
         &self,
         rule: BodyRule,

@@ -2,6 +2,13 @@
 //!
 //! Everything but [`filter`] is the pure core: plain Rust with no host dependency, unit
 //! tested natively. [`filter`] is the thin glue that talks to the proxy-wasm host.
+//!
+//! The core is the request and response pipeline, one module per stage in the order a
+//! request meets them: [`protocol`], [`identity`], [`policy`] (with what the [`catalog`]
+//! knows of tools), `limits`, `upstream`; an answer goes through [`response`]. [`gate`]
+//! calls the request stages in order; [`report`] tells outcomes, `state` is the shared data
+//! behind learned tools and rate limits, and [`config`] assembles each stage's section.
+//! Stages import only stages before them (and `report`, `state`, `section`).
 
 pub mod catalog;
 pub mod config;

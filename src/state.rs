@@ -1,6 +1,7 @@
-//! The process-wide key-value store every Envoy worker's VM sees (proxy-wasm shared data),
-//! behind a trait so the core's cross-worker state (rate-limit buckets, learned tool
-//! annotations, pinned tool definitions) is tested natively with [`MemoryStore`].
+//! State: the process-wide key-value store every Envoy worker's VM sees (proxy-wasm shared
+//! data), behind a trait so the core's cross-worker state (rate-limit buckets, learned tool
+//! annotations, pinned tool definitions) is tested natively with [`MemoryStore`]. It
+//! decides nothing; it only says what a read or a compare-and-swap write did.
 //!
 //! The host's semantics, which the fake reproduces (proxy-wasm-cpp-host `SharedData`):
 //! - every successful set gives the entry a new version ("cas"), from one process-wide

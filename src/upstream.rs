@@ -1,4 +1,5 @@
-//! What an approved request carries upstream instead of the client's credentials.
+//! Upstream, the last request stage: the header edits an approved request goes on with,
+//! instead of the client's credentials. It never refuses a request.
 //!
 //! MCP forbids token passthrough: the client's `Authorization` (and API key) stay at the
 //! gateway. The upstream learns who called from identity headers the gateway sets, after

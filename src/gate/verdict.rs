@@ -15,7 +15,7 @@ pub enum HeadVerdict {
     /// Not for the gate (a path outside the MCP endpoints, allowed by config): forward as is.
     Forward,
     /// A request to an MCP endpoint: authenticate the caller, then forward it (`None`: it has
-    /// no body) or hold it and hand its body to [`Gate::on_body`].
+    /// no body) or hold it and hand its body to `Gate::parse`.
     Endpoint(Option<BodyRule>),
     /// Answer locally (the protected-resource metadata document).
     Respond(LocalReply),

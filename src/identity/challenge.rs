@@ -1,5 +1,6 @@
-//! The gate's authentication step: who is calling, as one typed [`Identity`], and the
-//! OAuth resource-server answers (RFC 6750 challenges, RFC 9728 metadata) when nobody is.
+//! One request's authentication: its credentials read from the head into one typed
+//! [`Identity`], and the OAuth resource-server answers (RFC 6750 challenges, RFC 9728
+//! metadata) when nobody is.
 
 use crate::identity::{AuthError, Authenticator, Credentials, Identity, KeyLookup, TokenCache};
 use crate::protocol::head::RequestHead;

@@ -1,4 +1,6 @@
-//! Authentication: who is calling, as one typed [`Identity`] for later stages.
+//! Identity: who is calling, as one typed [`Identity`] for later stages, or the 401/403
+//! challenge ([`challenge`]) when nobody is; when remote signing keys are fetched is
+//! `key_store`'s schedule. It never decides what a caller may do (that is policy).
 //!
 //! Pure core: the glue reads the headers named by [`Authenticator::header_names`] and the
 //! peer certificate's SANs into [`Credentials`], fetches remote JWKS documents (parsed with

@@ -1,4 +1,6 @@
-//! Rate limits (`rate_limits`): token buckets per caller, tool and method.
+//! Limits: what an approved request owes its rate limits (`rate_limits`), token buckets per
+//! caller, tool and method, and the 429 when it cannot pay. It judges only requests the
+//! policy already approved, and never talks to the host: the glue takes the charges.
 //!
 //! - A limit applies to a message when its `who` selects the caller, its `methods` match
 //!   the method and (if given) its `tools` match the called tool. Clients' responses never

@@ -1,5 +1,7 @@
-//! The policy decision for each JSON-RPC message: rules, each for some callers, with allow
-//! and deny lists.
+//! Policy: the decision for each JSON-RPC message, given who calls: rules, each for some
+//! callers, with allow and deny lists, then argument constraints (`arguments`), over glob
+//! patterns ([`glob`]). It never reads headers or bodies itself, nor learns tools: it is
+//! handed the parsed message, the [`Identity`] and the tool's hints.
 //!
 //! - A rule applies to a caller when it has no `who` (everyone, anonymous included) or any
 //!   of its selectors matches the [`Identity`]: a subject pattern (the anonymous caller has
@@ -19,8 +21,8 @@
 //!   shadow flag, "no rule allows" is reported too. An enforced denial beats a shadow one.
 //!   A shadow rule's allow lists count like any other's.
 //! - A `tools/call` the rules let pass is then checked against the argument constraints
-//!   ([`crate::policy::arguments`]): a violation is a denial (no rule named), or a shadow denial when
-//!   the whole policy is in shadow mode; rules' own shadow flags do not apply to it.
+//!   (`arguments`): a violation is a denial (no rule named), or a shadow denial when the
+//!   whole policy is in shadow mode; rules' own shadow flags do not apply to it.
 
 pub(crate) mod arguments;
 pub(crate) mod config;
