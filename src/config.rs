@@ -1,41 +1,30 @@
 //! The filter's configuration: a strict JSON schema (DTO) compiled once into [`Config`].
+//! Each stage owns its section's DTO and compile step; this module assembles them and
+//! checks what spans sections.
 //!
 //! Everything is validated at load time; an error names the exact path of the offending
 //! value (`policy.deny.tools[0]: invalid pattern "[": …`), so Envoy's log says why a
 //! configuration was refused.
 
-use std::collections::{BTreeMap, HashSet};
-use std::fmt;
-
 use serde::Deserialize;
 
-use crate::arguments::{self, ArgumentsDto};
-use crate::auth::{AuthDto, Authenticator, Provider};
-use crate::glob::{Glob, GlobError, PatternSet};
-use crate::observe::{AuditDto, MetricsDto, Observe};
-use crate::ownership::{Ownership, OwnershipDto};
-use crate::policy::{
-    Lists, Policy, Rule, Selector, Who, GLOBAL_RULE, PROMPT_METHODS, RESOURCE_METHODS, TOOL_METHODS,
-};
-use crate::ratelimit::{RateLimits, RateLimitsDto};
-use crate::tooldef::Hints;
-use crate::toolstate::{Pin, ToolsConfig, DEFAULT_MAX_TOOLS, MAX_MAX_TOOLS};
+use crate::catalog::config::ToolsDto;
+use crate::catalog::toolstate::ToolsConfig;
+use crate::identity::ownership::{Ownership, OwnershipDto};
+use crate::identity::{AuthDto, Authenticator, Provider};
+use crate::limits::{RateLimits, RateLimitsDto};
+use crate::policy::config::PolicyDto;
+use crate::policy::glob::{patterns, PatternSet};
+use crate::policy::Policy;
+use crate::report::observe::{AuditDto, MetricsDto, Observe};
 use crate::upstream::{Upstream, UpstreamDto};
+
+pub use crate::section::{Access, ConfigError};
 
 /// Default cap on an inspected request body: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 /// Largest accepted `max_body_bytes`; Envoy must buffer the whole body.
 pub const MAX_MAX_BODY_BYTES: u64 = 64 << 20;
-
-/// What to do with a request or stream: let it through or refuse it.
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Access {
-    #[default]
-    Allow,
-    Deny,
-}
 
 /// How long a request to an MCP endpoint is held back from the upstream.
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -83,89 +72,6 @@ struct ConfigDto {
     ownership: Option<OwnershipDto>,
 }
 
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ToolsDto {
-    max_tools_per_upstream: Option<u32>,
-    /// Upstream → tool → 64 hex digits or `trust_on_first_use`.
-    #[serde(default)]
-    pins: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-/// The pin value that pins the first definition seen.
-pub const TRUST_ON_FIRST_USE: &str = "trust_on_first_use";
-
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HintsDto {
-    #[serde(rename = "readOnlyHint")]
-    read_only: Option<bool>,
-    #[serde(rename = "destructiveHint")]
-    destructive: Option<bool>,
-    #[serde(rename = "idempotentHint")]
-    idempotent: Option<bool>,
-    #[serde(rename = "openWorldHint")]
-    open_world: Option<bool>,
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyDto {
-    #[serde(default)]
-    shadow: bool,
-    allow: Option<ListsDto>,
-    deny: Option<ListsDto>,
-    #[serde(default)]
-    rules: Vec<RuleDto>,
-    #[serde(default)]
-    arguments: ArgumentsDto,
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleDto {
-    name: String,
-    who: Option<WhoDto>,
-    #[serde(default)]
-    allow: ListsDto,
-    #[serde(default)]
-    deny: ListsDto,
-    #[serde(default)]
-    shadow: bool,
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WhoDto {
-    #[serde(default)]
-    subjects: Vec<String>,
-    #[serde(default)]
-    roles: Vec<String>,
-    #[serde(default)]
-    scopes: Vec<String>,
-    #[serde(default)]
-    api_keys: Vec<String>,
-    #[serde(default)]
-    claims: BTreeMap<String, Vec<String>>,
-    authenticated: Option<bool>,
-}
-
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListsDto {
-    methods: Option<Vec<String>>,
-    tools: Option<Vec<String>>,
-    prompts: Option<Vec<String>>,
-    resources: Option<Vec<String>>,
-    annotations: Option<HintsDto>,
-}
-
 /// The compiled configuration the filter runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -200,21 +106,6 @@ pub struct Config {
     /// headers, the audit line): the glue reads it once, after routing.
     pub needs_upstream: bool,
 }
-
-/// A configuration error, with the path of the value at fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 impl Config {
     /// The JWT provider at `index`, as authentication steps and the key store number them.
@@ -324,232 +215,10 @@ impl ConfigDto {
     }
 }
 
-impl ToolsDto {
-    fn compile(self) -> Result<ToolsConfig, ConfigError> {
-        let max = self.max_tools_per_upstream.unwrap_or(DEFAULT_MAX_TOOLS);
-        if !(1..=MAX_MAX_TOOLS).contains(&max) {
-            return Err(ConfigError {
-                path: "tools.max_tools_per_upstream".into(),
-                message: format!("{max} is outside 1..={MAX_MAX_TOOLS}"),
-            });
-        }
-        let mut pins = std::collections::HashMap::new();
-        for (upstream, tools) in self.pins {
-            let mut compiled = std::collections::HashMap::new();
-            for (tool, value) in tools {
-                let pin = parse_pin(&value).ok_or_else(|| ConfigError {
-                    path: format!("tools.pins.{upstream}.{tool}"),
-                    message: format!(
-                        "{value:?} is neither a SHA-256 (64 hex digits) nor {TRUST_ON_FIRST_USE:?}"
-                    ),
-                })?;
-                compiled.insert(tool, pin);
-            }
-            pins.insert(upstream, compiled);
-        }
-        Ok(ToolsConfig {
-            max_tools_per_upstream: max,
-            pins,
-        })
-    }
-}
-
-/// A pin as written in the configuration.
-fn parse_pin(value: &str) -> Option<Pin> {
-    if value == TRUST_ON_FIRST_USE {
-        return Some(Pin::TrustOnFirstUse);
-    }
-    if value.len() != 64 {
-        return None;
-    }
-    let mut hash = [0u8; 32];
-    for (byte, pair) in hash.iter_mut().zip(value.as_bytes().chunks(2)) {
-        let text = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(Pin::Sha256(hash))
-}
-
-impl PolicyDto {
-    fn compile(self) -> Result<Policy, ConfigError> {
-        let mut rules = Vec::with_capacity(self.rules.len() + 1);
-        // The top-level lists are the rule for everyone; without named rules it always
-        // exists, so that an empty policy allows everything.
-        if self.allow.is_some() || self.deny.is_some() || self.rules.is_empty() {
-            rules.push(Rule {
-                name: GLOBAL_RULE.into(),
-                who: None,
-                allow: self
-                    .allow
-                    .unwrap_or_default()
-                    .compile("policy.allow", true)?,
-                deny: self
-                    .deny
-                    .unwrap_or_default()
-                    .compile("policy.deny", false)?,
-                shadow: false,
-            });
-        }
-        let mut names = HashSet::new();
-        for (i, rule) in self.rules.into_iter().enumerate() {
-            let path = format!("policy.rules[{i}]");
-            // Names identify rules in reasons, logs and counters.
-            let problem = if rule.name.is_empty() {
-                Some("a rule needs a non-empty name".to_owned())
-            } else if rule.name == GLOBAL_RULE {
-                Some(format!(
-                    "{GLOBAL_RULE:?} is reserved for the top-level policy.allow and policy.deny"
-                ))
-            } else if !names.insert(rule.name.clone()) {
-                Some(format!("duplicate rule name {:?}", rule.name))
-            } else {
-                None
-            };
-            if let Some(message) = problem {
-                return Err(ConfigError {
-                    path: format!("{path}.name"),
-                    message,
-                });
-            }
-            rules.push(rule.compile(&path)?);
-        }
-        let arguments = arguments::compile(self.arguments, "policy.arguments")?;
-        Ok(Policy::new(rules, self.shadow).with_arguments(arguments))
-    }
-}
-
-impl RuleDto {
-    fn compile(self, path: &str) -> Result<Rule, ConfigError> {
-        Ok(Rule {
-            who: self
-                .who
-                .map(|who| who.compile(&format!("{path}.who")))
-                .transpose()?,
-            allow: self
-                .allow
-                .with_implied_methods()
-                .compile(&format!("{path}.allow"), false)?,
-            deny: self.deny.compile(&format!("{path}.deny"), false)?,
-            shadow: self.shadow,
-            name: self.name,
-        })
-    }
-}
-
-impl WhoDto {
-    pub(crate) fn compile(self, path: &str) -> Result<Who, ConfigError> {
-        let authenticated = match self.authenticated {
-            // `false` would read as "anonymous callers only", which it cannot mean.
-            Some(false) => {
-                return Err(ConfigError {
-                    path: format!("{path}.authenticated"),
-                    message: "only `true` selects callers; omit it otherwise".into(),
-                })
-            }
-            Some(true) => true,
-            None => false,
-        };
-        let claims = self
-            .claims
-            .into_iter()
-            .map(|(name, list)| (format!("claims.{name}"), Selector::Claim(name), list));
-        let lists = [
-            ("subjects".to_owned(), Selector::Subject, self.subjects),
-            ("roles".to_owned(), Selector::Role, self.roles),
-            ("scopes".to_owned(), Selector::Scope, self.scopes),
-            ("api_keys".to_owned(), Selector::ApiKey, self.api_keys),
-        ]
-        .into_iter()
-        .chain(claims);
-        let mut patterns = Vec::new();
-        for (field, selector, list) in lists {
-            for (i, pattern) in list.iter().enumerate() {
-                let glob =
-                    Glob::new(pattern).map_err(|e| glob_error(&format!("{path}.{field}"), i, e))?;
-                patterns.push((selector.clone(), glob));
-            }
-        }
-        // An empty `who` most likely lost its selectors by mistake; everyone is "no `who`".
-        if patterns.is_empty() && !authenticated {
-            return Err(ConfigError {
-                path: path.into(),
-                message: "selects no caller: give subjects, roles, scopes, api_keys, claims or \
-                          authenticated, or omit `who` to apply the rule to everyone"
-                    .into(),
-            });
-        }
-        Ok(Who {
-            patterns,
-            authenticated,
-        })
-    }
-}
-
-impl ListsDto {
-    /// A named rule's `allow`: each target list given also allows the methods that use it,
-    /// so `"tools": ["db_*"]` alone is enough to list and call those tools.
-    fn with_implied_methods(mut self) -> ListsDto {
-        let implied: Vec<String> = [
-            (self.tools.is_some(), TOOL_METHODS),
-            (self.prompts.is_some(), PROMPT_METHODS),
-            (self.resources.is_some(), RESOURCE_METHODS),
-        ]
-        .into_iter()
-        .filter(|(given, _)| *given)
-        .flat_map(|(_, methods)| methods.iter().map(|m| (*m).to_owned()))
-        .collect();
-        // Appended after the explicit methods, so error indexes still point into those.
-        if !implied.is_empty() {
-            self.methods.get_or_insert_with(Vec::new).extend(implied);
-        }
-        self
-    }
-
-    /// Compiles each list; an absent list matches everything if `absent_matches` (the
-    /// global rule's `allow`), else nothing.
-    fn compile(self, path: &str, absent_matches: bool) -> Result<Lists, ConfigError> {
-        let list = |name: &str, v: Option<Vec<String>>| match v {
-            Some(v) => patterns(&format!("{path}.{name}"), &v),
-            None if absent_matches => Ok(PatternSet::everything()),
-            None => Ok(PatternSet::default()),
-        };
-        if self.annotations.is_some() && self.tools.is_none() {
-            return Err(ConfigError {
-                path: format!("{path}.annotations"),
-                message: "narrows the tools list beside it: give \"tools\" too (e.g. [\"*\"])"
-                    .into(),
-            });
-        }
-        Ok(Lists {
-            annotations: self.annotations.map(|a| Hints {
-                read_only: a.read_only,
-                destructive: a.destructive,
-                idempotent: a.idempotent,
-                open_world: a.open_world,
-            }),
-            methods: list("methods", self.methods)?,
-            tools: list("tools", self.tools)?,
-            prompts: list("prompts", self.prompts)?,
-            resources: list("resources", self.resources)?,
-        })
-    }
-}
-
-pub(crate) fn patterns(path: &str, list: &[String]) -> Result<PatternSet, ConfigError> {
-    PatternSet::compile(list).map_err(|(i, e)| glob_error(path, i, e))
-}
-
-/// The error for the bad pattern at `path[i]`.
-pub(crate) fn glob_error(path: &str, i: usize, e: GlobError) -> ConfigError {
-    ConfigError {
-        path: format!("{path}[{i}]"),
-        message: e.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::toolstate::Pin;
 
     fn err(json: &str) -> String {
         Config::from_json(json.as_bytes()).unwrap_err().to_string()
@@ -560,12 +229,12 @@ mod tests {
         let body = format!(
             r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"name":"{tool}"}}}}"#
         );
-        let parsed = crate::jsonrpc::parse_body(body.as_bytes()).unwrap();
-        let rules = c.policy.applicable(&crate::auth::Identity::anonymous());
+        let parsed = crate::protocol::jsonrpc::parse_body(body.as_bytes()).unwrap();
+        let rules = c.policy.applicable(&crate::identity::Identity::anonymous());
         !matches!(
             rules.decide(
                 &parsed.messages()[0],
-                &crate::tooldef::Hints::UNKNOWN.effective()
+                &crate::catalog::tooldef::Hints::UNKNOWN.effective()
             ),
             crate::policy::Decision::Denied { .. }
         )

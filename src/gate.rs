@@ -1,170 +1,31 @@
-//! The request gate: what happens to an HTTP request on its way to an MCP server.
+//! The gate: the request pipeline, calling each stage in the order a request meets them.
 //!
-//! The glue calls [`Gate::on_head`] with the request headers and, when the gate asks to
-//! inspect the body, [`Gate::on_body`] with the complete body. Nothing is forwarded until
-//! the gate approves, and everything it cannot understand is refused.
+//! The glue calls [`Gate::on_head`] with the request headers (protocol: path, method,
+//! content type), [`Gate::metadata_reply`] and [`Gate::authenticate`] (identity), then, for
+//! a held body, `Gate::parse` (protocol: messages, routing headers) and `Gate::judge`
+//! (policy with the catalog's hints and pins, then what the request owes the limits);
+//! [`Gate::approve`] is both, for callers that do not route in between. Nothing is
+//! forwarded until the gate approves, and everything it cannot understand is refused. The
+//! stages' details live in them; what the gate answers is in `verdict`.
 
-use crate::auth::Identity;
+mod verdict;
+
+use crate::catalog::toolstate::{ToolLookup, ToolStatus};
 use crate::config::{Access, Config};
-use crate::jsonrpc::{parse_body_for, Body, BodyError, Message, Seen, Target};
-use crate::listfilter::ListRequest;
+use crate::identity::challenge::{self, AuthStep, Peer};
+use crate::identity::{Identity, KeyLookup, TokenCache};
+use crate::policy::subscriptions::{check_listen, LISTEN};
 use crate::policy::{Applicable, Decision};
-use crate::ratelimit::{Charge, KeyContext};
-use crate::reject::{Code, Rejection};
-use crate::revision::{check_headers, RoutingHeaders};
-use crate::subscriptions::{check_listen, LISTEN};
-use crate::toolstate::{ToolLookup, ToolStatus};
+use crate::protocol::head::check_content_type;
+use crate::protocol::jsonrpc::{parse_body_for, Body, BodyError, Message, Target};
+use crate::report::reject::{Code, Rejection};
+use crate::response::listfilter::ListRequest;
+use verdict::check_headers_of;
 
-/// The request head as the gate sees it: the few fields it decides on, parsed once, and
-/// every header as received (moved in from the host, not copied).
-#[derive(Debug, Clone, Default)]
-pub struct RequestHead {
-    pub method: String,
-    pub path: String,
-    pub content_type: Option<String>,
-    pub content_encoding: Option<String>,
-    pub content_length: Option<u64>,
-    pub routing: RoutingHeaders,
-    /// The request has no body (headers ended the stream).
-    pub end_of_stream: bool,
-    /// All headers, names in lower case (pseudo-headers included); values are bytes because
-    /// HTTP allows non-UTF-8 octets in them.
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// The route's upstream cluster, set by the glue only when learned tools or a rate-limit
-    /// key need it.
-    pub upstream: Option<String>,
-}
-
-impl RequestHead {
-    pub fn new(headers: Vec<(String, Vec<u8>)>, end_of_stream: bool) -> RequestHead {
-        let mut head = RequestHead {
-            end_of_stream,
-            ..RequestHead::default()
-        };
-        for (name, value) in &headers {
-            let text = || String::from_utf8_lossy(value).into_owned();
-            match name.as_str() {
-                ":method" => head.method = text(),
-                ":path" => head.path = text(),
-                "content-type" => head.content_type = Some(text()),
-                "content-encoding" => head.content_encoding = Some(text()),
-                "content-length" => head.content_length = text().trim().parse().ok(),
-                _ => head.routing.observe(name, value),
-            }
-        }
-        head.headers = headers;
-        head
-    }
-
-    /// Every value of header `name` (lower case), in order.
-    pub fn values<'h>(&'h self, name: &'h str) -> impl Iterator<Item = &'h [u8]> + 'h {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
-    }
-
-    /// The request path without query string or fragment.
-    pub fn path_only(&self) -> &str {
-        self.path.split(['?', '#']).next().unwrap_or_default()
-    }
-}
-
-#[cfg(test)]
-impl RequestHead {
-    /// A head from literal headers, for tests.
-    pub(crate) fn for_test(
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        end_of_stream: bool,
-    ) -> RequestHead {
-        let pairs = [(":method", method), (":path", path)]
-            .iter()
-            .chain(headers)
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-            .collect();
-        RequestHead::new(pairs, end_of_stream)
-    }
-}
-
-/// What to do after the request head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HeadVerdict {
-    /// Not for the gate (a path outside the MCP endpoints, allowed by config): forward as is.
-    Forward,
-    /// A request to an MCP endpoint: authenticate the caller, then forward it (`None`: it has
-    /// no body) or hold it and hand its body to [`Gate::on_body`].
-    Endpoint(Option<BodyRule>),
-    /// Answer locally (the protected-resource metadata document).
-    Respond(LocalReply),
-    Reject(Rejection),
-}
-
-/// A response the filter sends itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalReply {
-    pub status: u32,
-    pub content_type: &'static str,
-    pub body: String,
-}
-
-/// An approved body: the policy's decisions (shadow denials included, for the glue to
-/// log), for a single list request the request whose answer is to be filtered, and what
-/// the request owes the rate limits (for the glue to take before it forwards).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Approved<'p> {
-    /// The decision on each message, with what the message was, in body order.
-    pub decisions: Vec<(Seen, Decision<'p>)>,
-    pub list: Option<ListRequest>,
-    /// A single `subscriptions/listen`: its stream is filtered event by event for the caller.
-    pub listen: bool,
-    /// A single `tools/call` or `tasks/*` request while task ids are sealed
-    /// (`ownership.tasks`): its answer's task ids are sealed to the caller, and the client's
-    /// task id (`params.taskId`, if any) is the sealed one to give back.
-    pub tasks: Option<Option<String>>,
-    pub charges: Vec<Charge>,
-    /// The single request's `id` as JSON text, for a rate-limit refusal (only with charges).
-    pub id: Option<String>,
-}
-
-/// A held body, read: its JSON-RPC messages (`None` for an empty GET or DELETE body).
-#[derive(Debug)]
-pub struct Parsed<'b> {
-    body: Option<Body<'b>>,
-}
-
-impl<'b> Parsed<'b> {
-    pub fn messages(&self) -> &[Message<'b>] {
-        self.body.as_ref().map_or(&[], |b| b.messages())
-    }
-
-    /// The single request's `id` as JSON text (a batch has none to echo).
-    fn id(&self) -> Option<&'b str> {
-        match &self.body {
-            Some(Body::Single(m)) => m.id,
-            _ => None,
-        }
-    }
-}
-
-/// `Mcp-Method` / `Mcp-Name` / `MCP-Protocol-Version` against the body.
-fn check_headers_of(parsed: &Parsed<'_>, head: &RequestHead) -> Result<(), Rejection> {
-    let Some(body) = &parsed.body else {
-        return Ok(());
-    };
-    check_headers(body, &head.routing)
-        .map_err(|reason| Rejection::new(Code::HeaderMismatch, reason).with_id(parsed.id()))
-}
-
-/// How the held body is judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyRule {
-    /// A POST: JSON-RPC messages for the policy.
-    JsonRpc,
-    /// A GET or DELETE: allowed only when it turns out to have no body.
-    MustBeEmpty,
-}
+pub use crate::protocol::head::RequestHead;
+pub use crate::report::reject::LocalReply;
+pub(crate) use verdict::Parsed;
+pub use verdict::{Approved, BodyRule, HeadVerdict};
 
 /// The request gate for one configuration.
 pub struct Gate<'c> {
@@ -172,6 +33,29 @@ pub struct Gate<'c> {
 }
 
 impl<'c> Gate<'c> {
+    /// The metadata document, when `head` asks for it (`GET` on either well-known path).
+    pub fn metadata_reply(&self, head: &RequestHead) -> Option<HeadVerdict> {
+        challenge::metadata_reply(self.config.auth.as_ref(), head).map(HeadVerdict::Respond)
+    }
+
+    /// Authenticates the caller of an MCP request. Without an `auth` section every caller
+    /// is anonymous.
+    pub fn authenticate(
+        &self,
+        head: &RequestHead,
+        peer: &Peer,
+        keys: &dyn KeyLookup,
+        cache: &mut TokenCache,
+        now: u64,
+    ) -> AuthStep {
+        challenge::authenticate(self.config.auth.as_ref(), head, peer, keys, cache, now)
+    }
+
+    /// The answer for a request that is still waiting for keys it cannot get.
+    pub fn keys_unavailable(&self, provider: usize, unknown_kid: bool) -> Rejection {
+        challenge::keys_unavailable(self.config.auth.as_ref(), provider, unknown_kid)
+    }
+
     pub fn on_head(&self, head: &RequestHead) -> HeadVerdict {
         let path = head.path_only();
         if !self.config.endpoints.is_match(path) {
@@ -235,7 +119,7 @@ impl<'c> Gate<'c> {
     /// Judges a complete body held under `rule`, sent by `identity` (`tools`: what is known
     /// of the tools calls name): the decision on each message (shadow denials included, for
     /// the glue to log) and what an approved list answer is filtered by, or the refusal.
-    /// [`Gate::parse`] then [`Gate::judge`], for callers with no routing between them.
+    /// `Gate::parse` then `Gate::judge`, for callers with no routing between them.
     pub fn approve(
         &self,
         rule: BodyRule,
@@ -251,7 +135,7 @@ impl<'c> Gate<'c> {
     /// Reads a complete body held under `rule`: its messages, checked against the routing
     /// headers. The glue routes on them before the policy runs (the route's cluster keys
     /// learned tools, rate limits and injected credentials).
-    pub fn parse<'b>(
+    pub(crate) fn parse<'b>(
         &self,
         rule: BodyRule,
         head: &RequestHead,
@@ -285,7 +169,7 @@ impl<'c> Gate<'c> {
     }
 
     /// The policy, argument constraints, pins and rate-limit charges for a parsed body.
-    pub fn judge(
+    pub(crate) fn judge(
         &self,
         parsed: &Parsed<'_>,
         head: &RequestHead,
@@ -333,20 +217,10 @@ impl<'c> Gate<'c> {
             }
             _ => None,
         };
-        let limits = &self.config.rate_limits;
-        let charges = if limits.is_empty() {
-            Vec::new()
-        } else {
-            let session = head
-                .values("mcp-session-id")
-                .next()
-                .and_then(|v| std::str::from_utf8(v).ok());
-            let cx = KeyContext {
-                session,
-                upstream: head.upstream.as_deref(),
-            };
-            limits.charges(identity, messages.messages(), body, cx)
-        };
+        let charges =
+            self.config
+                .rate_limits
+                .charges_for(identity, messages.messages(), body, head);
         Ok(Approved {
             decisions,
             list,
@@ -398,32 +272,10 @@ fn reject(code: Code, reason: impl Into<String>) -> HeadVerdict {
     HeadVerdict::Reject(Rejection::new(code, reason))
 }
 
-/// Accepts `application/json` with no parameter but an optional UTF-8 charset.
-fn check_content_type(value: Option<&str>) -> Result<(), String> {
-    let Some(value) = value else {
-        return Err("a POST to an MCP endpoint needs Content-Type: application/json".into());
-    };
-    let mut parts = value.split(';');
-    let media = parts.next().unwrap_or_default().trim();
-    if !media.eq_ignore_ascii_case("application/json") {
-        return Err(format!("Content-Type {value:?} is not application/json"));
-    }
-    for param in parts {
-        let (k, v) = param.split_once('=').unwrap_or((param, ""));
-        let v = v.trim().trim_matches('"');
-        if !(k.trim().eq_ignore_ascii_case("charset") && v.eq_ignore_ascii_case("utf-8")) {
-            return Err(format!(
-                "Content-Type parameter {:?} is not supported",
-                param.trim()
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::Charge;
 
     impl<'c> Gate<'c> {
         /// The decisions alone, as most tests check them.
@@ -439,7 +291,7 @@ mod tests {
                 .map(|approved| approved.decisions.into_iter().map(|(_, d)| d).collect())
         }
     }
-    use crate::toolstate::NoTools;
+    use crate::catalog::toolstate::NoTools;
 
     fn head(
         method: &str,
@@ -848,8 +700,8 @@ mod tests {
 
     #[test]
     fn calls_are_judged_by_learned_hints_and_pins() {
-        use crate::shared_store::{reserve, MemoryStore};
-        use crate::toolstate::UpstreamTools;
+        use crate::catalog::toolstate::UpstreamTools;
+        use crate::state::{reserve, MemoryStore};
 
         let config = Config::from_json(
             br#"{"policy":{"rules":[
@@ -885,7 +737,7 @@ mod tests {
             }
         };
         let learn = |element: &str| {
-            let def = crate::tooldef::ToolDef::parse(element.as_bytes()).unwrap();
+            let def = crate::catalog::tooldef::ToolDef::parse(element.as_bytes()).unwrap();
             tools.learn(&def.name, def.hints, def.sha256)
         };
         let unverified = r#"tool "read" is pinned and its definition was not verified yet: list the tools through the gateway first"#;

@@ -2,30 +2,26 @@
 //!
 //! Everything but [`filter`] is the pure core: plain Rust with no host dependency, unit
 //! tested natively. [`filter`] is the thin glue that talks to the proxy-wasm host.
+//!
+//! The core is the request and response pipeline, one module per stage in the order a
+//! request meets them: [`protocol`], [`identity`], [`policy`] (with what the [`catalog`]
+//! knows of tools), `limits`, `upstream`; an answer goes through [`response`]. [`gate`]
+//! calls the request stages in order; [`report`] tells outcomes, `state` is the shared data
+//! behind learned tools and rate limits, and [`config`] assembles each stage's section.
+//! Stages import only stages before them (and `report`, `state`, `section`).
 
-pub mod arguments;
-pub mod auth;
-pub mod authn;
-pub mod cachescope;
+pub mod catalog;
 pub mod config;
 pub mod gate;
-pub mod glob;
-pub mod jsonrpc;
-pub mod key_store;
-pub mod listfilter;
-pub mod mcp_param;
-pub mod observe;
-pub mod ownership;
+pub mod identity;
+pub(crate) mod limits;
 pub mod policy;
 pub mod posture;
-pub mod ratelimit;
-pub mod reject;
-pub mod revision;
-pub mod revisions;
-pub mod shared_store;
-pub mod subscriptions;
-pub mod tooldef;
-pub mod toolstate;
-pub mod upstream;
+pub mod protocol;
+pub mod report;
+pub mod response;
+mod section;
+pub(crate) mod state;
+pub(crate) mod upstream;
 
 pub mod filter;

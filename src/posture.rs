@@ -37,11 +37,11 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::auth::Authenticator;
+use crate::catalog::toolstate::Pin;
 use crate::config::{Access, Config};
-use crate::glob::{Glob, PatternSet};
+use crate::identity::Authenticator;
+use crate::policy::glob::{Glob, PatternSet};
 use crate::policy::{Lists, Rule, Selector, Who, GLOBAL_RULE};
-use crate::toolstate::Pin;
 
 /// One weakness of a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

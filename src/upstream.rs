@@ -1,4 +1,5 @@
-//! What an approved request carries upstream instead of the client's credentials.
+//! Upstream, the last request stage: the header edits an approved request goes on with,
+//! instead of the client's credentials. It never refuses a request.
 //!
 //! MCP forbids token passthrough: the client's `Authorization` (and API key) stay at the
 //! gateway. The upstream learns who called from identity headers the gateway sets, after
@@ -8,9 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::auth::Identity;
-use crate::config::ConfigError;
-use crate::jsonrpc::{Message, Target};
+use crate::identity::Identity;
+use crate::protocol::jsonrpc::{Message, Target};
+use crate::section::ConfigError;
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
 #[derive(Debug, Default, Deserialize)]
@@ -256,8 +257,8 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::IdentityKind;
-    use crate::jsonrpc::parse_body;
+    use crate::identity::IdentityKind;
+    use crate::protocol::jsonrpc::parse_body;
 
     fn upstream(json: &str) -> Result<Upstream, ConfigError> {
         serde_json::from_str::<UpstreamDto>(json).unwrap().compile()

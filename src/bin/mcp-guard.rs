@@ -25,16 +25,16 @@ mod cli {
     use std::process::ExitCode;
     use std::time::{SystemTime, UNIX_EPOCH};
 
-    use mcp_guard::auth::{Identity, KeyLookup, KeySet, TokenCache};
-    use mcp_guard::authn::{AuthStep, Peer};
+    use mcp_guard::catalog::tooldef::{hex, ToolDef};
+    use mcp_guard::catalog::toolstate::{NoTools, Record, ToolLookup, ToolStatus, ToolsConfig};
     use mcp_guard::config::Config;
     use mcp_guard::gate::{Gate, HeadVerdict, RequestHead};
-    use mcp_guard::glob::Glob;
-    use mcp_guard::jsonrpc::{parse_body, Kind, Message, Target};
+    use mcp_guard::identity::challenge::{AuthStep, Peer};
+    use mcp_guard::identity::{Identity, KeyLookup, KeySet, TokenCache};
+    use mcp_guard::policy::glob::Glob;
     use mcp_guard::policy::Decision;
-    use mcp_guard::reject::{Code, Rejection};
-    use mcp_guard::tooldef::{hex, ToolDef};
-    use mcp_guard::toolstate::{NoTools, Record, ToolLookup, ToolStatus, ToolsConfig};
+    use mcp_guard::protocol::jsonrpc::{parse_body, Kind, Message, Target};
+    use mcp_guard::report::reject::{Code, Rejection};
 
     const USAGE: &str = "\
 usage: mcp-guard check --config FILE [--strict] [--json]

@@ -2,7 +2,7 @@
 //! `resources/templates/list`), filtered for its caller: a JSON answer is held to its end
 //! and spliced; an SSE answer is framed event by event and only the answer's event changes.
 //! When the configuration learns tools, every tool of a `tools/list` answer is learned
-//! first (annotations, definition hash: see [`crate::toolstate`]); a tool whose pin
+//! first (annotations, definition hash: see [`crate::catalog::toolstate`]); a tool whose pin
 //! refuses it is left out for every caller.
 
 use std::rc::Rc;
@@ -13,14 +13,15 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use super::host;
 use super::log;
 use super::shared::Shared;
-use crate::auth::Identity;
-use crate::cachescope::privatize_cache_scope;
+use crate::catalog::tooldef::Hints;
+use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
-use crate::listfilter::{filter_list, rewrite_event, visible, ListKind, ListRequest, SseFramer};
-use crate::ownership::seal_task_ids;
-use crate::reject::{Code, Rejection};
-use crate::tooldef::Hints;
-use crate::toolstate::UpstreamTools;
+use crate::identity::ownership::seal_task_ids;
+use crate::identity::Identity;
+use crate::report::reject::{Code, Rejection};
+use crate::response::cachescope::privatize_cache_scope;
+use crate::response::listfilter::{filter_list, visible, ListKind, ListRequest};
+use crate::response::sse::{rewrite_event, SseFramer};
 
 /// Largest list answer held for filtering; a larger one is refused (fail closed).
 const MAX_LIST_BYTES: usize = 8 << 20;

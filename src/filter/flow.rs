@@ -33,18 +33,18 @@ use super::log;
 use super::ratelimit::{Pending, Start};
 use super::report::{self, Report};
 use super::shared::Shared;
-use crate::auth::Identity;
-use crate::authn::{AuthStep, Peer};
+use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
 use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead};
-use crate::jsonrpc::{Seen, Target};
-use crate::listfilter::ListKind;
-use crate::observe::{self, Outcome};
-use crate::ownership::{unseal_task_id, IdKind, UnsealError};
+use crate::identity::challenge::{AuthStep, Peer};
+use crate::identity::ownership::{unseal_task_id, IdKind, UnsealError};
+use crate::identity::Identity;
 use crate::policy::Decision;
-use crate::reject::{Code, Rejection};
-use crate::revision::Header;
-use crate::toolstate::UpstreamTools;
+use crate::protocol::jsonrpc::{Seen, Target};
+use crate::protocol::revision::Header;
+use crate::report::observe::{self, Outcome};
+use crate::report::reject::{Code, Rejection};
+use crate::response::listfilter::ListKind;
 use crate::upstream::HeaderEdits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

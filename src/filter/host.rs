@@ -8,8 +8,8 @@ use proxy_wasm::types::{LogLevel, MapType, Status};
 
 use super::log;
 use crate::gate::LocalReply;
-use crate::reject::Rejection;
-use crate::shared_store::{SharedStore, StoreError};
+use crate::report::reject::Rejection;
+use crate::state::{SharedStore, StoreError};
 use crate::upstream::HeaderEdits;
 
 /// Milliseconds since the Unix epoch by the host's clock (0 if it cannot tell).

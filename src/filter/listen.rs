@@ -10,9 +10,9 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::answer::replace_chunk;
 use super::shared::Shared;
-use crate::auth::Identity;
-use crate::listfilter::{event_data, SseFramer};
-use crate::subscriptions::keep_event;
+use crate::identity::Identity;
+use crate::policy::subscriptions::keep_event;
+use crate::response::sse::{event_data, SseFramer};
 
 pub struct ListenStream {
     shared: Rc<Shared>,

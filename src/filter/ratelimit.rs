@@ -14,10 +14,10 @@ use super::host::{self, HostStore};
 use super::log;
 use super::report::Metrics;
 use crate::config::Access;
-use crate::ratelimit::local::{self, Taken};
-use crate::ratelimit::rls::{self, CODE_OK, CODE_OVER_LIMIT};
-use crate::ratelimit::{Charge, RateLimits, Scope};
-use crate::reject::{Code, Rejection};
+use crate::limits::local::{self, Taken};
+use crate::limits::rls::{self, CODE_OK, CODE_OVER_LIMIT};
+use crate::limits::{Charge, RateLimits, Scope};
+use crate::report::reject::{Code, Rejection};
 
 /// Bucket updates that ran out of attempts (or gave back less than they took).
 const CONTENTION: &str = "mcp_guard.ratelimit_contention";

@@ -1,5 +1,5 @@
 //! Reports decisions to the host: counters and histograms through the proxy-wasm metrics
-//! API (names and labels come from [`crate::observe`]), the audit line, and the filter state
+//! API (names and labels come from [`crate::report::observe`]), the audit line, and the filter state
 //! Envoy's access logs read (`%FILTER_STATE(wasm.mcp_guard.decision:PLAIN)%`).
 
 use std::cell::{Cell, RefCell};
@@ -11,11 +11,11 @@ use proxy_wasm::types::{LogLevel, MetricType};
 
 use super::host;
 use super::log;
-use crate::auth::{Identity, IdentityKind};
 use crate::config::Config;
 use crate::gate::RequestHead;
-use crate::jsonrpc::Seen;
-use crate::observe::{AuditRecord, Observe, Outcome, RequestLabels};
+use crate::identity::{Identity, IdentityKind};
+use crate::protocol::jsonrpc::Seen;
+use crate::report::observe::{AuditRecord, Observe, Outcome, RequestLabels};
 
 /// Metric ids by name, defined on first use: `define_metric` is a host call, so each name
 /// is defined once per VM (the host gives every VM the same metric for a name).

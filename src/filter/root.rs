@@ -12,8 +12,8 @@ use super::http::Request;
 use super::log;
 use super::shared::Shared;
 use crate::config::Config;
-use crate::reject::{Code, Rejection};
-use crate::shared_store;
+use crate::report::reject::{Code, Rejection};
+use crate::state;
 
 /// The root's timer: JWKS refreshes, waiting-request deadlines, the memory gauge.
 const TICK: Duration = Duration::from_millis(200);
@@ -91,7 +91,7 @@ impl RootContext for Root {
         };
         match Config::from_json(&bytes) {
             Ok(config) => {
-                if shared_store::reserve(&host::HostStore).is_err() {
+                if state::reserve(&host::HostStore).is_err() {
                     log(
                         LogLevel::Critical,
                         "mcp-guard: cannot write shared data; refusing the configuration",

@@ -14,10 +14,10 @@ use super::host;
 use super::log;
 use super::ratelimit::Limiter;
 use super::report::Metrics;
-use crate::auth::{KeySet, TokenCache};
 use crate::config::Config;
-use crate::key_store::{FetchPolicy, KeyStore};
-use crate::observe;
+use crate::identity::key_store::{FetchPolicy, KeyStore};
+use crate::identity::{KeySet, TokenCache};
+use crate::report::observe;
 
 pub struct Shared {
     pub config: Config,

@@ -8,12 +8,12 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use mcp_guard::auth::{Identity, IdentityKind};
+use mcp_guard::catalog::tooldef::ToolDef;
+use mcp_guard::catalog::toolstate::NoTools;
 use mcp_guard::config::Config;
 use mcp_guard::gate::{BodyRule, Gate, RequestHead};
-use mcp_guard::jsonrpc::parse_body;
-use mcp_guard::tooldef::ToolDef;
-use mcp_guard::toolstate::NoTools;
+use mcp_guard::identity::{Identity, IdentityKind};
+use mcp_guard::protocol::jsonrpc::parse_body;
 
 fn call_body(tool: &str, id: u64, text_len: usize) -> Vec<u8> {
     format!(
@@ -135,7 +135,7 @@ fn main() {
 /// JWT verification per algorithm with a cold cache, and a cache hit (`auth::Authenticator`).
 fn auth_cases(budget: Duration) {
     use jwt_simple::prelude::*;
-    use mcp_guard::auth::{AuthDto, Credentials, KeySet, TokenCache};
+    use mcp_guard::identity::{AuthDto, Credentials, KeySet, TokenCache};
 
     let b64 = |bytes: &[u8]| {
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)

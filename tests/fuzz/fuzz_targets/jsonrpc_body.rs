@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_guard::jsonrpc::differential::agree;
+use mcp_guard::protocol::jsonrpc::differential::agree;
 
 fuzz_target!(|body: &[u8]| {
     if let Err(disagreement) = agree(body) {

@@ -8,7 +8,8 @@
 use libfuzzer_sys::fuzz_target;
 use std::fmt;
 
-use mcp_guard::listfilter::{filter_list, ListKind, ListRequest, SseFramer};
+use mcp_guard::response::listfilter::{filter_list, ListKind, ListRequest};
+use mcp_guard::response::sse::SseFramer;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;

@@ -7,10 +7,10 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use mcp_guard::auth::Identity;
+use mcp_guard::identity::Identity;
 use mcp_guard::config::Config;
 use mcp_guard::gate::{BodyRule, Gate, RequestHead};
-use mcp_guard::toolstate::NoTools;
+use mcp_guard::catalog::toolstate::NoTools;
 use serde_json::Value;
 
 static CONFIG: LazyLock<Config> = LazyLock::new(|| {

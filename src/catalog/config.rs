@@ -1,0 +1,67 @@
+//! The `tools` section: pins per upstream and tool, and the bound on learned tools.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::toolstate::{Pin, ToolsConfig, DEFAULT_MAX_TOOLS, MAX_MAX_TOOLS};
+use crate::section::ConfigError;
+
+#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ToolsDto {
+    max_tools_per_upstream: Option<u32>,
+    /// Upstream → tool → 64 hex digits or `trust_on_first_use`.
+    #[serde(default)]
+    pins: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The pin value that pins the first definition seen.
+const TRUST_ON_FIRST_USE: &str = "trust_on_first_use";
+
+impl ToolsDto {
+    pub(crate) fn compile(self) -> Result<ToolsConfig, ConfigError> {
+        let max = self.max_tools_per_upstream.unwrap_or(DEFAULT_MAX_TOOLS);
+        if !(1..=MAX_MAX_TOOLS).contains(&max) {
+            return Err(ConfigError {
+                path: "tools.max_tools_per_upstream".into(),
+                message: format!("{max} is outside 1..={MAX_MAX_TOOLS}"),
+            });
+        }
+        let mut pins = std::collections::HashMap::new();
+        for (upstream, tools) in self.pins {
+            let mut compiled = std::collections::HashMap::new();
+            for (tool, value) in tools {
+                let pin = parse_pin(&value).ok_or_else(|| ConfigError {
+                    path: format!("tools.pins.{upstream}.{tool}"),
+                    message: format!(
+                        "{value:?} is neither a SHA-256 (64 hex digits) nor {TRUST_ON_FIRST_USE:?}"
+                    ),
+                })?;
+                compiled.insert(tool, pin);
+            }
+            pins.insert(upstream, compiled);
+        }
+        Ok(ToolsConfig {
+            max_tools_per_upstream: max,
+            pins,
+        })
+    }
+}
+
+/// A pin as written in the configuration.
+fn parse_pin(value: &str) -> Option<Pin> {
+    if value == TRUST_ON_FIRST_USE {
+        return Some(Pin::TrustOnFirstUse);
+    }
+    if value.len() != 64 {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (byte, pair) in hash.iter_mut().zip(value.as_bytes().chunks(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(Pin::Sha256(hash))
+}

@@ -1,0 +1,118 @@
+//! State: the process-wide key-value store every Envoy worker's VM sees (proxy-wasm shared
+//! data), behind a trait so the core's cross-worker state (rate-limit buckets, learned tool
+//! annotations, pinned tool definitions) is tested natively with [`MemoryStore`]. It
+//! decides nothing; it only says what a read or a compare-and-swap write did.
+//!
+//! The host's semantics, which the fake reproduces (proxy-wasm-cpp-host `SharedData`):
+//! - every successful set gives the entry a new version ("cas"), from one process-wide
+//!   counter that starts at 1;
+//! - a set with `cas` `None` (0 on the wire) overwrites unconditionally;
+//! - a set with `Some(cas)` on an existing key fails with [`StoreError::CasMismatch`]
+//!   unless the entry's version is `cas`; on an absent key it always succeeds;
+//! - keys are never deleted, and there is no TTL: callers must bound their key space.
+
+/// Why a set failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// The entry changed since it was read (or was created by another worker).
+    CasMismatch,
+    /// The host refused for another reason.
+    Host,
+}
+
+/// Shared data as the core uses it.
+pub trait SharedStore {
+    /// The value under `key` and its version, if the key was ever set.
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    /// Stores `value` under `key`: unconditionally with `cas` `None`, else only if the
+    /// entry's version is still `cas` (or the key is absent; see [`insert_new`]).
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
+}
+
+/// Key of the entry the glue writes once at start so that no other entry ever has version
+/// [`ABSENT_CAS`] (the host's first version is 1).
+pub const RESERVE_KEY: &str = "mcp-guard/reserve";
+/// The version [`insert_new`] sets with: reserved by [`RESERVE_KEY`], so a set with it
+/// fails on any existing entry.
+pub const ABSENT_CAS: u32 = 1;
+
+/// Writes the reservation that makes [`insert_new`] race-free; call once per process start
+/// (more calls are harmless).
+pub fn reserve(store: &impl SharedStore) -> Result<(), StoreError> {
+    match store.get(RESERVE_KEY) {
+        Some(_) => Ok(()),
+        None => store.set(RESERVE_KEY, b"", None),
+    }
+}
+
+/// Creates `key` with `value` unless it exists: when two workers race, exactly one
+/// creates it and the other gets [`StoreError::CasMismatch`] (a set with version 0 would
+/// overwrite, and any unreserved version could match the winner's).
+pub fn insert_new(store: &impl SharedStore, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    store.set(key, value, Some(ABSENT_CAS))
+}
+
+/// An in-memory [`SharedStore`] with the host's semantics, for tests.
+#[cfg(test)]
+#[derive(Default)]
+pub struct MemoryStore {
+    entries: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
+    last_cas: std::cell::Cell<u32>,
+}
+
+#[cfg(test)]
+impl SharedStore for MemoryStore {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.entries.borrow().get(key).cloned()
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        let mut entries = self.entries.borrow_mut();
+        if let (Some(cas), Some((_, current))) = (cas, entries.get(key)) {
+            if cas != *current {
+                return Err(StoreError::CasMismatch);
+            }
+        }
+        let next = self.last_cas.get().wrapping_add(1).max(1);
+        self.last_cas.set(next);
+        entries.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_change_on_every_set_and_guard_updates() {
+        let store = MemoryStore::default();
+        store.set("a", b"1", None).unwrap();
+        let (_, v1) = store.get("a").unwrap();
+        store.set("a", b"2", Some(v1)).unwrap();
+        assert_eq!(store.set("a", b"3", Some(v1)), Err(StoreError::CasMismatch));
+        assert_eq!(store.get("a").unwrap().0, b"2");
+    }
+
+    #[test]
+    fn insert_new_creates_once_after_the_reservation() {
+        let store = MemoryStore::default();
+        // Without the reservation the first entry ever gets version 1 and a second
+        // "create" would overwrite it: the race the reservation closes.
+        reserve(&store).unwrap();
+        insert_new(&store, "k", b"first").unwrap();
+        assert_eq!(
+            insert_new(&store, "k", b"second"),
+            Err(StoreError::CasMismatch)
+        );
+        assert_eq!(store.get("k").unwrap().0, b"first");
+    }
+
+    #[test]
+    fn without_reservation_version_one_is_taken_by_a_real_entry() {
+        let store = MemoryStore::default();
+        insert_new(&store, "k", b"first").unwrap();
+        assert_eq!(store.get("k").unwrap().1, ABSENT_CAS);
+        assert!(insert_new(&store, "k", b"second").is_ok());
+    }
+}
