@@ -8,7 +8,8 @@
 //! knows of tools), `limits`, `upstream`; an answer goes through [`response`]. [`gate`]
 //! calls the request stages in order; [`report`] tells outcomes, `state` is the shared data
 //! behind learned tools and rate limits, and [`config`] assembles each stage's section.
-//! Stages import only stages before them (and `report`, `state`, `section`).
+//! A stage imports only the stages it builds on (policy builds on identity and catalog), and
+//! `report`, `state`, `section`; none imports `config`, `gate` or `filter`.
 
 pub mod catalog;
 pub mod config;
