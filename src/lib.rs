@@ -13,6 +13,7 @@ pub mod jsonrpc;
 pub mod key_store;
 pub mod listfilter;
 pub mod observe;
+pub mod path;
 pub mod policy;
 pub mod ratelimit;
 pub mod reject;
