@@ -30,9 +30,15 @@ fn check_path(path: &str) {
     let p: &str = &c.path;
     assert!(p.starts_with('/'), "{path:?} -> {p:?}");
     assert!(p == "/" || !p.ends_with('/'), "{path:?} -> {p:?}");
-    assert!(!p.contains(['\\', ';']) && !p.bytes().any(|b| b.is_ascii_uppercase()), "{path:?} -> {p:?}");
+    assert!(
+        !p.contains(['\\', ';']) && !p.bytes().any(|b| b.is_ascii_uppercase()),
+        "{path:?} -> {p:?}"
+    );
     let rest = p.get(1..).unwrap_or_default();
-    assert!(rest.is_empty() || rest.split('/').all(|s| !matches!(s, "" | "." | "..")), "{path:?} -> {p:?}");
+    assert!(
+        rest.is_empty() || rest.split('/').all(|s| !matches!(s, "" | "." | "..")),
+        "{path:?} -> {p:?}"
+    );
     if let Cow::Borrowed(b) = c.path {
         assert!(path.starts_with(b), "{path:?} -> {b:?}");
     }
