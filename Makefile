@@ -8,7 +8,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CARGO_FLAGS ?=
 
-.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz soak
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client node-deps clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz soak
 
 ## The rustup target for proxy-wasm modules.
 wasm-target:
@@ -26,7 +26,7 @@ $(VENV)/.installed: tests/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
-## The official Rust SDK (rmcp) client the integration tests drive.
+## The official Rust SDK (rmcp): the client the integration tests drive, and rmcp-server (axum).
 rmcp-client:
 	cargo build $(CARGO_FLAGS) --release -p rmcp-client
 
@@ -55,7 +55,12 @@ unit:
 ## allow_on_headers_stop_iteration).
 HOLD_SUITES := tests/test_policy.py tests/test_auth.py tests/test_ratelimit.py tests/test_list_filter.py tests/test_adversarial.py
 
-integration: build venv rmcp-client docker-compose redis
+## The official TypeScript SDK on Express, with Node 22 from npm (tests/node, pinned by its lock).
+node-deps: tests/node/node_modules/.package-lock.json
+tests/node/node_modules/.package-lock.json: tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund
+
+integration: build venv rmcp-client node-deps docker-compose redis
 	$(PY) -m pytest -q -o timeout=180 -p no:cacheprovider tests
 	@set -e; for shape in istio envoy-gateway; do echo "== Wasm filter as $$shape generates it"; \
 	  MCP_GUARD_ENVOY_SHAPE=$$shape $(PY) -m pytest -q -o timeout=180 -p no:cacheprovider $(HOLD_SUITES); done
@@ -95,7 +100,7 @@ fuzz: fuzz-tool
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) tests/node/node_modules
 
 ## Debian's docker-compose: `make integration` validates docker-compose.yml with it (no Docker daemon needed).
 docker-compose:

@@ -49,7 +49,11 @@ struct ConfigDto {
     endpoints: Option<Vec<String>>,
     #[serde(default)]
     hold: Hold,
+    /// Paths outside `endpoints` forwarded uninspected (health checks, OAuth metadata).
     #[serde(default)]
+    pass_paths: Vec<String>,
+    /// Every other path; `allow` forwards them uninspected (risky: see docs/CONFIG.md).
+    #[serde(default = "deny")]
     other_paths: Access,
     max_body_bytes: Option<u64>,
     #[serde(default)]
@@ -75,9 +79,12 @@ struct ConfigDto {
 /// The compiled configuration the filter runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Request paths (query removed) that are MCP endpoints.
+    /// MCP endpoints, as canonical patterns (see [`crate::protocol::path`]): matched on the
+    /// canonical form of the request path.
     pub endpoints: PatternSet,
-    /// Requests to any other path.
+    /// Other paths forwarded uninspected, as canonical patterns.
+    pub pass_paths: PatternSet,
+    /// Requests to any path in neither set.
     pub other_paths: Access,
     /// What of a request waits for the decision.
     pub hold: Hold,
@@ -159,16 +166,6 @@ impl ConfigDto {
                 message: "at least one MCP endpoint path is required".into(),
             });
         }
-        if let Some((i, p)) = endpoints
-            .iter()
-            .enumerate()
-            .find(|(_, p)| !p.starts_with('/'))
-        {
-            return Err(ConfigError {
-                path: format!("endpoints[{i}]"),
-                message: format!("path {p:?} must start with '/'"),
-            });
-        }
         let max_body_bytes = self.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if !(1..=MAX_MAX_BODY_BYTES).contains(&max_body_bytes) {
             return Err(ConfigError {
@@ -200,7 +197,8 @@ impl ConfigDto {
             learns_tools,
             policy,
             tools,
-            endpoints: patterns("endpoints", &endpoints)?,
+            endpoints: path_patterns("endpoints", &endpoints)?,
+            pass_paths: path_patterns("pass_paths", &self.pass_paths)?,
             other_paths: self.other_paths,
             hold: self.hold,
             max_body_bytes,
@@ -213,6 +211,26 @@ impl ConfigDto {
             ownership: self.ownership.map(|o| o.compile("ownership")).transpose()?,
         })
     }
+}
+
+fn deny() -> Access {
+    Access::Deny
+}
+
+/// Path patterns in canonical form, so a request path is canonicalised once and matched
+/// as is (see [`crate::protocol::path`]).
+fn path_patterns(path: &str, list: &[String]) -> Result<PatternSet, ConfigError> {
+    let mut canonical = Vec::with_capacity(list.len());
+    for (i, pattern) in list.iter().enumerate() {
+        if let Some(message) = crate::protocol::path::pattern_error(pattern) {
+            return Err(ConfigError {
+                path: format!("{path}[{i}]"),
+                message,
+            });
+        }
+        canonical.push(crate::protocol::path::canonical_pattern(pattern));
+    }
+    patterns(path, &canonical)
 }
 
 #[cfg(test)]
@@ -265,10 +283,11 @@ mod tests {
             let c = Config::from_json(empty.as_bytes()).unwrap();
             assert!(c.endpoints.is_match("/mcp"));
             assert!(!c.endpoints.is_match("/mcp/x"));
+            assert!(c.pass_paths.is_empty());
             assert_eq!(c.max_body_bytes, 1 << 20);
             assert_eq!(
                 (c.other_paths, c.get_stream, c.delete_session),
-                (Access::Allow, Access::Allow, Access::Allow)
+                (Access::Deny, Access::Allow, Access::Allow)
             );
             assert!(allows(&c, "tools/call", "anything"));
         }
@@ -284,12 +303,14 @@ mod tests {
             (r#"{"max_body_bytes":-1}"#, "max_body_bytes: invalid value: integer `-1`, expected u64 at line 1 column 20"),
             (r#"{"endpoints":[]}"#, "endpoints: at least one MCP endpoint path is required"),
             (r#"{"endpoints":["/mcp","mcp"]}"#, "endpoints[1]: path \"mcp\" must start with '/'"),
+            (r#"{"pass_paths":["/healthz","/a;b"]}"#, "pass_paths[1]: path \"/a;b\" must not contain ';': requests are matched decoded, without ;params, with '\\' read as '/'"),
+            (r#"{"pass_paths":["/[x"]}"#, r#"pass_paths[0]: invalid pattern "/[x": unclosed or empty '['"#),
             (r#"{"other_paths":"maybe"}"#, "other_paths: unknown variant `maybe`, expected `allow` or `deny` at line 1 column 22"),
-            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `hold`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `ownership` at line 1 column 8"),
+            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `hold`, `pass_paths`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `ownership` at line 1 column 8"),
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
             // Found by the config fuzz target: an empty key once gave an empty path.
-            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `hold`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `ownership` at line 1 column 3"),
+            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `hold`, `pass_paths`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `ownership` at line 1 column 3"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),
             (r#"{"policy":{"rules":[{"name":"a","who":{"roles":["ok","["]}}]}}"#, r#"policy.rules[0].who.roles[1]: invalid pattern "[": unclosed or empty '['"#),
             (r#"{"policy":{"rules":[{"name":"a"},{"name":"b"},{"name":"c","allow":{"tools":["["]}}]}}"#, r#"policy.rules[2].allow.tools[0]: invalid pattern "[": unclosed or empty '['"#),
@@ -355,7 +376,7 @@ mod tests {
                 "policy":{"allow":{"tools":["echo","db_*"]},"deny":{"tools":["db_drop"],"methods":["sampling/*"]}}}"#,
         )
         .unwrap();
-        assert!(c.endpoints.is_match("/messages/"));
+        assert!(c.endpoints.is_match("/messages"));
         assert_eq!((c.other_paths, c.get_stream), (Access::Deny, Access::Deny));
         assert_eq!(c.max_body_bytes, 4096);
         assert!(allows(&c, "tools/call", "db_query"));

@@ -18,6 +18,7 @@ use crate::policy::subscriptions::{check_listen, LISTEN};
 use crate::policy::{Applicable, Decision};
 use crate::protocol::head::check_content_type;
 use crate::protocol::jsonrpc::{parse_body_for, Body, BodyError, Message, Target};
+use crate::protocol::path::{self, Canonical};
 use crate::report::reject::{Code, Rejection};
 use crate::response::listfilter::ListRequest;
 use verdict::check_headers_of;
@@ -57,15 +58,15 @@ impl<'c> Gate<'c> {
     }
 
     pub fn on_head(&self, head: &RequestHead) -> HeadVerdict {
-        let path = head.path_only();
-        if !self.config.endpoints.is_match(path) {
-            return match self.config.other_paths {
-                Access::Allow => HeadVerdict::Forward,
-                Access::Deny => reject(
-                    Code::Forbidden,
-                    format!("path {path:?} is not an MCP endpoint"),
-                ),
-            };
+        let canonical = match path::canonical(&head.path) {
+            Ok(canonical) => canonical,
+            Err(e) => {
+                let path = head.path_only();
+                return reject(Code::InvalidRequest, format!("path {path:?}: {e}"));
+            }
+        };
+        if !self.config.endpoints.is_match(&canonical.path) {
+            return self.off_endpoint(head, &canonical);
         }
         let rule = match head.method.as_str() {
             "POST" => return self.on_post_head(head),
@@ -85,6 +86,26 @@ impl<'c> Gate<'c> {
             }
             (_, Access::Allow) => HeadVerdict::Endpoint(Some(BodyRule::MustBeEmpty)),
         }
+    }
+
+    /// A path that is no endpoint: forwarded uninspected when `pass_paths` lists it (never
+    /// a path below an endpoint, which a server mounting the endpoint as a prefix serves,
+    /// nor one that climbed with `..`) or `other_paths` allows every path; else refused.
+    fn off_endpoint(&self, head: &RequestHead, canonical: &Canonical<'_>) -> HeadVerdict {
+        let path = &canonical.path;
+        let below_endpoint = path.match_indices('/').skip(1).any(|(i, _)| {
+            path.get(..i)
+                .is_some_and(|p| self.config.endpoints.is_match(p))
+        });
+        let passes = !canonical.climbed && !below_endpoint && self.config.pass_paths.is_match(path);
+        if passes || self.config.other_paths == Access::Allow {
+            return HeadVerdict::Forward;
+        }
+        let path = head.path_only();
+        reject(
+            Code::Forbidden,
+            format!("path {path:?} is not an MCP endpoint"),
+        )
     }
 
     fn on_post_head(&self, head: &RequestHead) -> HeadVerdict {
@@ -345,7 +366,10 @@ mod tests {
             HeadVerdict::Endpoint(Some(BodyRule::MustBeEmpty))
         );
         assert_eq!(
-            verdict("{}", &head("POST", "/other", &[], false)),
+            verdict(
+                r#"{"other_paths":"allow"}"#,
+                &head("POST", "/other", &[], false)
+            ),
             HeadVerdict::Forward
         );
         assert_eq!(
@@ -358,10 +382,22 @@ mod tests {
 
         let cases: Vec<(&str, RequestHead, Code, &str)> = vec![
             (
-                r#"{"other_paths":"deny"}"#,
+                "{}",
                 head("GET", "/admin", &[], true),
                 Code::Forbidden,
                 "path \"/admin\" is not an MCP endpoint",
+            ),
+            (
+                "{}",
+                head("POST", "/mcp%2", JSON, false),
+                Code::InvalidRequest,
+                "path \"/mcp%2\": invalid percent-escape",
+            ),
+            (
+                "{}",
+                head("POST", "/%C0%AFmcp", JSON, false),
+                Code::InvalidRequest,
+                "path \"/%C0%AFmcp\": percent-escapes that do not decode to UTF-8",
             ),
             (
                 r#"{"get_stream":"deny"}"#,
@@ -456,6 +492,44 @@ mod tests {
             false,
         );
         assert_eq!(verdict("{}", &identity), inspect);
+    }
+
+    #[test]
+    fn paths_are_matched_canonically_and_pass_paths_stay_narrow() {
+        let inspect = HeadVerdict::Endpoint(Some(BodyRule::JsonRpc));
+        for path in [
+            "/MCP", "/mcp/", "/Mcp/", "/mcp;x=1", "/mcp%2F", "/%6dcp", "//mcp",
+        ] {
+            assert_eq!(
+                verdict("{}", &head("POST", path, JSON, false)),
+                inspect,
+                "{path}"
+            );
+        }
+        let config =
+            r#"{"endpoints":["/mcp","/Messages/"],"pass_paths":["/healthz","/static/*","/mcp/*"]}"#;
+        assert_eq!(
+            verdict(config, &head("POST", "/messages?session_id=1", JSON, false)),
+            inspect
+        );
+        for path in ["/healthz", "/HEALTHZ/", "/static/app.js"] {
+            assert_eq!(
+                verdict(config, &head("GET", path, &[], true)),
+                HeadVerdict::Forward,
+                "{path}"
+            );
+        }
+        // Below an endpoint (an axum `nest_service` serves it), or after `..`: never passed.
+        for path in ["/mcp/x", "/static/../static/a", "/MCP/x"] {
+            let (code, _) = rejected(verdict(config, &head("POST", path, JSON, false)));
+            assert_eq!(code, Code::Forbidden, "{path}");
+        }
+        let allow = r#"{"other_paths":"allow"}"#;
+        assert_eq!(
+            verdict(allow, &head("POST", "/mcp/x", JSON, false)),
+            HeadVerdict::Forward
+        );
+        assert_eq!(verdict(allow, &head("POST", "/MCP/", JSON, false)), inspect);
     }
 
     #[test]

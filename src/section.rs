@@ -7,7 +7,11 @@ use std::fmt;
 use serde::Deserialize;
 
 /// What to do with a request or stream: let it through or refuse it.
-#[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
+/// (Serialize: the schema shows the defaults.)
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    derive(schemars::JsonSchema, serde::Serialize)
+)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Access {

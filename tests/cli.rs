@@ -114,9 +114,8 @@ fn check_prints_warnings_and_fails_only_with_strict() {
     assert_eq!(
         out,
         "warning: auth: every caller is anonymous: rules cannot tell callers apart; fix: add an auth section (jwt_providers, api_keys or peer_identity)\n\
-         warning: other_paths: requests to non-MCP paths pass uninspected; fix: make it \"deny\" and list the paths that must pass in pass_paths\n\
          warning: rate_limits: no rate limit counts tools/call: one caller can call tools without bound; fix: add a limit with \"methods\": [\"tools/call\"] and \"key\": [\"subject\"]\n\
-         valid, 3 warnings\n"
+         valid, 2 warnings\n"
     );
     let (code, strict, _) = run(&["check", "--config", "-", "--strict"], POLICY);
     assert_eq!((code, strict), (2, out));

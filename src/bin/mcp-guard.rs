@@ -331,7 +331,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
             .unwrap_or_else(|| gate.on_head(&head))
         {
             HeadVerdict::Forward => {
-                out.line("verdict:  forwarded untouched (not an MCP endpoint; other_paths: allow)");
+                out.line("verdict:  forwarded untouched (not an MCP endpoint: pass_paths or other_paths: allow)");
                 return out.finish(ExitCode::SUCCESS);
             }
             HeadVerdict::Respond(reply) => {

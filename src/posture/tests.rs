@@ -39,7 +39,6 @@ fn the_empty_configuration_reports_its_defaults() {
         [
             "anonymous-allow-all policy.allow",
             "no-auth auth",
-            "other-paths-allow other_paths",
             "no-tools-call-limit rate_limits",
         ]
     );

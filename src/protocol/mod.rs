@@ -8,5 +8,6 @@
 pub(crate) mod head;
 pub mod jsonrpc;
 pub mod mcp_param;
+pub mod path;
 pub(crate) mod revision;
 pub mod revisions;

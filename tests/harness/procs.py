@@ -216,6 +216,27 @@ def start_mcp_server(
     return McpServer(proc, int(proc.ready_match.group(1)), name)
 
 
+NODE = TESTS / "node" / "node_modules" / "node" / "bin" / "node"
+TS_SERVER = TESTS / "servers" / "ts_server.mjs"
+
+
+def start_ts_server(*, log_dir: Path | None = None, timeout: float = 20.0) -> McpServer:
+    """tests/servers/ts_server.mjs: the official TypeScript SDK on Express (Node 22 and the
+    packages from `make node-deps`); same /__seen and /__reset as the Python server."""
+    proc = start("mcp-server-ts", [str(NODE), str(TS_SERVER)], ready=r"ready (\d+)", timeout=timeout, log_dir=log_dir)
+    assert proc.ready_match is not None
+    return McpServer(proc, int(proc.ready_match.group(1)), "ts")
+
+
+def start_rmcp_server(*, log_dir: Path | None = None, timeout: float = 20.0) -> McpServer:
+    """The rmcp-server binary (tests/rmcp-client, `make rmcp-client`): the official Rust SDK on
+    axum; same /__seen and /__reset as the Python server."""
+    binary = cargo_target_dir() / "release" / "rmcp-server"
+    proc = start("mcp-server-rmcp", [str(binary)], ready=r"ready (\d+)", timeout=timeout, log_dir=log_dir)
+    assert proc.ready_match is not None
+    return McpServer(proc, int(proc.ready_match.group(1)), "rmcp")
+
+
 # --------------------------------------------------------------------------- sniffer
 
 
