@@ -8,7 +8,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CARGO_FLAGS ?=
 
-.PHONY: build demo test lint unit integration wasm-target venv rmcp-client clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz soak
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client conformance-deps clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz soak
 
 ## The rustup target for proxy-wasm modules.
 wasm-target:
@@ -50,7 +50,15 @@ lint: wasm-target
 unit:
 	cargo test $(CARGO_FLAGS) --workspace
 
-integration: build venv rmcp-client docker-compose redis
+## The official MCP conformance suite, Node 22 (npm package `node`, whose install script is
+## allowed in package.json) and the TypeScript SDK server it runs against, from the lock file.
+CONFORMANCE := tests/conformance
+conformance-deps: $(CONFORMANCE)/node_modules/.installed
+$(CONFORMANCE)/node_modules/.installed: $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
+	cd $(CONFORMANCE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+integration: build venv rmcp-client docker-compose redis conformance-deps
 	$(PY) -m pytest -q -o timeout=180 -p no:cacheprovider tests
 
 ## Every test: formatting, lints, unit tests, a short fuzz run, then real Envoy with real MCP
