@@ -8,7 +8,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CARGO_FLAGS ?=
 
-.PHONY: build demo test lint unit integration wasm-target venv rmcp-client node-deps clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz soak
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client node-deps conformance-deps clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz soak
 
 ## The rustup target for proxy-wasm modules.
 wasm-target:
@@ -60,7 +60,15 @@ node-deps: tests/node/node_modules/.package-lock.json
 tests/node/node_modules/.package-lock.json: tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund
 
-integration: build venv rmcp-client node-deps docker-compose redis
+## The official MCP conformance suite, Node 22 (npm package `node`, whose install script is
+## allowed in package.json) and the TypeScript SDK server it runs against, from the lock file.
+CONFORMANCE := tests/conformance
+conformance-deps: $(CONFORMANCE)/node_modules/.installed
+$(CONFORMANCE)/node_modules/.installed: $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
+	cd $(CONFORMANCE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+integration: build venv rmcp-client node-deps conformance-deps docker-compose redis
 	$(PY) -m pytest -q -o timeout=180 -p no:cacheprovider tests
 	@set -e; for shape in istio envoy-gateway; do echo "== Wasm filter as $$shape generates it"; \
 	  MCP_GUARD_ENVOY_SHAPE=$$shape $(PY) -m pytest -q -o timeout=180 -p no:cacheprovider $(HOLD_SUITES); done
