@@ -36,7 +36,7 @@ REVISIONS = ("2025-11-25", "2026-07-28")
 
 PERMISSIVE: dict[str, Any] = {"endpoints": ["/mcp"]}
 
-TOOLS = ["test_*", "json_schema_2020_12_tool"]
+TOOLS = ["*"]
 ALL_FEATURES: dict[str, Any] = {
     "endpoints": ["/mcp"],
     "other_paths": "deny",
@@ -51,19 +51,11 @@ ALL_FEATURES: dict[str, Any] = {
     },
     "upstream": {"identity_headers": {"subject": "x-mcp-subject", "method": "x-mcp-auth"}},
     "policy": {
+        # Every method and tool may pass (the suite names methods and tools a narrower list
+        # would refuse before the server answers); the deny lists and rules below still judge
+        # every message.
         "allow": {
-            "methods": [
-                "initialize",
-                "ping",
-                "notifications/*",
-                "logging/setLevel",
-                "completion/complete",
-                "server/discover",
-                "subscriptions/listen",
-                "tools/*",
-                "prompts/*",
-                "resources/*",
-            ],
+            "methods": ["*"],
             "tools": TOOLS,
             "prompts": ["test_*"],
             "resources": ["test://*"],
@@ -86,6 +78,8 @@ ALL_FEATURES: dict[str, Any] = {
         },
     },
     "tools": {"pins": {"*": {"*": "trust_on_first_use"}}},
+    # Sessions and tasks sealed to their owner (here the anonymous caller).
+    "ownership": {"keys": ["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]},
     "rate_limits": {
         "limits": [
             {
@@ -111,30 +105,11 @@ CONFIGS = {"permissive": PERMISSIVE, "all-features": ALL_FEATURES}
 # "<revision> <config> <scenario>/<check id>": reason. A fix removes its entries.
 # Most pass directly only because the server answers a call to a tool it lacks with an
 # isError result or "not found"; the gateway's own refusal comes first.
-NO_URI = "gateway refuses resources/(un)subscribe without params.uri (400 -32602) before the server's 404 -32601 for this removed method"
 PIN = "trust_on_first_use pin: the tool was never listed, so the gateway refuses the call (403 -32003 not verified yet)"
-NOT_ALLOWED = "tool outside the policy's allow list (tasks-extension tool), refused 403 -32003 before the server says it has no such tool"
 KNOWN_GATEWAY_LOSSES: dict[str, str] = {
-    "2026-07-28 permissive server-stateless/sep-2575-http-server-method-not-found-404-resources-subscribe": NO_URI,
-    "2026-07-28 permissive server-stateless/sep-2575-http-server-method-not-found-404-resources-unsubscribe": NO_URI,
-    "2026-07-28 all-features server-stateless/sep-2575-http-server-method-not-found-404-resources-subscribe": NO_URI,
-    "2026-07-28 all-features server-stateless/sep-2575-http-server-method-not-found-404-resources-unsubscribe": NO_URI,
-    "2026-07-28 all-features server-stateless/sep-2575-http-server-method-not-found-404": (
-        "unknown/method is outside policy.allow.methods: 403 -32003 instead of the server's 404 -32601"
-    ),
-    "2026-07-28 all-features tasks-dispatch-and-envelope/sep-2663-tasks-result-removed-method-not-found": (
-        "tasks/result is outside policy.allow.methods: 403 -32003 instead of the server's -32601"
-    ),
-    "2026-07-28 all-features tasks-dispatch-and-envelope/tasks-removed-tasks-list": (
-        "tasks/list is outside policy.allow.methods: 403 -32003 instead of the server's -32601"
-    ),
     "2026-07-28 all-features server-stateless/sep-2575-http-server-no-independent-requests-on-stream": PIN,
     "2026-07-28 all-features server-stateless/sep-2575-server-no-log-without-loglevel": PIN,
     "2026-07-28 all-features input-required-result-ignore-extra-params/sep-2322-ignore-unexpected-params": PIN,
-    "2026-07-28 all-features tasks-capability-negotiation/sep-2663-server-rejects-undeclared-client": NOT_ALLOWED,
-    "2026-07-28 all-features tasks-dispatch-and-envelope/tasks-immediate-result-shortcut": NOT_ALLOWED,
-    "2026-07-28 all-features tasks-dispatch-and-envelope/tasks-result-type-complete-on-non-task-responses": NOT_ALLOWED,
-    "2026-07-28 all-features tasks-lifecycle/tasks-sync-tool-call": NOT_ALLOWED,
 }
 
 TOTALS: dict[tuple[str, str], tuple[int, int]] = {}

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use libfuzzer_sys::fuzz_target;
 use mcp_guard::config::Config;
-use mcp_guard::path::canonical;
+use mcp_guard::protocol::path::canonical;
 
 fuzz_target!(|text: &[u8]| {
     match Config::from_json(text) {
