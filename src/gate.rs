@@ -19,6 +19,7 @@ use crate::policy::{Applicable, Decision};
 use crate::protocol::head::check_content_type;
 use crate::protocol::jsonrpc::{parse_body_for, Body, BodyError, Message, Target};
 use crate::protocol::path::{self, Canonical};
+use crate::protocol::revisions::{defines, Revision};
 use crate::report::reject::{Code, Rejection};
 use crate::response::listfilter::ListRequest;
 use verdict::check_headers_of;
@@ -233,7 +234,7 @@ impl<'c> Gate<'c> {
         }
         let seals_tasks = self.config.ownership.as_ref().is_some_and(|o| o.tasks);
         let tasks = match messages {
-            Body::Single(m) if seals_tasks && carries_tasks(m.method.as_deref()) => {
+            Body::Single(m) if seals_tasks && carries_tasks(m, head.routing.revision()) => {
                 Some(m.task_id.as_deref().map(str::to_owned))
             }
             _ => None,
@@ -284,9 +285,17 @@ impl<'c> Gate<'c> {
 }
 
 /// Requests whose answers may carry task ids: calls (which may create a task) and the tasks
-/// extension's own methods.
-pub fn carries_tasks(method: Option<&str>) -> bool {
-    method.is_some_and(|m| m == "tools/call" || m.starts_with("tasks/"))
+/// extension's methods its revision defines (a removed one is the server's to refuse).
+fn carries_tasks(message: &Message<'_>, header_revision: Option<&str>) -> bool {
+    let Some(method) = message.method.as_deref() else {
+        return false;
+    };
+    let revision = message
+        .meta_protocol_version
+        .as_deref()
+        .or(header_revision)
+        .and_then(Revision::parse);
+    method == "tools/call" || (method.starts_with("tasks/") && defines(revision, method))
 }
 
 fn reject(code: Code, reason: impl Into<String>) -> HeadVerdict {

@@ -110,6 +110,10 @@ KNOWN_GATEWAY_LOSSES: dict[str, str] = {
     "2026-07-28 all-features server-stateless/sep-2575-http-server-no-independent-requests-on-stream": PIN,
     "2026-07-28 all-features server-stateless/sep-2575-server-no-log-without-loglevel": PIN,
     "2026-07-28 all-features input-required-result-ignore-extra-params/sep-2322-ignore-unexpected-params": PIN,
+    "2026-07-28 all-features tasks-capability-negotiation/sep-2663-server-rejects-undeclared-client": PIN,
+    "2026-07-28 all-features tasks-dispatch-and-envelope/tasks-immediate-result-shortcut": PIN,
+    "2026-07-28 all-features tasks-dispatch-and-envelope/tasks-result-type-complete-on-non-task-responses": PIN,
+    "2026-07-28 all-features tasks-lifecycle/tasks-sync-tool-call": PIN,
 }
 
 TOTALS: dict[tuple[str, str], tuple[int, int]] = {}

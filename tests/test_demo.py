@@ -10,11 +10,9 @@ import subprocess
 
 from harness import procs
 
-# The `paths` branch reads `/MCP/` and `/mcp/` the way Express servers do, as the endpoint, so
-# the policy refuses the call itself; until it lands the demo refuses them as other paths.
-# Flip after merging it.
-PATHS_BRANCH_MERGED = False
-PATH_TRICK_REFUSAL = 'tool "delete_file" is denied by rule "no-destruction"' if PATHS_BRANCH_MERGED else "is not an MCP endpoint"
+# `/MCP/` and `/mcp/` are read the way Express servers read them, as the endpoint, so the
+# policy judges the call itself.
+PATH_TRICK_REFUSAL = 'tool "delete_file" is denied by rule "no-destruction"'
 
 
 def test_demo_walk_shows_decisions(rmcp_client_bin: object) -> None:
@@ -62,7 +60,7 @@ def test_demo_walk_shows_decisions(rmcp_client_bin: object) -> None:
         'mcp_guard_rejections{mcp_reason="rate_limited"} 1',
         'mcp_guard_requests{mcp_method="tools_call",mcp_tool="echo",mcp_decision="denied_limit"} 1',
         'mcp_guard_requests{mcp_method="tools_call",mcp_tool="echo",mcp_decision="allowed"} 4',
-        'mcp_guard_requests{mcp_method="tools_call",mcp_tool="delete_file",mcp_decision="denied_policy"} 3',
+        'mcp_guard_requests{mcp_method="tools_call",mcp_tool="delete_file",mcp_decision="denied_policy"} 5',
     ):
         assert expected in series, out
     assert not [s for s in series if s.endswith(" 0") or "_bucket{" in s], series

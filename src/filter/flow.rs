@@ -305,10 +305,8 @@ impl Flow {
                 edits
                     .remove
                     .retain(|name| self.head.values(name).next().is_some());
-                let unsealed = self
-                    .unseal_session(&identity, &mut edits)
-                    .and_then(|()| self.unseal_task_header(&identity, &mut edits));
-                if let Err(rejection) = unsealed {
+                self.unseal_task_header(&identity, &mut edits);
+                if let Err(rejection) = self.unseal_session(&identity, &mut edits) {
                     self.reject(&rejection);
                     return;
                 }
@@ -387,29 +385,23 @@ impl Flow {
     }
 
     /// With sealed tasks, a 2026-07-28 tasks request names its task in `Mcp-Name` too: it
-    /// goes upstream unsealed, like the body's.
-    fn unseal_task_header(
-        &self,
-        identity: &Identity,
-        edits: &mut HeaderEdits,
-    ) -> Result<(), Rejection> {
+    /// goes upstream unsealed, like the body's. One that does not unseal is left as it is:
+    /// the body's id (which must agree) is then refused, with the request's id.
+    fn unseal_task_header(&self, identity: &Identity, edits: &mut HeaderEdits) {
         let Some(ownership) = self.shared.config.ownership.as_ref().filter(|o| o.tasks) else {
-            return Ok(());
+            return;
         };
         let (Header::One(method), Header::One(visible)) =
             (&self.head.routing.method, &self.head.routing.name)
         else {
-            return Ok(());
+            return;
         };
         if !method.starts_with("tasks/") {
-            return Ok(());
+            return;
         }
-        let upstream = ownership
-            .sealer
-            .unseal(IdKind::Task, visible, identity)
-            .map_err(|e| e.rejection(IdKind::Task, None))?;
-        edits.set.push(("mcp-name".into(), upstream));
-        Ok(())
+        if let Ok(upstream) = ownership.sealer.unseal(IdKind::Task, visible, identity) {
+            edits.set.push(("mcp-name".into(), upstream));
+        }
     }
 
     /// With sealed sessions, a session the upstream issues reaches the client sealed to the
