@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::arguments::{self, ArgumentsDto};
 use crate::auth::{AuthDto, Authenticator, Provider};
+use crate::contract::{Contracts, ContractsDto};
 use crate::glob::{Glob, GlobError, PatternSet};
 use crate::observe::{AuditDto, MetricsDto, Observe};
 use crate::policy::{
@@ -61,6 +62,8 @@ struct ConfigDto {
     tools: ToolsDto,
     #[serde(default)]
     rate_limits: RateLimitsDto,
+    #[serde(default)]
+    contracts: ContractsDto,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -175,6 +178,8 @@ pub struct Config {
     /// Something keys on the route's cluster (learned tools, rate-limit keys, injected
     /// headers, the audit line): the glue reads it once, after routing.
     pub needs_upstream: bool,
+    /// Tool contracts: arguments against inputSchemas, results scanned.
+    pub contracts: Contracts,
 }
 
 /// A configuration error, with the path of the value at fault.
@@ -267,11 +272,13 @@ impl ConfigDto {
         let learns_tools = policy.uses_annotations() || !tools.pins.is_empty();
         let upstream = self.upstream.compile()?;
         let rate_limits = self.rate_limits.compile("rate_limits")?;
+        let contracts = self.contracts.compile("contracts")?;
         Ok(Config {
             needs_upstream: learns_tools
                 || rate_limits.needs_upstream
                 || upstream.injects()
-                || observe.audit.is_some(),
+                || observe.audit.is_some()
+                || contracts.is_active(),
             learns_tools,
             policy,
             tools,
@@ -284,6 +291,7 @@ impl ConfigDto {
             upstream,
             observe,
             rate_limits,
+            contracts,
         })
     }
 }
@@ -561,11 +569,11 @@ mod tests {
             (r#"{"endpoints":[]}"#, "endpoints: at least one MCP endpoint path is required"),
             (r#"{"endpoints":["/mcp","mcp"]}"#, "endpoints[1]: path \"mcp\" must start with '/'"),
             (r#"{"other_paths":"maybe"}"#, "other_paths: unknown variant `maybe`, expected `allow` or `deny` at line 1 column 22"),
-            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits` at line 1 column 8"),
+            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `contracts` at line 1 column 8"),
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
             // Found by the config fuzz target: an empty key once gave an empty path.
-            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits` at line 1 column 3"),
+            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `contracts` at line 1 column 3"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),
             (r#"{"policy":{"rules":[{"name":"a","who":{"roles":["ok","["]}}]}}"#, r#"policy.rules[0].who.roles[1]: invalid pattern "[": unclosed or empty '['"#),
             (r#"{"policy":{"rules":[{"name":"a"},{"name":"b"},{"name":"c","allow":{"tools":["["]}}]}}"#, r#"policy.rules[2].allow.tools[0]: invalid pattern "[": unclosed or empty '['"#),

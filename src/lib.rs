@@ -7,6 +7,7 @@ pub mod arguments;
 pub mod auth;
 pub mod authn;
 pub mod config;
+pub mod contract;
 pub mod gate;
 pub mod glob;
 pub mod jsonrpc;
