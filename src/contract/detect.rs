@@ -91,51 +91,117 @@ impl Builtin {
         Builtin::ALL.into_iter().find(|b| b.name() == name)
     }
 
-    /// Appends the spans this detector finds in `text`.
+    /// Appends the spans this detector finds in `text`, for detectors not anchored on a
+    /// prefix (those are found in one shared pass, [`anchored`]).
     fn find(self, text: &str, out: &mut Vec<Range<usize>>) {
-        let alnum = |b: u8| b.is_ascii_alphanumeric();
-        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
         match self {
-            Builtin::PrivateKey => private_keys(text, out),
-            Builtin::AwsKey => prefixed(
-                text,
-                &["AKIA", "ASIA"],
-                |b| b.is_ascii_uppercase() || b.is_ascii_digit(),
-                16..17,
-                out,
-            ),
-            Builtin::GithubToken => {
-                prefixed(
-                    text,
-                    &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
-                    alnum,
-                    36..256,
-                    out,
-                );
-                prefixed(
-                    text,
-                    &["github_pat_"],
-                    |b| alnum(b) || b == b'_',
-                    22..256,
-                    out,
-                );
-            }
-            Builtin::SlackToken => prefixed(
-                text,
-                &["xoxb-", "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxo-"],
-                |b| alnum(b) || b == b'-',
-                10..256,
-                out,
-            ),
-            Builtin::StripeKey => prefixed(text, &["sk_live_", "rk_live_"], alnum, 16..256, out),
-            Builtin::GoogleApiKey => prefixed(text, &["AIza"], word, 35..36, out),
-            Builtin::OpenaiKey => prefixed(text, &["sk-"], word, 32..256, out),
-            Builtin::Jwt => jwts(text, out),
-            Builtin::BearerToken => bearer_tokens(text, out),
             Builtin::Email => emails(text, out),
             Builtin::PaymentCard => cards(text, out),
             Builtin::Iban => ibans(text, out),
             Builtin::Phone => phones(text, out),
+            _ => {}
+        }
+    }
+
+    /// The match that starts with `prefix` (one of this detector's [`ANCHORS`]) at `at`.
+    fn after_prefix(self, text: &str, prefix: &str, at: usize) -> Option<Range<usize>> {
+        let alnum = |b: u8| b.is_ascii_alphanumeric();
+        let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+        let body = at + prefix.len();
+        let token = |class: &dyn Fn(u8) -> bool, len: Range<usize>| {
+            let n = run(text, body, class);
+            (starts_word(text, at) && len.contains(&n)).then_some(at..body + n)
+        };
+        match self {
+            Builtin::AwsKey => token(&|b| b.is_ascii_uppercase() || b.is_ascii_digit(), 16..17),
+            Builtin::GithubToken if prefix == "github_pat_" => {
+                token(&|b| alnum(b) || b == b'_', 22..256)
+            }
+            Builtin::GithubToken => token(&alnum, 36..256),
+            Builtin::SlackToken => token(&|b| alnum(b) || b == b'-', 10..256),
+            Builtin::StripeKey => token(&alnum, 16..256),
+            Builtin::GoogleApiKey => token(&word, 35..36),
+            Builtin::OpenaiKey => token(&word, 32..256),
+            Builtin::Jwt => jwt(text, at),
+            Builtin::BearerToken => bearer_token(text, at, body),
+            Builtin::PrivateKey => private_key(text, at),
+            Builtin::Email | Builtin::PaymentCard | Builtin::Iban | Builtin::Phone => None,
+        }
+    }
+}
+
+/// The literal each prefix-anchored detector starts from.
+const ANCHORS: &[(&str, Builtin)] = &[
+    ("AKIA", Builtin::AwsKey),
+    ("ASIA", Builtin::AwsKey),
+    ("ghp_", Builtin::GithubToken),
+    ("gho_", Builtin::GithubToken),
+    ("ghu_", Builtin::GithubToken),
+    ("ghs_", Builtin::GithubToken),
+    ("ghr_", Builtin::GithubToken),
+    ("github_pat_", Builtin::GithubToken),
+    ("xoxb-", Builtin::SlackToken),
+    ("xoxp-", Builtin::SlackToken),
+    ("xoxa-", Builtin::SlackToken),
+    ("xoxr-", Builtin::SlackToken),
+    ("xoxs-", Builtin::SlackToken),
+    ("xoxo-", Builtin::SlackToken),
+    ("sk_live_", Builtin::StripeKey),
+    ("rk_live_", Builtin::StripeKey),
+    ("AIza", Builtin::GoogleApiKey),
+    ("sk-", Builtin::OpenaiKey),
+    ("eyJ", Builtin::Jwt),
+    ("Bearer ", Builtin::BearerToken),
+    ("bearer ", Builtin::BearerToken),
+    ("BEARER ", Builtin::BearerToken),
+    ("-----BEGIN ", Builtin::PrivateKey),
+];
+
+/// Every prefix-anchored match of the enabled detectors (`(index, builtin)`), in one pass
+/// over `text`: only bytes that start an enabled prefix are looked at further.
+fn anchored(enabled: &[(usize, Builtin)], text: &str, found: &mut Vec<Found>) {
+    let mut anchors: Vec<(&str, usize, Builtin)> = ANCHORS
+        .iter()
+        .filter_map(|(prefix, b)| {
+            enabled
+                .iter()
+                .find(|(_, e)| e == b)
+                .map(|(i, _)| (*prefix, *i, *b))
+        })
+        .collect();
+    anchors.sort_by_key(|(prefix, _, _)| prefix.as_bytes().first().copied());
+    // Byte → 1 + the index of the first anchor starting with it (0: none).
+    let mut first = [0u8; 256];
+    for (k, (prefix, _, _)) in anchors.iter().enumerate().rev() {
+        if let Some(slot) = prefix
+            .as_bytes()
+            .first()
+            .and_then(|b| first.get_mut(usize::from(*b)))
+        {
+            *slot = u8::try_from(k + 1).unwrap_or(0);
+        }
+    }
+    let bytes = text.as_bytes();
+    for (at, &b) in bytes.iter().enumerate() {
+        let start = match first.get(usize::from(b)) {
+            Some(&k) if k > 0 => usize::from(k - 1),
+            _ => continue,
+        };
+        let rest = bytes.get(at..).unwrap_or_default();
+        let same_first = anchors
+            .get(start..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|(p, _, _)| p.as_bytes().first() == Some(&b));
+        for (prefix, index, builtin) in same_first {
+            if rest.starts_with(prefix.as_bytes()) {
+                if let Some(span) = builtin.after_prefix(text, prefix, at) {
+                    found.push(Found {
+                        span,
+                        detector: *index,
+                    });
+                }
+            }
         }
     }
 }
@@ -181,14 +247,25 @@ pub struct Found {
 /// first detector's label); `counts[i]` gains the matches of detector `i` before merging.
 pub fn find_all(detectors: &[Detector], text: &str, counts: &mut [u32]) -> Vec<Found> {
     let mut found = Vec::new();
+    let enabled: Vec<(usize, Builtin)> = detectors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| match d {
+            Detector::Builtin(b) => Some((i, *b)),
+            Detector::Custom { .. } => None,
+        })
+        .collect();
+    anchored(&enabled, text, &mut found);
     let mut spans = Vec::new();
     for (i, detector) in detectors.iter().enumerate() {
         spans.clear();
         detector.find(text, &mut spans);
-        if let Some(count) = counts.get_mut(i) {
-            *count = count.saturating_add(u32::try_from(spans.len()).unwrap_or(u32::MAX));
-        }
         found.extend(spans.drain(..).map(|span| Found { span, detector: i }));
+    }
+    for f in &found {
+        if let Some(count) = counts.get_mut(f.detector) {
+            *count = count.saturating_add(1);
+        }
     }
     found.sort_by(|a, b| {
         a.span
@@ -229,53 +306,21 @@ fn run(text: &str, from: usize, class: impl Fn(u8) -> bool) -> usize {
         .count()
 }
 
-/// `prefix` + a run of `class` whose length is in `len`, starting a word.
-fn prefixed(
-    text: &str,
-    prefixes: &[&str],
-    class: impl Fn(u8) -> bool + Copy,
-    len: Range<usize>,
-    out: &mut Vec<Range<usize>>,
-) {
-    for prefix in prefixes {
-        for (at, _) in text.match_indices(prefix) {
-            let body = at + prefix.len();
-            let n = run(text, body, class);
-            if starts_word(text, at) && len.contains(&n) {
-                out.push(at..body + n);
-            }
-        }
-    }
-}
-
 /// `-----BEGIN … PRIVATE KEY…-----` through its `-----END …-----` line (or the text's end).
-fn private_keys(text: &str, out: &mut Vec<Range<usize>>) {
-    let mut from = 0;
-    while let Some(at) = text
-        .get(from..)
-        .and_then(|t| t.find("-----BEGIN "))
-        .map(|i| i + from)
-    {
-        let label_end = text
-            .get(at + 11..)
-            .and_then(|t| t.find("-----"))
-            .map(|i| i + at + 11);
-        let label = label_end
-            .and_then(|e| text.get(at + 11..e))
-            .unwrap_or_default();
-        from = at + 11;
-        if label.len() > 64 || !label.contains("PRIVATE KEY") {
-            continue;
-        }
-        let end = text
-            .get(from..)
-            .and_then(|t| t.find("-----END "))
-            .map(|i| i + from + 9)
-            .and_then(|e| text.get(e..)?.find("-----").map(|i| i + e + 5))
-            .unwrap_or(text.len());
-        out.push(at..end);
-        from = end;
+fn private_key(text: &str, at: usize) -> Option<Range<usize>> {
+    let from = at + "-----BEGIN ".len();
+    let label_end = text.get(from..)?.find("-----")? + from;
+    let label = text.get(from..label_end)?;
+    if label.len() > 64 || !label.contains("PRIVATE KEY") {
+        return None;
     }
+    let end = text
+        .get(label_end + 5..)
+        .and_then(|t| t.find("-----END "))
+        .map(|i| i + label_end + 5 + 9)
+        .and_then(|e| text.get(e..)?.find("-----").map(|i| i + e + 5))
+        .unwrap_or(text.len());
+    Some(at..end)
 }
 
 fn base64url(b: u8) -> bool {
@@ -283,42 +328,25 @@ fn base64url(b: u8) -> bool {
 }
 
 /// `eyJ…` header, `.`, payload, `.`, signature (possibly empty for `alg: none`).
-fn jwts(text: &str, out: &mut Vec<Range<usize>>) {
-    let mut next = 0;
-    for (at, _) in text.match_indices("eyJ") {
-        if at < next || !starts_word(text, at) {
-            continue;
-        }
-        let header = run(text, at, base64url);
-        let dot = at + header;
-        let payload = run(text, dot + 1, base64url);
-        if header < 10 || payload < 10 || byte(text, dot) != Some(b'.') {
-            continue;
-        }
-        let dot2 = dot + 1 + payload;
-        if byte(text, dot2) != Some(b'.') {
-            continue;
-        }
-        let end = dot2 + 1 + run(text, dot2 + 1, base64url);
-        out.push(at..end);
-        next = end;
-    }
+fn jwt(text: &str, at: usize) -> Option<Range<usize>> {
+    let dot = at + run(text, at, base64url);
+    let payload = run(text, dot + 1, base64url);
+    let dot2 = dot + 1 + payload;
+    let shape = dot - at >= 10
+        && payload >= 10
+        && byte(text, dot) == Some(b'.')
+        && byte(text, dot2) == Some(b'.');
+    (shape && starts_word(text, at)).then(|| at..dot2 + 1 + run(text, dot2 + 1, base64url))
 }
 
 /// The credential after `Bearer ` (token68, at least 16 characters).
-fn bearer_tokens(text: &str, out: &mut Vec<Range<usize>>) {
+fn bearer_token(text: &str, at: usize, after: usize) -> Option<Range<usize>> {
     let token68 =
         |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
-    for word in ["Bearer ", "bearer ", "BEARER "] {
-        for (at, _) in text.match_indices(word) {
-            let start = at + word.len() + run(text, at + word.len(), |b| b == b' ');
-            let n = run(text, start, token68);
-            let end = start + n + run(text, start + n, |b| b == b'=');
-            if starts_word(text, at) && n >= 16 {
-                out.push(start..end);
-            }
-        }
-    }
+    let start = after + run(text, after, |b| b == b' ');
+    let n = run(text, start, token68);
+    let end = start + n + run(text, start + n, |b| b == b'=');
+    (starts_word(text, at) && n >= 16).then_some(start..end)
 }
 
 /// `local@domain.tld`, the top-level domain alphabetic and at least two letters long.

@@ -21,7 +21,11 @@ fn check(s: &Value, args: &str) -> Result<(), (String, &'static str)> {
 }
 
 fn fails(s: Value, args: &str, pointer: &str, keyword: &str) {
-    assert_eq!(check(&s, args), Err((pointer.to_owned(), keyword)), "{s} {args}");
+    assert_eq!(
+        check(&s, args),
+        Err((pointer.to_owned(), keyword)),
+        "{s} {args}"
+    );
 }
 
 fn passes(s: Value, args: &str) {
@@ -39,8 +43,13 @@ fn type_keyword_with_unions_and_integers() {
     // Arguments are an object whatever the schema says; omitted arguments are `{}`.
     fails(json!({}), "[1]", "", "type");
     let required = schema(json!({"type":"object","required":["a"]}));
-    assert_eq!(required.validate_arguments(None).unwrap_err().keyword, "required");
-    assert!(schema(json!({"type":"object"})).validate_arguments(None).is_ok());
+    assert_eq!(
+        required.validate_arguments(None).unwrap_err().keyword,
+        "required"
+    );
+    assert!(schema(json!({"type":"object"}))
+        .validate_arguments(None)
+        .is_ok());
 }
 
 #[test]
@@ -48,18 +57,49 @@ fn object_keywords() {
     let s = json!({"type":"object","properties":{"a":{"type":"string"}},"required":["a"],"additionalProperties":false});
     passes(s.clone(), r#"{"a":"x"}"#);
     fails(s.clone(), r#"{}"#, "/a", "required");
-    fails(s.clone(), r#"{"a":"x","b/c":1}"#, "/b~1c", "additionalProperties");
+    fails(
+        s.clone(),
+        r#"{"a":"x","b/c":1}"#,
+        "/b~1c",
+        "additionalProperties",
+    );
     let typed = json!({"properties":{"a":{}},"additionalProperties":{"type":"integer"}});
     fails(typed, r#"{"a":"x","b":"y"}"#, "/b", "type");
-    let pattern = json!({"patternProperties":{"^x_":{"type":"integer"}},"additionalProperties":false});
+    let pattern =
+        json!({"patternProperties":{"^x_":{"type":"integer"}},"additionalProperties":false});
     passes(pattern.clone(), r#"{"x_1":1}"#);
     fails(pattern.clone(), r#"{"x_1":"1"}"#, "/x_1", "type");
     fails(pattern, r#"{"y":1}"#, "/y", "additionalProperties");
-    fails(json!({"minProperties":2}), r#"{"a":1}"#, "", "minProperties");
-    fails(json!({"maxProperties":1}), r#"{"a":1,"b":2}"#, "", "maxProperties");
-    fails(json!({"propertyNames":{"maxLength":3}}), r#"{"long":1}"#, "/long", "propertyNames");
-    fails(json!({"dependentRequired":{"a":["b"]}}), r#"{"a":1}"#, "/b", "dependentRequired");
-    fails(json!({"dependentSchemas":{"a":{"required":["c"]}}}), r#"{"a":1}"#, "/c", "required");
+    fails(
+        json!({"minProperties":2}),
+        r#"{"a":1}"#,
+        "",
+        "minProperties",
+    );
+    fails(
+        json!({"maxProperties":1}),
+        r#"{"a":1,"b":2}"#,
+        "",
+        "maxProperties",
+    );
+    fails(
+        json!({"propertyNames":{"maxLength":3}}),
+        r#"{"long":1}"#,
+        "/long",
+        "propertyNames",
+    );
+    fails(
+        json!({"dependentRequired":{"a":["b"]}}),
+        r#"{"a":1}"#,
+        "/b",
+        "dependentRequired",
+    );
+    fails(
+        json!({"dependentSchemas":{"a":{"required":["c"]}}}),
+        r#"{"a":1}"#,
+        "/c",
+        "required",
+    );
     // A repeated key is ambiguous: two upstreams could read different values.
     fails(json!({}), r#"{"a":1,"\u0061":2}"#, "/a", "duplicateKey");
 }
@@ -107,8 +147,17 @@ fn pattern_and_formats() {
     // `format` is an annotation unless configured.
     passes(f.clone(), r#"{"d":"2024-02-30"}"#);
     let asserted = Schema::compile(&f, true).unwrap();
-    let v = |args: &str| asserted.validate_arguments(Some(args.as_bytes())).map_err(|v| v.pointer);
-    assert_eq!(v(r#"{"d":"2024-02-29","u":"123e4567-e89b-12d3-a456-426614174000","t":"2024-01-01T10:00:00.5Z","e":"a@b.io","i":"10.0.0.1"}"#), Ok(()));
+    let v = |args: &str| {
+        asserted
+            .validate_arguments(Some(args.as_bytes()))
+            .map_err(|v| v.pointer)
+    };
+    assert_eq!(
+        v(
+            r#"{"d":"2024-02-29","u":"123e4567-e89b-12d3-a456-426614174000","t":"2024-01-01T10:00:00.5Z","e":"a@b.io","i":"10.0.0.1"}"#
+        ),
+        Ok(())
+    );
     assert_eq!(v(r#"{"d":"2023-02-29"}"#), Err("/d".into()));
     assert_eq!(v(r#"{"u":"123e4567"}"#), Err("/u".into()));
     assert_eq!(v(r#"{"t":"2024-01-01 10:00:00Z"}"#), Err("/t".into()));
@@ -135,8 +184,16 @@ fn array_keywords() {
     passes(contains.clone(), r#"{"c":["a","x"]}"#);
     fails(contains.clone(), r#"{"c":["a"]}"#, "/c", "contains");
     fails(contains, r#"{"c":["x","x"]}"#, "/c", "contains");
-    passes(json!({"properties":{"u":{"uniqueItems":true}}}), r#"{"u":[{"a":1,"b":2},{"b":2,"a":1.5}]}"#);
-    fails(json!({"properties":{"u":{"uniqueItems":true}}}), r#"{"u":[{"a":1,"b":2},{"b":2,"a":1}]}"#, "/u", "uniqueItems");
+    passes(
+        json!({"properties":{"u":{"uniqueItems":true}}}),
+        r#"{"u":[{"a":1,"b":2},{"b":2,"a":1.5}]}"#,
+    );
+    fails(
+        json!({"properties":{"u":{"uniqueItems":true}}}),
+        r#"{"u":[{"a":1,"b":2},{"b":2,"a":1}]}"#,
+        "/u",
+        "uniqueItems",
+    );
 }
 
 #[test]
@@ -147,7 +204,10 @@ fn composition_and_conditionals() {
         "all":{"allOf":[{"type":"string"},{"maxLength":2}]},
         "not":{"not":{"type":"null"}},
         "if":{"if":{"type":"string"},"then":{"minLength":2},"else":{"type":"integer"}}}});
-    passes(s.clone(), r#"{"any":"a","one":-1,"all":"ab","not":1,"if":"ab"}"#);
+    passes(
+        s.clone(),
+        r#"{"any":"a","one":-1,"all":"ab","not":1,"if":"ab"}"#,
+    );
     fails(s.clone(), r#"{"any":true}"#, "/any", "anyOf");
     fails(s.clone(), r#"{"one":1}"#, "/one", "oneOf");
     fails(s.clone(), r#"{"all":"abc"}"#, "/all", "maxLength");
@@ -160,8 +220,16 @@ fn composition_and_conditionals() {
 fn local_refs_defs_and_recursion() {
     let s = json!({"type":"object","$defs":{"node":{"type":"object","properties":{"v":{"type":"integer"},"next":{"$ref":"#/$defs/node"}}}},
         "properties":{"list":{"$ref":"#/$defs/node"},"old":{"$ref":"#/definitions/x"}},"definitions":{"x":{"type":"string"}}});
-    passes(s.clone(), r#"{"list":{"v":1,"next":{"v":2,"next":{"v":3}}},"old":"a"}"#);
-    fails(s.clone(), r#"{"list":{"v":1,"next":{"v":"2"}}}"#, "/list/next/v", "type");
+    passes(
+        s.clone(),
+        r#"{"list":{"v":1,"next":{"v":2,"next":{"v":3}}},"old":"a"}"#,
+    );
+    fails(
+        s.clone(),
+        r#"{"list":{"v":1,"next":{"v":"2"}}}"#,
+        "/list/next/v",
+        "type",
+    );
     fails(s, r#"{"old":1}"#, "/old", "type");
     // Percent-encoded and escaped pointer tokens.
     let enc = json!({"$defs":{"a b":{"type":"string"},"c/d":{"type":"integer"}},"properties":{"x":{"$ref":"#/$defs/a%20b"},"y":{"$ref":"#/$defs/c~1d"}}});
@@ -175,27 +243,59 @@ fn local_refs_defs_and_recursion() {
 #[test]
 fn what_does_not_compile() {
     let cases = [
-        (json!({"properties":{"a":{"$ref":"https://example.com/s.json"}}}), "inputSchema#/properties/a/$ref: only local references (#/...) are followed (SEP-2106)"),
-        (json!({"$ref":"#/$defs/missing"}), "inputSchema#/$ref: \"#/$defs/missing\" points to nothing"),
-        (json!({"$ref":"#anchor"}), "inputSchema#/$ref: only JSON-pointer fragments (#/...) are supported, not anchors"),
-        (json!({"unevaluatedProperties":false}), "inputSchema#: unevaluatedProperties is not supported"),
-        (json!({"properties":{"a":{"pattern":"(?<=a)b"}}}), "inputSchema#/properties/a/pattern: pattern not supported: "),
-        (json!({"type":"text"}), "inputSchema#/type: unknown type \"text\""),
-        (json!({"properties":{"a":{"$id":"x"}}}), "inputSchema#/properties/a/$id: an embedded $id (a new base URI) is not supported"),
-        (json!(3), "inputSchema#: a schema must be an object or a boolean"),
+        (
+            json!({"properties":{"a":{"$ref":"https://example.com/s.json"}}}),
+            "inputSchema#/properties/a/$ref: only local references (#/...) are followed (SEP-2106)",
+        ),
+        (
+            json!({"$ref":"#/$defs/missing"}),
+            "inputSchema#/$ref: \"#/$defs/missing\" points to nothing",
+        ),
+        (
+            json!({"$ref":"#anchor"}),
+            "inputSchema#/$ref: only JSON-pointer fragments (#/...) are supported, not anchors",
+        ),
+        (
+            json!({"unevaluatedProperties":false}),
+            "inputSchema#: unevaluatedProperties is not supported",
+        ),
+        (
+            json!({"properties":{"a":{"pattern":"(?<=a)b"}}}),
+            "inputSchema#/properties/a/pattern: pattern not supported: ",
+        ),
+        (
+            json!({"type":"text"}),
+            "inputSchema#/type: unknown type \"text\"",
+        ),
+        (
+            json!({"properties":{"a":{"$id":"x"}}}),
+            "inputSchema#/properties/a/$id: an embedded $id (a new base URI) is not supported",
+        ),
+        (
+            json!(3),
+            "inputSchema#: a schema must be an object or a boolean",
+        ),
     ];
     for (s, want) in cases {
         let e = Schema::compile(&s, false).unwrap_err().to_string();
         assert!(e.starts_with(want), "{e}");
     }
     // Size bounds: too many subschemas, too deep.
-    let wide: serde_json::Map<String, Value> = (0..schema::MAX_NODES).map(|i| (format!("p{i}"), json!({}))).collect();
-    assert!(Schema::compile(&json!({"properties": wide}), false).unwrap_err().message.contains("subschemas"));
+    let wide: serde_json::Map<String, Value> = (0..schema::MAX_NODES)
+        .map(|i| (format!("p{i}"), json!({})))
+        .collect();
+    assert!(Schema::compile(&json!({"properties": wide}), false)
+        .unwrap_err()
+        .message
+        .contains("subschemas"));
     let mut deep = json!({});
     for _ in 0..=schema::MAX_DEPTH {
         deep = json!({"not": deep});
     }
-    assert!(Schema::compile(&deep, false).unwrap_err().message.contains("deeper"));
+    assert!(Schema::compile(&deep, false)
+        .unwrap_err()
+        .message
+        .contains("deeper"));
     assert!(schema(json!({"properties":{"a":{"type":"string"}}})).weight() > 0);
 }
 
@@ -216,31 +316,79 @@ fn credential_detectors_true_and_false_positives() {
     let all = Builtin::ALL;
     let github = format!("ghp_{}", "a1B2".repeat(9));
     let cases: Vec<(String, Vec<String>)> = vec![
-        ("key AKIAIOSFODNN7EXAMPLE here".into(), vec!["aws_key:AKIAIOSFODNN7EXAMPLE".into()]),
-        ("XAKIAIOSFODNN7EXAMPLE AKIAIOSFODNN7EXAMPLEX AKIA123".into(), vec![]),
-        (format!("token={github}."), vec![format!("github_token:{github}")]),
-        (format!("github_pat_{}", "A1_b".repeat(20)), vec![format!("github_token:github_pat_{}", "A1_b".repeat(20))]),
+        (
+            "key AKIAIOSFODNN7EXAMPLE here".into(),
+            vec!["aws_key:AKIAIOSFODNN7EXAMPLE".into()],
+        ),
+        (
+            "XAKIAIOSFODNN7EXAMPLE AKIAIOSFODNN7EXAMPLEX AKIA123".into(),
+            vec![],
+        ),
+        (
+            format!("token={github}."),
+            vec![format!("github_token:{github}")],
+        ),
+        (
+            format!("github_pat_{}", "A1_b".repeat(20)),
+            vec![format!("github_token:github_pat_{}", "A1_b".repeat(20))],
+        ),
         ("ghp_short".into(), vec![]),
-        ("xoxb-1234567890-abcdef".into(), vec!["slack_token:xoxb-1234567890-abcdef".into()]),
-        (format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc"), vec!["stripe_key:sk_live_4eC39HqLyjWDarjtT1zdp7dc".into()]),
-        (format!("AIza{}", "SyA-1234567890abcdefghijklmnopqrstu"), vec!["google_api_key:AIzaSyA-1234567890abcdefghijklmnopqrstu".into()]),
-        (format!("sk-proj-{}", "x".repeat(40)), vec![format!("openai_key:sk-proj-{}", "x".repeat(40))]),
+        (
+            "xoxb-1234567890-abcdef".into(),
+            vec!["slack_token:xoxb-1234567890-abcdef".into()],
+        ),
+        (
+            format!("sk_live_{}", "4eC39HqLyjWDarjtT1zdp7dc"),
+            vec!["stripe_key:sk_live_4eC39HqLyjWDarjtT1zdp7dc".into()],
+        ),
+        (
+            format!("AIza{}", "SyA-1234567890abcdefghijklmnopqrstu"),
+            vec!["google_api_key:AIzaSyA-1234567890abcdefghijklmnopqrstu".into()],
+        ),
+        (
+            format!("sk-proj-{}", "x".repeat(40)),
+            vec![format!("openai_key:sk-proj-{}", "x".repeat(40))],
+        ),
         ("task-force desk-lamp sk-short".into(), vec![]),
-        ("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\ntail".into(), vec!["private_key:-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----".into()]),
-        ("-----BEGIN CERTIFICATE-----\nMIIE\n-----END CERTIFICATE-----".into(), vec![]),
-        ("Authorization: Bearer abcdefghijklmnop0123=".into(), vec!["bearer_token:abcdefghijklmnop0123=".into()]),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\ntail".into(),
+            vec![
+                "private_key:-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----"
+                    .into(),
+            ],
+        ),
+        (
+            "-----BEGIN CERTIFICATE-----\nMIIE\n-----END CERTIFICATE-----".into(),
+            vec![],
+        ),
+        (
+            "Authorization: Bearer abcdefghijklmnop0123=".into(),
+            vec!["bearer_token:abcdefghijklmnop0123=".into()],
+        ),
         ("bearer short".into(), vec![]),
     ];
     for (text, want) in cases {
         assert_eq!(found(&all, &text), want, "{text}");
     }
     let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
-    assert_eq!(found(&[Builtin::Jwt], &format!("t={jwt};")), vec![format!("jwt:{jwt}")]);
-    assert_eq!(found(&[Builtin::Jwt], "eyJhbGciOiJIUzI1NiJ9 only a header"), Vec::<String>::new());
+    assert_eq!(
+        found(&[Builtin::Jwt], &format!("t={jwt};")),
+        vec![format!("jwt:{jwt}")]
+    );
+    assert_eq!(
+        found(&[Builtin::Jwt], "eyJhbGciOiJIUzI1NiJ9 only a header"),
+        Vec::<String>::new()
+    );
     // A JWT after `Bearer` is one redaction (overlaps merge), counted by both detectors.
-    let detectors = [Detector::Builtin(Builtin::BearerToken), Detector::Builtin(Builtin::Jwt)];
+    let detectors = [
+        Detector::Builtin(Builtin::BearerToken),
+        Detector::Builtin(Builtin::Jwt),
+    ];
     let mut counts = [0, 0];
-    assert_eq!(find_all(&detectors, &format!("Bearer {jwt}"), &mut counts).len(), 1);
+    assert_eq!(
+        find_all(&detectors, &format!("Bearer {jwt}"), &mut counts).len(),
+        1
+    );
     assert_eq!(counts, [1, 1]);
 }
 
@@ -292,11 +440,19 @@ fn redaction_decodes_escapes_keeps_json_valid_and_other_bytes_as_they_were() {
     assert_eq!(scan.blocked, None);
     let body = String::from_utf8(scan.body.unwrap()).unwrap();
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["result"]["content"][0]["text"], "key [REDACTED:aws_key] \"q\"\n");
+    assert_eq!(
+        v["result"]["content"][0]["text"],
+        "key [REDACTED:aws_key] \"q\"\n"
+    );
     // Image data is not text: left alone, byte for byte.
     assert!(body.contains(r#"{"type":"image","data":"AKIAIOSFODNN7EXAMPLE"}"#));
-    assert_eq!(v["result"]["structuredContent"]["a"], json!(["[REDACTED:email]", {"k":"[REDACTED:email]"}]));
-    assert!(body.starts_with(r#"{"jsonrpc":"2.0", "id":7,"result":{"content":[{"type":"text","text":"#));
+    assert_eq!(
+        v["result"]["structuredContent"]["a"],
+        json!(["[REDACTED:email]", {"k":"[REDACTED:email]"}])
+    );
+    assert!(
+        body.starts_with(r#"{"jsonrpc":"2.0", "id":7,"result":{"content":[{"type":"text","text":"#)
+    );
     assert!(body.ends_with(r#","n":1},"isError":false}}"#));
     // Nothing found: nothing rewritten.
     let clean = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hello"}]}}"#;
@@ -309,7 +465,10 @@ fn embedded_resources_and_any_json_structured_content_are_scanned() {
     let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"resource","resource":{"uri":"a@b.io","text":"to a@b.io"}}],"structuredContent":"c@d.io"}}"#;
     let body = r.scan("t", answer.as_bytes()).body.unwrap();
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["result"]["content"][0]["resource"]["text"], "to [REDACTED:email]");
+    assert_eq!(
+        v["result"]["content"][0]["resource"]["text"],
+        "to [REDACTED:email]"
+    );
     assert_eq!(v["result"]["content"][0]["resource"]["uri"], "a@b.io");
     assert_eq!(v["result"]["structuredContent"], "[REDACTED:email]");
 }
@@ -322,21 +481,44 @@ fn block_and_log_actions_and_the_size_bound() {
     let v: Value = serde_json::from_slice(&scan.body.unwrap()).unwrap();
     assert_eq!(v["id"], "x-1");
     assert_eq!(v["error"]["code"], -32603);
-    assert_eq!(v["error"]["data"]["reason"], "the result of tool \"vault_read\" was withheld: it contains private_key");
+    assert_eq!(
+        v["error"]["data"]["reason"],
+        "the result of tool \"vault_read\" was withheld: it contains private_key"
+    );
     assert!(!scan.blocked.unwrap().contains("AAA"));
     let log = rule(&[Builtin::PrivateKey], Action::Log, None);
     let logged = log.scan("t", answer);
-    assert_eq!((logged.body, logged.counts), (None, vec![("private_key", 1)]));
+    assert_eq!(
+        (logged.body, logged.counts),
+        (None, vec![("private_key", 1)])
+    );
     let size = rule(&[], Action::Log, Some(16));
     let big = size.scan("t", answer);
     assert!(big.blocked.unwrap().contains("over its max_bytes (16)"));
     // Unreadable JSON cannot be scanned: blocked unless the rule only logs.
     let broken = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"text":"a"#;
-    assert!(rule(&[Builtin::Email], Action::Redact, None).scan("t", broken).blocked.is_some());
-    assert_eq!(rule(&[Builtin::Email], Action::Log, None).scan("t", broken).body, None);
+    assert!(rule(&[Builtin::Email], Action::Redact, None)
+        .scan("t", broken)
+        .blocked
+        .is_some());
+    assert_eq!(
+        rule(&[Builtin::Email], Action::Log, None)
+            .scan("t", broken)
+            .body,
+        None
+    );
     // Errors, requests and non-JSON pass untouched.
-    for other in [&br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"a@b.io"}}"#[..], b"", b"ping"] {
-        assert_eq!(rule(&[Builtin::Email], Action::Block, None).scan("t", other).body, None);
+    for other in [
+        &br#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"a@b.io"}}"#[..],
+        b"",
+        b"ping",
+    ] {
+        assert_eq!(
+            rule(&[Builtin::Email], Action::Block, None)
+                .scan("t", other)
+                .body,
+            None
+        );
     }
 }
 
@@ -347,9 +529,15 @@ fn sse_event_with_data_split_over_lines_is_scanned_and_rewritten() {
     let scan = scan_event(&r, "t", event);
     assert_eq!(scan.counts, vec![("email", 1)]);
     let out = String::from_utf8(scan.body.unwrap()).unwrap();
-    assert!(out.starts_with("event: message\r\nid: 3\r\ndata: "), "{out}");
+    assert!(
+        out.starts_with("event: message\r\nid: 3\r\ndata: "),
+        "{out}"
+    );
     assert!(out.ends_with("\r\n\r\n"));
-    let data: String = out.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    let data: String = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
     let v: Value = serde_json::from_str(&data).unwrap();
     assert_eq!(v["result"]["content"][0]["text"], "mail [REDACTED:email]");
     assert_eq!(scan_event(&r, "t", b": keep-alive\n\n").body, None);
@@ -362,7 +550,9 @@ fn custom_detectors_from_the_configuration() {
     assert!(c.contracts.result_rule("any", "echo").is_none());
     let scan = r.scan("db_query", br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"TCK-123456 TCK-12"}]}}"#);
     assert_eq!(scan.counts, vec![("ticket", 1)]);
-    assert!(String::from_utf8(scan.body.unwrap()).unwrap().contains("[REDACTED:ticket] TCK-12"));
+    assert!(String::from_utf8(scan.body.unwrap())
+        .unwrap()
+        .contains("[REDACTED:ticket] TCK-12"));
 }
 
 // --- calls: modes, uncompilable schemas, write-back guard ---
@@ -375,35 +565,72 @@ fn contracts(json: &str) -> Contracts {
 
 #[test]
 fn calls_are_judged_by_mode_and_refused_with_pointer_and_keyword() {
-    let c = contracts(r#"{"contracts":{"arguments":[{"upstreams":["lab"],"tools":["*"],"mode":"shadow"},{"tools":["send"],"mode":"enforce"}]}}"#);
+    let c = contracts(
+        r#"{"contracts":{"arguments":[{"upstreams":["lab"],"tools":["*"],"mode":"shadow"},{"tools":["send"],"mode":"enforce"}]}}"#,
+    );
     let mut cache = SchemaCache::new(c.max_schemas);
-    assert_eq!(cache.learn([1; 32], SCHEMA_TOOL.as_bytes(), c.formats), None);
+    assert_eq!(
+        cache.learn([1; 32], SCHEMA_TOOL.as_bytes(), c.formats),
+        None
+    );
     let known = cache.get(&[1; 32]);
     let secret = br#"{"to":"secret-value"}"#;
-    assert_eq!(c.check_call("prod", "send", Some(br#"{"to":"bob"}"#), known), CallCheck::Pass);
-    let CallCheck::Refuse(r) = c.check_call("prod", "send", Some(secret), known) else { panic!() };
+    assert_eq!(
+        c.check_call("prod", "send", Some(br#"{"to":"bob"}"#), known),
+        CallCheck::Pass
+    );
+    let CallCheck::Refuse(r) = c.check_call("prod", "send", Some(secret), known) else {
+        panic!()
+    };
     let body = r.to_json();
     assert!(!body.contains("secret-value"), "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((v["error"]["code"].clone(), r.code.http_status()), (json!(-32602), 400));
+    assert_eq!(
+        (v["error"]["code"].clone(), r.code.http_status()),
+        (json!(-32602), 400)
+    );
     assert_eq!(v["error"]["data"]["pointer"], "/to");
     assert_eq!(v["error"]["data"]["keyword"], "maxLength");
-    assert!(matches!(c.check_call("prod", "send", None, known), CallCheck::Refuse(_)));
-    assert!(matches!(c.check_call("lab", "send", Some(secret), known), CallCheck::Report { outcome: "shadow", .. }));
-    assert_eq!(c.check_call("prod", "other", Some(secret), known), CallCheck::Pass);
+    assert!(matches!(
+        c.check_call("prod", "send", None, known),
+        CallCheck::Refuse(_)
+    ));
+    assert!(matches!(
+        c.check_call("lab", "send", Some(secret), known),
+        CallCheck::Report {
+            outcome: "shadow",
+            ..
+        }
+    ));
+    assert_eq!(
+        c.check_call("prod", "other", Some(secret), known),
+        CallCheck::Pass
+    );
 }
 
 #[test]
 fn uncompilable_and_unknown_schemas_follow_the_configuration() {
     let bad = br#"{"name":"x","inputSchema":{"$ref":"https://evil.example/s.json"}}"#;
-    for (config, refused) in [(r#""uncompilable":"refuse""#, true), (r#""uncompilable":"pass""#, false)] {
-        let c = contracts(&format!(r#"{{"contracts":{{"arguments":[{{"mode":"enforce"}}],{config}}}}}"#));
+    for (config, refused) in [
+        (r#""uncompilable":"refuse""#, true),
+        (r#""uncompilable":"pass""#, false),
+    ] {
+        let c = contracts(&format!(
+            r#"{{"contracts":{{"arguments":[{{"mode":"enforce"}}],{config}}}}}"#
+        ));
         let mut cache = SchemaCache::new(4);
-        assert!(cache.learn([2; 32], bad, false).is_some(), "logged the first time");
+        assert!(
+            cache.learn([2; 32], bad, false).is_some(),
+            "logged the first time"
+        );
         assert!(cache.learn([2; 32], bad, false).is_none(), "and only once");
         for known in [cache.get(&[2; 32]), cache.get(&[3; 32])] {
             let verdict = c.check_call("u", "x", Some(b"{}"), known);
-            assert_eq!(matches!(verdict, CallCheck::Refuse(_)), refused, "{verdict:?}");
+            assert_eq!(
+                matches!(verdict, CallCheck::Refuse(_)),
+                refused,
+                "{verdict:?}"
+            );
         }
     }
 }
@@ -412,11 +639,32 @@ fn uncompilable_and_unknown_schemas_follow_the_configuration() {
 fn write_back_guard_finds_the_marker_through_escapes() {
     let c = contracts(r#"{"contracts":{"results":[{"detectors":["email"],"action":"redact"}]}}"#);
     assert!(c.guards_write_back());
-    for args in [&br#"{"q":"x [REDACTED:email]"}"#[..], br#"{"q":["\u005bREDACTED:email]"]}"#, br#"{"[REDACTED:x]":1}"#] {
-        assert!(matches!(c.check_call("u", "t", Some(args), Known::Unknown), CallCheck::Refuse(_)), "{args:?}");
+    for args in [
+        &br#"{"q":"x [REDACTED:email]"}"#[..],
+        br#"{"q":["\u005bREDACTED:email]"]}"#,
+        br#"{"[REDACTED:x]":1}"#,
+    ] {
+        assert!(
+            matches!(
+                c.check_call("u", "t", Some(args), Known::Unknown),
+                CallCheck::Refuse(_)
+            ),
+            "{args:?}"
+        );
     }
-    assert_eq!(c.check_call("u", "t", Some(br#"{"q":"REDACTED \\u005b"}"#), Known::Unknown), CallCheck::Pass);
-    assert!(!contracts(r#"{"contracts":{"results":[{"detectors":["email"],"action":"log"}]}}"#).guards_write_back());
+    assert_eq!(
+        c.check_call(
+            "u",
+            "t",
+            Some(br#"{"q":"REDACTED \\u005b"}"#),
+            Known::Unknown
+        ),
+        CallCheck::Pass
+    );
+    assert!(
+        !contracts(r#"{"contracts":{"results":[{"detectors":["email"],"action":"log"}]}}"#)
+            .guards_write_back()
+    );
 }
 
 #[test]
