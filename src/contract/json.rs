@@ -141,8 +141,10 @@ pub fn canonical_key(value: &Value, out: &mut String) {
                 Some(f) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
                     let _ = write!(out, "{}", f as i64);
                 }
+                // Bits, not decimal text: equal floats have equal bits, and no float
+                // formatting code is pulled into the filter.
                 f => {
-                    let _ = write!(out, "{:?}", f.unwrap_or_default());
+                    let _ = write!(out, "f{:x}", f.unwrap_or_default().to_bits());
                 }
             },
         },
