@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::catalog::config::ToolsDto;
 use crate::catalog::toolstate::ToolsConfig;
+use crate::contract::{Contracts, ContractsDto};
 use crate::identity::ownership::{Ownership, OwnershipDto};
 use crate::identity::{AuthDto, Authenticator, Provider};
 use crate::limits::{RateLimits, RateLimitsDto};
@@ -74,6 +75,8 @@ struct ConfigDto {
     #[serde(default)]
     rate_limits: RateLimitsDto,
     ownership: Option<OwnershipDto>,
+    #[serde(default)]
+    contracts: ContractsDto,
 }
 
 /// The compiled configuration the filter runs with.
@@ -112,6 +115,8 @@ pub struct Config {
     /// Something keys on the route's cluster (learned tools, rate-limit keys, injected
     /// headers, the audit line): the glue reads it once, after routing.
     pub needs_upstream: bool,
+    /// Tool contracts: arguments against inputSchemas, results scanned.
+    pub contracts: Contracts,
 }
 
 impl Config {
@@ -189,11 +194,13 @@ impl ConfigDto {
             });
         }
         let rate_limits = self.rate_limits.compile("rate_limits")?;
+        let contracts = self.contracts.compile("contracts")?;
         Ok(Config {
             needs_upstream: learns_tools
                 || rate_limits.needs_upstream
                 || upstream.injects()
-                || observe.audit.is_some(),
+                || observe.audit.is_some()
+                || contracts.is_active(),
             learns_tools,
             policy,
             tools,
@@ -209,6 +216,7 @@ impl ConfigDto {
             observe,
             rate_limits,
             ownership: self.ownership.map(|o| o.compile("ownership")).transpose()?,
+            contracts,
         })
     }
 }
@@ -306,11 +314,11 @@ mod tests {
             (r#"{"pass_paths":["/healthz","/a;b"]}"#, "pass_paths[1]: path \"/a;b\" must not contain ';': requests are matched decoded, without ;params, with '\\' read as '/'"),
             (r#"{"pass_paths":["/[x"]}"#, r#"pass_paths[0]: invalid pattern "/[x": unclosed or empty '['"#),
             (r#"{"other_paths":"maybe"}"#, "other_paths: unknown variant `maybe`, expected `allow` or `deny` at line 1 column 22"),
-            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `hold`, `pass_paths`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `ownership` at line 1 column 8"),
+            (r#"{"bogus":1}"#, "bogus: unknown field `bogus`, expected one of `endpoints`, `hold`, `pass_paths`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `ownership`, `contracts` at line 1 column 8"),
             (r#"{"get_stream":"allow","get_stream":"deny"}"#, "configuration: duplicate field `get_stream` at line 1 column 34"),
             (r#"{} {}"#, "configuration: trailing characters at line 1 column 4"),
             // Found by the config fuzz target: an empty key once gave an empty path.
-            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `hold`, `pass_paths`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `ownership` at line 1 column 3"),
+            (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `hold`, `pass_paths`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `ownership`, `contracts` at line 1 column 3"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),
             (r#"{"policy":{"rules":[{"name":"a","who":{"roles":["ok","["]}}]}}"#, r#"policy.rules[0].who.roles[1]: invalid pattern "[": unclosed or empty '['"#),
             (r#"{"policy":{"rules":[{"name":"a"},{"name":"b"},{"name":"c","allow":{"tools":["["]}}]}}"#, r#"policy.rules[2].allow.tools[0]: invalid pattern "[": unclosed or empty '['"#),

@@ -13,6 +13,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod contract;
 pub mod gate;
 pub mod identity;
 pub(crate) mod limits;

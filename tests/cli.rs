@@ -482,3 +482,113 @@ fn explain_judges_annotations_and_pins_by_a_saved_tools_list() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("pin mismatch"), "{out}");
 }
+
+const CONTRACTS: &str = r#"{"contracts":{"arguments":[{"tools":["send"],"mode":"enforce"}],
+    "results":[{"tools":["db_*"],"detectors":["secrets","email"],"action":"redact"},
+               {"tools":["vault_*"],"detectors":["private_key"],"action":"block"}]}}"#;
+
+fn tools_list() -> String {
+    json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "send", "inputSchema": {
+        "type": "object", "properties": {"to": {"type": "string", "maxLength": 8}}, "required": ["to"]}}]}})
+    .to_string()
+}
+
+fn send(arguments: serde_json::Value) -> String {
+    json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "send", "arguments": arguments}})
+        .to_string()
+}
+
+#[test]
+fn explain_validates_arguments_against_a_saved_tools_list() {
+    let tools = file("tools.json", &tools_list());
+    let (code, out, _) = explain(CONTRACTS, &send(json!({"to": "bob"})), &["--tools", &tools]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("contract: tool \"send\": arguments match its inputSchema (Enforce)\n"),
+        "{out}"
+    );
+    let (code, out, _) = explain(
+        CONTRACTS,
+        &send(json!({"to": "a-very-long-secret"})),
+        &["--tools", &tools],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("verdict:  refused, HTTP 400 Invalid params\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#""pointer":"/to","keyword":"maxLength""#),
+        "{out}"
+    );
+    assert!(!out.contains("a-very-long-secret"), "{out}");
+    // Without the tools list the schema is unknown: refused by default (uncompilable: refuse).
+    let (code, out, _) = explain(CONTRACTS, &send(json!({"to": "bob"})), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("is not known: list the tools through the gateway first"),
+        "{out}"
+    );
+    // A redaction marker written back is refused for every tool.
+    let (code, out, _) = explain(CONTRACTS, &call(5, "other"), &[]);
+    assert_eq!(code, 0, "{out}");
+    let marker = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+        "params": {"name": "other", "arguments": {"q": "[REDACTED:email]"}}});
+    let (code, out, _) = explain(CONTRACTS, &marker.to_string(), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("contain a redaction marker"), "{out}");
+}
+
+#[test]
+fn scan_redacts_a_json_answer_and_blocks_an_sse_one() {
+    let config = file("contracts.json", CONTRACTS);
+    let answer = json!({"jsonrpc": "2.0", "id": 9, "result": {"content": [{"type": "text",
+        "text": "owner bob@example.com key AKIAIOSFODNN7EXAMPLE"}]}});
+    let path = file("answer.json", &answer.to_string());
+    let (code, out, _) = run(
+        &[
+            "scan", "--config", &config, "--answer", &path, "--tool", "db_query",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("message   redacted [aws_key x1, email x1]\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("owner [REDACTED:email] key [REDACTED:aws_key]"),
+        "{out}"
+    );
+    assert!(!out.contains("bob@example.com"), "{out}");
+    let sse = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"content\":\ndata: [{\"type\":\"text\",\"text\":\"-----BEGIN EC PRIVATE KEY-----\\nMHc\"}]}}\n\n";
+    let (code, out, _) = run(
+        &[
+            "scan",
+            "--config",
+            &config,
+            "--answer",
+            "-",
+            "--tool",
+            "vault_read",
+        ],
+        sse,
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("event[0]  blocked: the result of tool \"vault_read\" was withheld: it contains private_key [private_key x1]"), "{out}");
+    assert!(!out.contains("MHc"), "{out}");
+    let (code, out, _) = run(
+        &[
+            "scan", "--config", &config, "--answer", &path, "--tool", "echo",
+        ],
+        "",
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("none covers tool \"echo\""), "{out}");
+    let (code, _, err) = run(&["scan", "--config", &config, "--answer", &path], "");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("scan needs --config, --answer and --tool"),
+        "{err}"
+    );
+}

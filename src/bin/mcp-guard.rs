@@ -3,7 +3,8 @@
 //! `check` validates a configuration exactly as the filter does when Envoy loads it;
 //! `explain` runs one HTTP request through the same gate the filter runs (head,
 //! authentication, body) and says what would happen to it, and why; `pin` prints the pins
-//! of a server's current tools, hashed as the filter hashes them.
+//! of a server's current tools, hashed as the filter hashes them; `scan` runs the result
+//! detectors of `contracts.results` over a saved answer.
 //!
 //! Native only: the crate's wasm32 build (the filter) compiles this binary to a stub, so
 //! it never produces a second, filter-like `.wasm` module.
@@ -21,6 +22,9 @@ fn main() {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
+    /// `scan` and the contract lines of `explain` (src/bin/cli/contracts.rs).
+    mod contracts;
+
     use std::io::{Read, Write};
     use std::process::ExitCode;
     use std::time::{SystemTime, UNIX_EPOCH};
@@ -42,6 +46,7 @@ usage: mcp-guard check --config FILE [--strict] [--json]
        mcp-guard schema
        mcp-guard read FILE...
        mcp-guard pin [--answer FILE] [--upstream CLUSTER]
+       mcp-guard scan --config FILE --answer FILE --tool NAME [--upstream CLUSTER]
 
   check     validate a filter configuration (the JSON of Envoy's `configuration` value)
             and report what weakens it: one `warning: PATH: problem; fix: …` line each,
@@ -58,6 +63,9 @@ usage: mcp-guard check --config FILE [--strict] [--json]
   pin       read a tools/list answer (the JSON-RPC response or its result, default stdin)
             and print the `tools.pins` configuration that pins every tool in it, under
             the upstream CLUSTER (default \"*\": every upstream)
+  scan      run the contracts.results detectors of the rule for tool NAME (and upstream
+            CLUSTER, default none) over a saved tools/call answer, JSON or SSE; print the
+            counts per detector and the answer as the client would get it (exit 2: blocked)
 
 explain options:
   --request FILE      the request body (JSON-RPC)
@@ -68,7 +76,8 @@ explain options:
   --jwks FILE         JWKS document used for every provider with remote_jwks
   --now SECONDS       the time, in Unix seconds (default: now)
   --tools FILE        a tools/list answer: judge a call as a filter that has seen it
-                      (the tool's annotations, its pin); without it tools are unknown
+                      (the tool's annotations, its pin, its inputSchema under
+                      contracts.arguments); without it tools are unknown
   --upstream CLUSTER  the cluster those tools come from, for pins (default: none, so
                       only pins under \"*\" apply)
 
@@ -140,6 +149,10 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                 Ok(ExitCode::SUCCESS)
             }
             "pin" => pin(&Options::parse(rest, &["--answer", "--upstream"])?),
+            "scan" => contracts::scan(&Options::parse(
+                rest,
+                &["--config", "--answer", "--tool", "--upstream"],
+            )?),
             "read" if rest.is_empty() => Err(usage("read needs at least one FILE")),
             "read" => read(rest),
             other => Err(usage(format!("unknown command {other:?}"))),
@@ -193,6 +206,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
         answer: Option<String>,
         tools: Option<String>,
         upstream: Option<String>,
+        tool: Option<String>,
     }
 
     impl Options {
@@ -229,6 +243,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                     "--answer" => once(&mut options.answer)?,
                     "--tools" => once(&mut options.tools)?,
                     "--upstream" => once(&mut options.upstream)?,
+                    "--tool" => once(&mut options.tool)?,
                     "--header" => options.headers.push(value),
                     _ => {
                         let now = value
@@ -381,17 +396,15 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
         if body.len() as u64 > config.max_body_bytes {
             return out.refused(&gate.too_large());
         }
-        let listed = match options.tools.as_deref() {
-            Some(path) => Some(ListedTools {
-                config: &config.tools,
-                upstream: options.upstream.clone().unwrap_or_default(),
-                records: tool_definitions(path)?
-                    .into_iter()
-                    .map(|def| (def.name, Record::first_seen(def.hints, def.sha256)))
-                    .collect(),
-            }),
-            None => None,
-        };
+        let definitions = options.tools.as_deref().map(listed_tools).transpose()?;
+        let listed = definitions.as_ref().map(|defs| ListedTools {
+            config: &config.tools,
+            upstream: options.upstream.clone().unwrap_or_default(),
+            records: defs
+                .iter()
+                .map(|(def, _)| (def.name.clone(), Record::first_seen(def.hints, def.sha256)))
+                .collect(),
+        });
         let tools: &dyn ToolLookup = match &listed {
             Some(listed) => listed,
             None => &NoTools,
@@ -428,6 +441,11 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                         ));
                     }
                 }
+                if let Some(rejection) =
+                    contracts::explain(&config, &body, options, definitions.as_deref(), &mut out)
+                {
+                    return out.refused(&rejection);
+                }
                 out.line("verdict:  pass");
                 out.finish(ExitCode::SUCCESS)
             }
@@ -437,6 +455,14 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
 
     /// The tools of a `tools/list` answer (the JSON-RPC response or its result) in `path`.
     fn tool_definitions(path: &str) -> Result<Vec<ToolDef>, Error> {
+        Ok(listed_tools(path)?
+            .into_iter()
+            .map(|(def, _)| def)
+            .collect())
+    }
+
+    /// Each tool of a `tools/list` answer in `path` with its element's JSON text.
+    fn listed_tools(path: &str) -> Result<Vec<(ToolDef, String)>, Error> {
         let answer: serde_json::Value = serde_json::from_slice(&read_input(path)?)
             .map_err(|e| Error::Failed(format!("{path}: not JSON: {e}")))?;
         let result = answer.get("result").unwrap_or(&answer);
@@ -445,17 +471,18 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
                 "{path}: not a tools/list answer (no result.tools or tools array)"
             )));
         };
-        let mut defs: Vec<ToolDef> = Vec::with_capacity(tools.len());
+        let mut defs: Vec<(ToolDef, String)> = Vec::with_capacity(tools.len());
         for (i, tool) in tools.iter().enumerate() {
-            let def = ToolDef::parse(tool.to_string().as_bytes())
+            let text = tool.to_string();
+            let def = ToolDef::parse(text.as_bytes())
                 .map_err(|e| Error::Failed(format!("{path}: tools[{i}]: {}", e.reason)))?;
-            if defs.iter().any(|d| d.name == def.name) {
+            if defs.iter().any(|(d, _)| d.name == def.name) {
                 return Err(Error::Failed(format!(
                     "{path}: tool {:?} is listed twice",
                     def.name
                 )));
             }
-            defs.push(def);
+            defs.push((def, text));
         }
         Ok(defs)
     }

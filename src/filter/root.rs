@@ -90,6 +90,16 @@ impl RootContext for Root {
             }
         };
         match Config::from_json(&bytes) {
+            // `mcp-guard explain` and `scan` apply contracts; the filter does not yet, and a
+            // policy it would not enforce is refused rather than silently skipped.
+            Ok(config) if config.contracts.is_active() => {
+                log(
+                    LogLevel::Critical,
+                    "mcp-guard: invalid configuration: contracts: not enforced by the filter \
+                     yet (only by `mcp-guard explain` and `mcp-guard scan`); remove the section",
+                );
+                false
+            }
             Ok(config) => {
                 if state::reserve(&host::HostStore).is_err() {
                     log(

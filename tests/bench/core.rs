@@ -129,6 +129,7 @@ fn main() {
         black_box(ToolDef::parse(black_box(tool)).is_ok());
     });
     report("tool definition: hints + canonical SHA-256", tool.len(), t);
+    contract_cases(budget, &head, &caller);
     auth_cases(budget);
 }
 
@@ -203,5 +204,86 @@ fn auth_cases(budget: Duration) {
             );
         });
         report(&format!("auth: {label}, cache hit"), token.len(), t);
+    }
+}
+
+/// Tool contracts: a 300 B call with and without inputSchema validation (gate included, as
+/// the glue runs both), and the result detectors over a 64 KiB answer.
+fn contract_cases(budget: Duration, head: &RequestHead, caller: &Identity) {
+    use mcp_guard::contract::{CallCheck, SchemaCache};
+
+    let config = Config::from_json(
+        br#"{"contracts":{"arguments":[{"mode":"enforce"}],"results":[{"detectors":["secrets","pii"],"action":"redact"}]}}"#,
+    )
+    .expect("bench config");
+    let gate = Gate { config: &config };
+    let tool = br#"{"name":"echo","inputSchema":{"type":"object","properties":{"text":{"type":"string","maxLength":4096},"n":{"type":"array","items":{"type":"integer","minimum":0}},"flag":{"type":"boolean"}},"required":["text"],"additionalProperties":false}}"#;
+    let mut cache = SchemaCache::new(16);
+    cache.learn([7; 32], tool, false);
+    let body = call_body("echo", 7, 150);
+    let parsed = parse_body(&body).expect("bench body");
+    let arguments = parsed.messages()[0].arguments.clone().map(|r| &body[r]);
+    let t = measure(budget, || {
+        black_box(
+            gate.approve(BodyRule::JsonRpc, head, caller, black_box(&body), &NoTools)
+                .is_ok(),
+        );
+    });
+    report("contract off: gate, 300 B call", body.len(), t);
+    let t = measure(budget, || {
+        black_box(
+            gate.approve(BodyRule::JsonRpc, head, caller, black_box(&body), &NoTools)
+                .is_ok(),
+        );
+        let verdict =
+            config
+                .contracts
+                .check_call("mcp", "echo", black_box(arguments), cache.get(&[7; 32]));
+        black_box(verdict == CallCheck::Pass);
+    });
+    report("contract on: gate + validate, 300 B call", body.len(), t);
+    let t = measure(budget, || {
+        let verdict =
+            config
+                .contracts
+                .check_call("mcp", "echo", black_box(arguments), cache.get(&[7; 32]));
+        black_box(verdict == CallCheck::Pass);
+    });
+    report(
+        "contract: validate arguments only, 300 B",
+        arguments.map_or(0, <[u8]>::len),
+        t,
+    );
+
+    let rule = config
+        .contracts
+        .result_rule("mcp", "echo")
+        .expect("results rule");
+    let prose =
+        "The quarterly report lists 1200 orders from 31 regions; totals were 4,500.25 EUR. ";
+    let clean = prose.repeat(65_536 / prose.len());
+    let answer = |text: &str| {
+        serde_json::json!({"jsonrpc": "2.0", "id": 3, "result": {"content": [{"type": "text", "text": text}]}})
+            .to_string()
+            .into_bytes()
+    };
+    let clean_answer = answer(&clean);
+    let dirty_answer = answer(&clean.replacen(
+        "orders",
+        "orders (bob@example.com, AKIAIOSFODNN7EXAMPLE)",
+        8,
+    ));
+    for (label, bytes) in [
+        ("clean", &clean_answer),
+        ("16 matches, redacted", &dirty_answer),
+    ] {
+        let t = measure(budget, || {
+            black_box(rule.scan("echo", black_box(bytes)).body.is_some());
+        });
+        report(
+            &format!("scan 64 KiB result, secrets+pii, {label}"),
+            bytes.len(),
+            t,
+        );
     }
 }
