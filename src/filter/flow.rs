@@ -268,9 +268,16 @@ impl Flow {
     /// The upstream answered a request the gate has not decided (`hold: body`): it answered
     /// without the body, so its answer is not one to this request's messages, and Envoy
     /// stops delivering the rest of a body whose upstream has finished. The answer is
-    /// replaced by a 502 (fail closed). Returns whether it was.
+    /// replaced by a 502 (fail closed); Envoy's own answers pass. Returns whether it was.
     pub fn refuse_early_answer(&mut self) -> bool {
         if self.state != State::Holding {
+            return false;
+        }
+        // Envoy's own answer (the upstream could not be reached, or reset): no server saw
+        // the request, and the client gets Envoy's status as it would without the filter.
+        let details = host::property(&["response", "code_details"]);
+        if details.as_deref() != Some("via_upstream") {
+            self.state = State::Passing;
             return false;
         }
         let reason = "the upstream answered before the request was complete";
