@@ -32,7 +32,7 @@ use super::listen::ListenStream;
 use super::log;
 use super::ratelimit::{Pending, Start};
 use super::report::{self, Report};
-use super::shared::Shared;
+use super::shared::{Resumable, Shared};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
 use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead};
@@ -153,7 +153,7 @@ impl Flow {
                 }
                 let action = flow.advance();
                 if flow.awaits_body() && flow.shared.config.hold == Hold::Request {
-                    flow.shared.watch_body(flow.context_id, Rc::downgrade(this));
+                    flow.shared.watch_body(flow.context_id, held_by(this));
                 }
                 action
             }
@@ -340,7 +340,7 @@ impl Flow {
                     .wait_deadline_ms
                     .get_or_insert_with(|| self.shared.wait_deadline(provider, now_ms));
                 self.shared
-                    .wait(provider, self.context_id, Rc::downgrade(this), deadline);
+                    .wait(provider, self.context_id, held_by(this), deadline);
             }
             AuthStep::Reject(rejection) => {
                 self.reject(&rejection);
@@ -793,10 +793,18 @@ fn first_seen(approved: &Approved<'_>) -> Option<Seen> {
     approved.decisions.first().map(|(seen, _)| seen.clone())
 }
 
-/// A request waiting for keys.
-pub struct Waiter {
-    pub provider: usize,
-    pub context_id: u32,
-    pub flow: Weak<RefCell<Flow>>,
-    pub deadline_ms: u64,
+/// The flow as the per-VM state keeps it: weakly, so a finished request is dropped.
+fn held_by(this: &Rc<RefCell<Flow>>) -> Weak<dyn Resumable> {
+    let weak: Weak<RefCell<Flow>> = Rc::downgrade(this);
+    weak
+}
+
+impl Resumable for RefCell<Flow> {
+    fn retry_authentication(self: Rc<Self>, timed_out: bool) {
+        Flow::retry_authentication(&self, timed_out);
+    }
+
+    fn check_body_delivery(self: Rc<Self>) -> bool {
+        Flow::check_body_delivery(&self)
+    }
 }

@@ -3,13 +3,12 @@
 //! the requests waiting for keys, and the report of tools drifting from their pins.
 
 use std::cell::RefCell;
-use std::rc::Weak;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 
-use super::flow::{Flow, Waiter};
 use super::host;
 use super::log;
 use super::ratelimit::Limiter;
@@ -18,6 +17,24 @@ use crate::config::Config;
 use crate::identity::key_store::{FetchPolicy, KeyStore};
 use crate::identity::{KeySet, TokenCache};
 use crate::report::observe;
+
+/// A request its flow holds, as the per-VM state sees it: the root's tick and JWKS answers
+/// resume or refuse it through this, so this module never depends on the flow.
+pub trait Resumable {
+    /// Keys of the provider it waits for changed (or the wait timed out): try again.
+    /// Called with the request's context made effective.
+    fn retry_authentication(self: Rc<Self>, timed_out: bool);
+    /// Whether to keep watching it for a body Envoy has not delivered (`hold: request`).
+    fn check_body_delivery(self: Rc<Self>) -> bool;
+}
+
+/// A request waiting for keys.
+pub struct Waiter {
+    pub provider: usize,
+    pub context_id: u32,
+    pub flow: Weak<dyn Resumable>,
+    pub deadline_ms: u64,
+}
 
 pub struct Shared {
     pub config: Config,
@@ -28,8 +45,8 @@ pub struct Shared {
     pub metrics: Metrics,
     waiters: RefCell<Vec<Waiter>>,
     /// `hold: request`: requests held for a body not delivered yet (see
-    /// [`Flow::check_body_delivery`]).
-    awaiting_body: RefCell<Vec<(u32, Weak<RefCell<Flow>>)>>,
+    /// [`Resumable::check_body_delivery`]).
+    awaiting_body: RefCell<Vec<(u32, Weak<dyn Resumable>)>>,
 }
 
 impl Shared {
@@ -144,7 +161,7 @@ impl Shared {
         &self,
         provider: usize,
         context_id: u32,
-        flow: Weak<RefCell<Flow>>,
+        flow: Weak<dyn Resumable>,
         deadline_ms: u64,
     ) {
         self.waiters.borrow_mut().push(Waiter {
@@ -167,7 +184,7 @@ impl Shared {
     }
 
     /// Watches a request held (`hold: request`) for a body it has not been handed yet.
-    pub fn watch_body(&self, context_id: u32, flow: Weak<RefCell<Flow>>) {
+    pub fn watch_body(&self, context_id: u32, flow: Weak<dyn Resumable>) {
         self.awaiting_body.borrow_mut().push((context_id, flow));
     }
 
@@ -179,8 +196,7 @@ impl Shared {
             let Some(strong) = flow.upgrade() else {
                 continue; // the stream ended
             };
-            if hostcalls::set_effective_context(context_id).is_ok()
-                && Flow::check_body_delivery(&strong)
+            if hostcalls::set_effective_context(context_id).is_ok() && strong.check_body_delivery()
             {
                 self.awaiting_body.borrow_mut().push((context_id, flow));
             }
@@ -200,7 +216,7 @@ impl Shared {
                 continue; // the client went away
             };
             if hostcalls::set_effective_context(waiter.context_id).is_ok() {
-                Flow::retry_authentication(&flow, timed_out);
+                flow.retry_authentication(timed_out);
             }
         }
     }
