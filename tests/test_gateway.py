@@ -296,35 +296,13 @@ def test_http2_body_ending_in_trailers(gateway: Any, sniffer: procs.Sniffer) -> 
 
 
 def test_bad_config_is_refused_with_its_path(mcp_server: procs.McpServer, log_dir: Path) -> None:
-    config = gw.render_config(
-        listen_port=procs.free_port(),
-        admin_port=procs.free_port(),
-        upstream_port=mcp_server.port,
-        filter_config={"policy": {"deny": {"tools": ["["]}}},
-    )
-    proc = gw.launch(config, name="envoy-bad-config", log_dir=log_dir)
-    try:
-        proc.popen.wait(timeout=30)
-    finally:
-        proc.stop()
-    assert proc.popen.returncode != 0
-    log = proc.stderr() + proc.stdout()
+    log = gw.refusal(mcp_server.port, {"policy": {"deny": {"tools": ["["]}}}, name="envoy-bad-config", log_dir=log_dir)
     assert 'mcp-guard: invalid configuration: policy.deny.tools[0]: invalid pattern "["' in log
 
 
 def test_contracts_the_filter_does_not_enforce_are_refused_at_load(mcp_server: procs.McpServer, log_dir: Path) -> None:
     """`contracts` is applied by `mcp-guard explain` and `scan` only so far: the filter refuses
     a configuration that asks for it rather than skip a policy it would not apply."""
-    config = gw.render_config(
-        listen_port=procs.free_port(),
-        admin_port=procs.free_port(),
-        upstream_port=mcp_server.port,
-        filter_config={"contracts": {"arguments": [{"tools": ["*"], "mode": "enforce"}]}},
-    )
-    proc = gw.launch(config, name="envoy-contracts", log_dir=log_dir)
-    try:
-        proc.popen.wait(timeout=30)
-    finally:
-        proc.stop()
-    assert proc.popen.returncode != 0
-    assert "mcp-guard: invalid configuration: contracts: not enforced by the filter yet" in proc.stderr() + proc.stdout()
+    contracts = {"contracts": {"arguments": [{"tools": ["*"], "mode": "enforce"}]}}
+    log = gw.refusal(mcp_server.port, contracts, name="envoy-contracts", log_dir=log_dir)
+    assert "mcp-guard: invalid configuration: contracts: not enforced by the filter yet" in log

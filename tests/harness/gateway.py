@@ -301,6 +301,21 @@ def launch(config: dict[str, Any], *, name: str = "envoy", log_dir: Path | None 
     return start(name, cmd, log_dir=log_dir)
 
 
+def refusal(upstream_port: int, filter_config: dict[str, Any], *, name: str, log_dir: Path, shape: str | None = None) -> str:
+    """Envoy's log after it refused to start with this filter configuration (the filter
+    rejected it at load time); fails if Envoy started."""
+    config = render_config(
+        listen_port=free_port(), admin_port=free_port(), upstream_port=upstream_port, filter_config=filter_config, shape=shape
+    )
+    proc = launch(config, name=name, log_dir=log_dir)
+    try:
+        proc.popen.wait(timeout=30)
+    finally:
+        proc.stop()
+    assert proc.popen.returncode != 0, "Envoy started with a configuration the filter should refuse"
+    return proc.stderr() + proc.stdout()
+
+
 def start_gateway(
     upstream_port: int,
     filter_config: dict[str, Any] | str,
