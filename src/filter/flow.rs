@@ -35,9 +35,9 @@ use super::report::{self, Report};
 use super::shared::{Resumable, Shared};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
-use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead};
+use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead, TaskRequest};
 use crate::identity::challenge::{AuthStep, Peer};
-use crate::identity::ownership::{unseal_task_id, IdKind, UnsealError};
+use crate::identity::ownership::{blank_task_id, unseal_task_id, IdKind, UnsealError};
 use crate::identity::Identity;
 use crate::policy::Decision;
 use crate::protocol::jsonrpc::{Seen, Target};
@@ -372,15 +372,24 @@ impl Flow {
 
     /// With sealed tasks, the client's task id in the held body goes upstream as the id the
     /// upstream issued (same length: the body's length may already be upstream), and only
-    /// when the caller owns it.
-    fn unseal_task(&self, visible: &str, body: &[u8], id: Option<&str>) -> Result<(), Rejection> {
-        let (Some(ownership), Some(identity)) = (&self.shared.config.ownership, &self.identity)
+    /// when the caller owns it; for a method the revision removed, a blank id otherwise.
+    fn unseal_task(
+        &self,
+        task: &TaskRequest,
+        body: &[u8],
+        id: Option<&str>,
+    ) -> Result<(), Rejection> {
+        let (Some(ownership), Some(identity), Some(visible)) =
+            (&self.shared.config.ownership, &self.identity, &task.visible)
         else {
             return Ok(());
         };
         let refusal = |e: UnsealError| e.rejection(IdKind::Task, id);
-        let (unsealed, _) =
-            unseal_task_id(body, visible, &ownership.sealer, identity).map_err(refusal)?;
+        let unsealed = match unseal_task_id(body, visible, &ownership.sealer, identity) {
+            Ok((unsealed, _)) => unsealed,
+            Err(e) if task.removed => blank_task_id(body, visible).ok_or_else(|| refusal(e))?,
+            Err(e) => return Err(refusal(e)),
+        };
         hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &unsealed).map_err(
             |status| {
                 Rejection::new(
@@ -582,8 +591,8 @@ impl Flow {
                 }
             }
         }
-        if let Some(Some(visible)) = &approved.tasks {
-            if let Err(rejection) = self.unseal_task(visible, &body, approved.id.as_deref()) {
+        if let Some(task) = &approved.tasks {
+            if let Err(rejection) = self.unseal_task(task, &body, approved.id.as_deref()) {
                 return self.reject(&rejection);
             }
         }
