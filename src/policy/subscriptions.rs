@@ -8,8 +8,9 @@
 //! the request (403) rather than being dropped silently. On the stream,
 //! `notifications/resources/updated` passes only for URIs the caller may read (the rules
 //! may have changed since the listen, and a server may send more than was asked); the
-//! list-changed notifications and the acknowledgement pass, since they name nothing. An
-//! event that is not one readable JSON-RPC message is dropped. Nothing here rewrites a
+//! list-changed notifications, the acknowledgement and priming events (empty data) pass,
+//! since they name nothing. Any other event that is not one readable JSON-RPC message is
+//! dropped. Nothing here rewrites a
 //! request or an event.
 
 use crate::catalog::tooldef::Hints;
@@ -70,8 +71,12 @@ pub fn check_listen(
 }
 
 /// Whether one event of a `subscriptions/listen` stream (its JSON-RPC message) goes on to
-/// the caller with `rules`.
+/// the caller with `rules`. An event with empty data (a priming event, SEP-1699: it carries
+/// only the event id a client resumes from) names nothing and passes.
 pub fn keep_event(rules: &Applicable<'_>, message: &[u8]) -> bool {
+    if message.is_empty() {
+        return true;
+    }
     let Ok(Body::Single(m)) = parse_body(message) else {
         return false;
     };
@@ -159,6 +164,7 @@ mod tests {
             ));
             assert!(!keep_event(rules, updated("file:///other").as_bytes()));
             for kept in [
+                "",
                 r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#,
                 r#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"notifications":{}}}"#,
             ] {
