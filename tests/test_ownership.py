@@ -77,6 +77,7 @@ class Upstream(http.server.BaseHTTPRequestHandler):
     heads: list[str] = []
     bodies: list[dict[str, Any]] = []
     names: list[str | None] = []
+    raw: list[tuple[dict[str, str], bytes]] = []
     counter = itertools.count(1)
     lock = threading.Lock()
 
@@ -91,6 +92,11 @@ class Upstream(http.server.BaseHTTPRequestHandler):
         with self.lock:
             Upstream.bodies.append(request)
             Upstream.names.append(self.headers.get("mcp-name"))
+            Upstream.raw.append((dict(self.headers.items()), raw))
+        if "/error/" in self.path:
+            code = int(self.path.rsplit("/", 1)[1])
+            error = {"code": code, "message": "from the server", "data": {"kept": True}}
+            return self.write("application/json", json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error}).encode())
         if self.path.endswith("/bytes"):
             stream = self.path.rsplit("/", 2)[-2]
             return self.write("text/event-stream", STREAMS[stream], one_byte=True)
@@ -355,3 +361,30 @@ def test_streams_written_one_byte_at_a_time_come_out_exactly_transformed(gateway
     got = one_byte_at_a_time(one, "list", body, headers)
     assert got == STREAMS["list"].replace(b'"cacheScope": "public"', b'"cacheScope": "private"')
     assert got != STREAMS["list"]
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "code"),
+    [
+        # Gone from 2026-07-28: they reach the server, which answers method not found.
+        ("ping", {}, -32601),
+        ("logging/setLevel", {"level": "info"}, -32601),
+        # New in 2026-07-28, and resource-not-found: the server's codes reach the client.
+        ("tools/list", {}, -32021),
+        ("tools/list", {}, -32022),
+        ("resources/read", {"uri": "file:///project/missing"}, -32602),
+    ],
+)
+def test_what_2026_07_28_changed_passes_through(gateways: tuple[gw.Gateway, gw.Gateway], method: str, params: dict[str, Any], code: int) -> None:
+    one, _ = gateways
+    name = params.get("uri")
+    body, headers = stateless(method, params, id=3, name=name)
+    # An Mcp-Param header no schema declares is the server's business: forwarded untouched.
+    headers = {**headers, "mcp-param-region": "=?base64?not base64"}
+    Upstream.raw.clear()
+    resp = httpx.post(f"{one.base}/fake/error/{code}", content=body, headers={**headers, "x-api-key": "alice-key"}, timeout=10)
+    ((seen_headers, seen_body),) = Upstream.raw
+    assert seen_body == body
+    assert {k.lower(): v for k, v in seen_headers.items()}["mcp-param-region"] == "=?base64?not base64"
+    assert resp.status_code == 200
+    assert resp.json() == {"jsonrpc": "2.0", "id": 3, "error": {"code": code, "message": "from the server", "data": {"kept": True}}}
