@@ -19,6 +19,7 @@ import hashlib
 import http.server
 import itertools
 import json
+import re
 import socket
 import threading
 import time
@@ -97,6 +98,8 @@ class Upstream(http.server.BaseHTTPRequestHandler):
             code = int(self.path.rsplit("/", 1)[1])
             error = {"code": code, "message": "from the server", "data": {"kept": True}}
             return self.write("application/json", json.dumps({"jsonrpc": "2.0", "id": request["id"], "error": error}).encode())
+        if "/held/" in self.path:
+            return self.held(STREAMS[self.path.rsplit("/", 1)[1]])
         if self.path.endswith("/bytes"):
             stream = self.path.rsplit("/", 2)[-2]
             return self.write("text/event-stream", STREAMS[stream], one_byte=True)
@@ -134,6 +137,26 @@ class Upstream(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body[i : i + 1])
             self.wfile.flush()
             time.sleep(0.0005)
+
+    released = threading.Event()
+    finished = threading.Event()
+
+    def held(self, body: bytes) -> None:
+        """Writes all but the last event of `body` (chunked, as an open stream), then waits
+        for the test to release it before writing the last and ending the stream."""
+        ends = [m.end() for m in re.finditer(rb"\r\n\r\n|\n\n", body)]
+        first, last = body[: ends[-2]], body[ends[-2] :]
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for part in (first, None, last, b""):
+            if part is None:
+                Upstream.released.wait(15)
+                Upstream.finished.set()
+                continue
+            self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            self.wfile.flush()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -388,3 +411,30 @@ def test_what_2026_07_28_changed_passes_through(gateways: tuple[gw.Gateway, gw.G
     assert {k.lower(): v for k, v in seen_headers.items()}["mcp-param-region"] == "=?base64?not base64"
     assert resp.status_code == 200
     assert resp.json() == {"jsonrpc": "2.0", "id": 3, "error": {"code": code, "message": "from the server", "data": {"kept": True}}}
+
+
+@pytest.mark.parametrize("stream", ["listen", "task"])
+def test_nothing_waits_for_the_stream_to_end(gateways: tuple[gw.Gateway, gw.Gateway], stream: str) -> None:
+    """The events a stream has finished reach the client while the upstream keeps it open."""
+    one, _ = gateways
+    Upstream.released.clear()
+    Upstream.finished.clear()
+    if stream == "listen":
+        body, headers = stateless("subscriptions/listen", {"notifications": {"resourceSubscriptions": ["file:///project/readme"]}}, id=9)
+        early = b"file:///project/readme"
+    else:
+        body, headers = stateless("tools/call", {"name": "slow", "arguments": {}}, id=1, name="slow")
+        early = b"notifications/tasks/status"
+    got = b""
+    with httpx.stream("POST", f"{one.base}/fake/held/{stream}", content=body, headers={**headers, "x-api-key": "alice-key"}, timeout=30) as resp:
+        assert resp.status_code == 200
+        chunks = resp.iter_bytes()
+        while early not in got:
+            got += next(chunks)
+        assert not Upstream.finished.is_set(), "the event came only once the upstream ended the stream"
+        Upstream.released.set()
+        got += b"".join(chunks)
+    if stream == "listen":
+        assert b"secret.env" not in got and b"file:///project/b" in got
+    else:
+        assert b"t-77" not in got and got.count(b"mg1.") == 2
