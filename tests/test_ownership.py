@@ -6,10 +6,13 @@ its head may go upstream, its body never does). Process one holds the body, proc
 the whole request, so both holds are covered.
 
 Sessions are driven by the official Python SDK client, its requests spread over both
-processes by its HTTP transport; tasks (which neither test server implements) by a raw
-upstream that records every head and body it receives. The same upstream writes SSE
-answers one byte at a time, to check that what the gateway rewrites in a stream (task ids,
-the listen filter, the private cache scope) comes out exactly as if it had come whole.
+processes by its HTTP transport; tasks by the official TypeScript SDK, client and server
+(tests/clients/ts_tasks.mjs, tests/servers/ts_server.mjs --tasks), and, for every method
+and the adversarial cases, by a raw upstream that records every head and body it receives.
+The same upstream writes SSE answers one byte at a time, to check that what the gateway
+rewrites in a stream (task ids, the listen filter, the private cache scope) comes out
+exactly as if it had come whole, and holds a stream open to check that nothing waits for
+its end.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import itertools
 import json
 import re
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -438,3 +442,39 @@ def test_nothing_waits_for_the_stream_to_end(gateways: tuple[gw.Gateway, gw.Gate
         assert b"secret.env" not in got and b"file:///project/b" in got
     else:
         assert b"t-77" not in got and got.count(b"mg1.") == 2
+
+
+@pytest.fixture(scope="module")
+def ts_tasks(log_dir: Path) -> Iterator[procs.McpServer]:
+    server = procs.start_ts_server(log_dir=log_dir, tasks=True)
+    yield server
+    server.stop()
+
+
+def test_the_typescript_sdk_keeps_a_task_to_its_creator(ts_tasks: procs.McpServer, log_dir: Path) -> None:
+    """The official TypeScript SDK, client and server (whose task store keeps no owner),
+    through two Envoy processes with two workers each: the owner's requests alternate
+    between them; another identity's requests for the owner's task are refused 403."""
+    second = "request" if gw.flag_on() else "body"
+    one = gw.start_gateway(ts_tasks.port, config("body"), name="envoy-owners-ts-1", log_dir=log_dir, concurrency=2)
+    two = gw.start_gateway(ts_tasks.port, config(second), name="envoy-owners-ts-2", log_dir=log_dir, concurrency=2)
+    try:
+        ts_tasks.reset()
+        cmd = [str(procs.NODE), str(procs.REPO / "tests" / "clients" / "ts_tasks.mjs"),
+               "--ports", f"{one.port},{two.port}", "--owner", "alice-key", "--other", "bob-key"]
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        steps = {line["step"]: line for line in map(json.loads, run.stdout.splitlines())}
+        assert set(steps) == {"created", "polled", "result", "other-get", "other-result", "other-cancel"}, (run.stdout, run.stderr)
+        task = steps["created"]["taskId"]
+        assert task.startswith("mg1."), steps
+        assert steps["polled"] == {"step": "polled", "taskId": task, "status": "completed"}, steps
+        assert steps["result"]["text"] == "waited 100", steps
+        for step in ("other-get", "other-result", "other-cancel"):
+            assert steps[step]["code"] == 403, steps[step]
+            assert '"reason":"the task belongs to another caller"' in steps[step]["error"], steps[step]
+        bodies = [r["body"] for r in ts_tasks.seen()]
+        assert all(task not in b for b in bodies), "the server saw only its own ids"
+        assert sum('"tasks/result"' in b for b in bodies) == 1 and not any('"tasks/cancel"' in b for b in bodies), bodies
+    finally:
+        one.stop()
+        two.stop()
