@@ -35,7 +35,7 @@
 //! - `tasks-list-unscoped`: task ids are sealed (`ownership.tasks`) and a rule allows
 //!   `tasks/list` that no enforced rule for everyone denies: the gateway cannot cut the
 //!   server's list down to the caller's tasks (the ids carry no owner and nothing is
-//!   stored), so the list is only as scoped as the server scopes it.
+//!   stored), so what it shows is only as scoped as the server scopes it.
 
 use std::fmt;
 
@@ -163,7 +163,7 @@ fn unscoped_task_lists(config: &Config, rules: &[Located<'_>]) -> Option<Finding
         finding(
             "tasks-list-unscoped",
             format!("{}.methods", rule.list("allow")),
-            "tasks/list is allowed while task ids are sealed: the gateway seals every listed id for the caller but cannot drop other callers' tasks from the server's list",
+            "tasks/list is allowed while task ids are sealed: the gateway cannot drop other callers' tasks from the server's list, so their existence and status show (their listed ids give no access)",
             "deny tasks/list in policy.deny.methods, unless the server scopes it per session (with ownership.sessions) or by upstream.identity_headers",
         )
     })

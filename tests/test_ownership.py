@@ -464,7 +464,7 @@ def test_the_typescript_sdk_keeps_a_task_to_its_creator(ts_tasks: procs.McpServe
                "--ports", f"{one.port},{two.port}", "--owner", "alice-key", "--other", "bob-key"]
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         steps = {line["step"]: line for line in map(json.loads, run.stdout.splitlines())}
-        assert set(steps) == {"created", "polled", "result", "other-get", "other-result", "other-cancel"}, (run.stdout, run.stderr)
+        assert set(steps) == {"created", "polled", "result", "other-get", "other-result", "other-cancel", "other-list", "other-get-listed"}, (run.stdout, run.stderr)
         task = steps["created"]["taskId"]
         assert task.startswith("mg1."), steps
         assert steps["polled"] == {"step": "polled", "taskId": task, "status": "completed"}, steps
@@ -472,6 +472,12 @@ def test_the_typescript_sdk_keeps_a_task_to_its_creator(ts_tasks: procs.McpServe
         for step in ("other-get", "other-result", "other-cancel"):
             assert steps[step]["code"] == 403, steps[step]
             assert '"reason":"the task belongs to another caller"' in steps[step]["error"], steps[step]
+        # The server lists every caller's tasks; the id shown to another identity is sealed
+        # as listed: it shows the task, it never opens it.
+        (shown,) = steps["other-list"]["listed"]
+        assert shown.startswith("mg1.") and shown != task, steps
+        assert steps["other-get-listed"]["code"] == 400, steps
+        assert '"reason":"unknown task"' in steps["other-get-listed"]["error"], steps
         bodies = [r["body"] for r in ts_tasks.seen()]
         assert all(task not in b for b in bodies), "the server saw only its own ids"
         assert sum('"tasks/result"' in b for b in bodies) == 1 and not any('"tasks/cancel"' in b for b in bodies), bodies

@@ -41,6 +41,9 @@ const TAG: usize = 16;
 pub enum IdKind {
     Task,
     Session,
+    /// A task id from a `tasks/list` answer: the upstream's list carries no owner, so such
+    /// an id shows a task but is never given back (a request with it is an unknown task).
+    Listed,
 }
 
 impl IdKind {
@@ -48,6 +51,7 @@ impl IdKind {
         match self {
             IdKind::Task => b"mcp-guard/task",
             IdKind::Session => b"mcp-guard/session",
+            IdKind::Listed => b"mcp-guard/listed-task",
         }
     }
 }
@@ -70,13 +74,15 @@ impl UnsealError {
     /// invalid params (-32602), an unknown session 404, which makes clients start a new one.
     pub fn rejection(self, kind: IdKind, id: Option<&str>) -> Rejection {
         match (self, kind) {
-            (UnsealError::WrongOwner, IdKind::Task) => {
+            (UnsealError::WrongOwner, IdKind::Task | IdKind::Listed) => {
                 Rejection::new(Code::Forbidden, "the task belongs to another caller")
             }
             (UnsealError::WrongOwner, IdKind::Session) => {
                 Rejection::new(Code::Forbidden, "the session belongs to another caller")
             }
-            (_, IdKind::Task) => Rejection::new(Code::InvalidParams, "unknown task"),
+            (_, IdKind::Task | IdKind::Listed) => {
+                Rejection::new(Code::InvalidParams, "unknown task")
+            }
             (_, IdKind::Session) => Rejection::new(Code::SessionNotFound, "unknown session"),
         }
         .with_id(id)
@@ -274,9 +280,10 @@ fn id_at(value: Option<&serde_json::Value>) -> Option<&str> {
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 
 /// The message's task ids sealed to `owner`, where the tasks extension puts them
-/// (`result.taskId`, `result.task.taskId`, `result.tasks[*].taskId`, a status
-/// notification's `params.taskId`, and the related-task `_meta` of a result or of a
-/// message's params); every other byte kept. `None`: none there. A message
+/// (`result.taskId`, `result.task.taskId`, a status notification's `params.taskId`, and the
+/// related-task `_meta` of a result or of a message's params; a `tasks/list` answer's
+/// `result.tasks[*].taskId` as [`IdKind::Listed`], which shows a task but never gives it
+/// back: the upstream's list may hold other callers' tasks); every other byte kept. `None`: none there. A message
 /// without the bytes `taskId` is not parsed: an id this misses (an escaped key) reaches the
 /// client unsealed and is then refused as unknown, never honoured for another caller.
 pub fn seal_task_ids(message: &[u8], sealer: &Sealer, owner: &Identity) -> Option<Vec<u8>> {
@@ -285,12 +292,13 @@ pub fn seal_task_ids(message: &[u8], sealer: &Sealer, owner: &Identity) -> Optio
     }
     let value: serde_json::Value = serde_json::from_slice(message).ok()?;
     let result = value.get("result");
-    let listed = result
+    let mut listed: Vec<&str> = result
         .and_then(|r| r.get("tasks")?.as_array())
         .into_iter()
         .flatten()
-        .map(|task| id_at(Some(task)));
-    let mut ids: Vec<&str> = [
+        .filter_map(|task| id_at(Some(task)))
+        .collect();
+    let mut owned: Vec<&str> = [
         id_at(result),
         id_at(result.and_then(|r| r.get("task"))),
         id_at(value.get("params")),
@@ -298,17 +306,26 @@ pub fn seal_task_ids(message: &[u8], sealer: &Sealer, owner: &Identity) -> Optio
         id_at(related(value.get("params"))),
     ]
     .into_iter()
-    .chain(listed)
     .flatten()
     .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut out = message.to_vec();
-    for id in &ids {
-        let sealed = sealer.seal(IdKind::Task, id, owner);
-        out = replace_json_string(&out, id, &sealed, false)?;
+    for ids in [&mut listed, &mut owned] {
+        ids.sort_unstable();
+        ids.dedup();
     }
-    (!ids.is_empty()).then_some(out)
+    // An id both listed and named elsewhere is sealed as listed: never given back.
+    owned.retain(|id| listed.binary_search(id).is_err());
+    let ids = listed
+        .iter()
+        .map(|id| (id, IdKind::Listed))
+        .chain(owned.iter().map(|id| (id, IdKind::Task)));
+    let mut out = message.to_vec();
+    let mut any = false;
+    for (id, kind) in ids {
+        let sealed = sealer.seal(kind, id, owner);
+        out = replace_json_string(&out, id, &sealed, false)?;
+        any = true;
+    }
+    any.then_some(out)
 }
 
 /// The request `body` with the client's task id `visible` (as `params.taskId` and wherever
@@ -378,7 +395,17 @@ mod tests {
         let listed =
             br#"{"jsonrpc":"2.0","id":2,"result":{"tasks":[{"taskId":"a"},{"taskId":"b"}]}}"#;
         let listed = seal_task_ids(listed, &sealer, &alice).unwrap();
-        assert!(!String::from_utf8_lossy(&listed).contains(r#""a""#));
+        let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
+        let shown = listed["result"]["tasks"][0]["taskId"].as_str().unwrap();
+        assert!(shown.starts_with("mg1."));
+        // Listed ids are never given back, not even to the caller they were listed to: the
+        // upstream's list may be anyone's.
+        assert_eq!(
+            sealer.unseal(IdKind::Task, shown, &alice),
+            Err(UnsealError::Tampered)
+        );
+        let get = format!(r#"{{"params":{{"taskId":"{shown}"}}}}"#);
+        assert!(unseal_task_id(get.as_bytes(), shown, &sealer, &alice).is_err());
         assert_eq!(
             seal_task_ids(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, &sealer, &alice),
             None

@@ -71,5 +71,13 @@ const other = await connect(arg("other"));
 await attempt("other-get", async () => ({ task: await other.experimental.tasks.getTask(taskId) }));
 await attempt("other-result", async () => ({ result: await other.experimental.tasks.getTaskResult(taskId, CallToolResultSchema) }));
 await attempt("other-cancel", async () => ({ task: await other.experimental.tasks.cancelTask(taskId) }));
+// A server whose list is not scoped lists the owner's task to the other identity too: the
+// id it shows must give no access.
+let listed = [];
+await attempt("other-list", async () => {
+  listed = (await other.experimental.tasks.listTasks()).tasks.map((t) => t.taskId);
+  return { listed };
+});
+await attempt("other-get-listed", async () => ({ task: await other.experimental.tasks.getTask(listed[0]) }));
 await owner.close();
 await other.close();
