@@ -127,6 +127,27 @@ enum Material {
 }
 
 impl Material {
+    /// SHA-256 of the key's type and components: names the key in cached verifications.
+    fn fingerprint(&self) -> KeyFingerprint {
+        let mut h = hmac_sha256::Hash::new();
+        let mut part = |tag: &[u8], bytes: &[u8]| {
+            h.update(tag);
+            h.update((bytes.len() as u32).to_le_bytes());
+            h.update(bytes);
+        };
+        match self {
+            Material::Rsa { n, e } => {
+                part(b"RSA", n);
+                part(b"e", e);
+            }
+            Material::P256(p) => part(b"P-256", p),
+            Material::P384(p) => part(b"P-384", p),
+            Material::Ed25519(x) => part(b"Ed25519", x),
+            Material::Oct(k) => part(b"oct", k),
+        }
+        h.finalize()
+    }
+
     /// The algorithms this material can verify (HMAC keys at least as long as the hash).
     fn algs(&self) -> Vec<Alg> {
         match self {
@@ -180,10 +201,14 @@ impl Material {
     }
 }
 
+/// SHA-256 of a key's material (see `Material::fingerprint`).
+pub type KeyFingerprint = [u8; 32];
+
 /// One verifier for one algorithm, under the `kid` of the JWK it came from.
 #[derive(Debug, Clone)]
 struct Key {
     kid: Option<String>,
+    fingerprint: KeyFingerprint,
     verifier: Verifier,
 }
 
@@ -235,16 +260,22 @@ impl KeySet {
         Ok(KeySet { keys })
     }
 
+    /// Whether a key with this fingerprint is still in the set.
+    pub(crate) fn contains(&self, fingerprint: &KeyFingerprint) -> bool {
+        self.keys.iter().any(|k| &k.fingerprint == fingerprint)
+    }
+
     /// Verifies `token` (whose header names `alg` and `kid`) with each fitting key in turn
     /// until one signature checks; a key without `kid` fits any `kid`. The first key whose
-    /// signature checks settles the outcome, claim errors such as expiry included.
+    /// signature checks settles the outcome, claim errors such as expiry included; the
+    /// claims come with the fingerprint of the key that checked them.
     pub(crate) fn verify(
         &self,
         alg: Alg,
         kid: Option<&str>,
         token: &str,
         options: &VerificationOptions,
-    ) -> Result<JWTClaims<NoCustomClaims>, KeyError> {
+    ) -> Result<(JWTClaims<NoCustomClaims>, KeyFingerprint), KeyError> {
         let mut by_kid = self
             .keys
             .iter()
@@ -258,6 +289,7 @@ impl KeySet {
             outcome = key
                 .verifier
                 .verify(token, options.clone())
+                .map(|claims| (claims, key.fingerprint))
                 .map_err(KeyError::Token);
             let bad_signature = matches!(
                 &outcome,
@@ -282,6 +314,7 @@ impl Jwk {
             return Err("key is for encryption (\"use\": \"enc\")".into());
         }
         let material = self.material(secrets)?;
+        let fingerprint = material.fingerprint();
         let fits = material.algs();
         let algs = match &self.alg {
             Some(name) => match Alg::from_name(name) {
@@ -302,6 +335,7 @@ impl Jwk {
             .map(|alg| {
                 Ok(Key {
                     kid: self.kid.clone(),
+                    fingerprint,
                     verifier: material
                         .verifier(alg)
                         .map_err(|_| format!("invalid {} key", self.kty))?,
