@@ -37,16 +37,13 @@ impl Cached {
     }
 }
 
-/// Where verified tokens are remembered between requests. `trusted` says whether the
-/// provider and key an entry names still vouch for it; entries outside their time window
-/// are never returned.
+/// Whether the provider and key a cached entry names still vouch for it.
+pub type Trusted<'a> = &'a dyn Fn(&Cached) -> bool;
+
+/// Where verified tokens are remembered between requests. Entries outside their time
+/// window, or not [`Trusted`], are never returned.
 pub trait VerifiedTokens {
-    fn get(
-        &mut self,
-        token: &TokenHash,
-        now: u64,
-        trusted: &dyn Fn(&Cached) -> bool,
-    ) -> Option<Identity>;
+    fn get(&mut self, token: &TokenHash, now: u64, trusted: Trusted<'_>) -> Option<Identity>;
     fn insert(&mut self, token: TokenHash, entry: Cached);
     /// A signature was checked (a cache miss): for the verification counter.
     fn count_verification(&mut self) {}
@@ -92,12 +89,7 @@ impl TokenCache {
 }
 
 impl VerifiedTokens for TokenCache {
-    fn get(
-        &mut self,
-        token: &TokenHash,
-        now: u64,
-        trusted: &dyn Fn(&Cached) -> bool,
-    ) -> Option<Identity> {
+    fn get(&mut self, token: &TokenHash, now: u64, trusted: Trusted<'_>) -> Option<Identity> {
         self.entries
             .get(token)
             .filter(|e| e.usable_at(now) && trusted(e))

@@ -1,4 +1,5 @@
-//! JSON Web Keys (RFC 7517) turned into jwt-simple verifiers, one per usable algorithm.
+//! JSON Web Keys (RFC 7517) turned into verifiers, one per usable algorithm: RSA keys into
+//! [`RsaVerifier`]s (their modulus prepared once, here), the others into jwt-simple's.
 //!
 //! jwt-simple has no JWKS parser: keys are rebuilt from their components (RSA `n`/`e`, EC
 //! `x`/`y` as an uncompressed SEC1 point, Ed25519 `x`, `oct` `k`). A key without `alg`
@@ -12,6 +13,8 @@ use jwt_simple::prelude::*;
 use jwt_simple::JWTError;
 use serde::Deserialize;
 
+use super::rsa::{Digest, Padding, RsaVerifier};
+
 /// JWK members are base64url; some issuers still pad them.
 const B64URL: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
@@ -21,7 +24,7 @@ const B64URL: GeneralPurpose = GeneralPurpose::new(
 /// Shortest accepted RSA modulus: 2048 bits.
 const MIN_RSA_MODULUS_BYTES: usize = 256;
 
-/// Declares [`Alg`] and `Verifier` (one jwt-simple key type per algorithm) from one list,
+/// Declares [`Alg`] and `Verifier` (one key type per algorithm) from one list,
 /// so names, variants and the verification dispatch cannot drift apart.
 macro_rules! algorithms {
     ($($alg:ident($key:ty)),* $(,)?) => {
@@ -61,12 +64,12 @@ macro_rules! algorithms {
 }
 
 algorithms!(
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
-    PS256(PS256PublicKey),
-    PS384(PS384PublicKey),
-    PS512(PS512PublicKey),
+    RS256(RsaVerifier),
+    RS384(RsaVerifier),
+    RS512(RsaVerifier),
+    PS256(RsaVerifier),
+    PS384(RsaVerifier),
+    PS512(RsaVerifier),
     ES256(ES256PublicKey),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
@@ -173,22 +176,22 @@ impl Material {
     fn verifier(&self, alg: Alg) -> Result<Verifier, jwt_simple::Error> {
         Ok(match (alg, self) {
             (Alg::RS256, Material::Rsa { n, e }) => {
-                Verifier::RS256(RS256PublicKey::from_components(n, e)?)
+                Verifier::RS256(RsaVerifier::new(n, e, Padding::Pkcs1, Digest::Sha256)?)
             }
             (Alg::RS384, Material::Rsa { n, e }) => {
-                Verifier::RS384(RS384PublicKey::from_components(n, e)?)
+                Verifier::RS384(RsaVerifier::new(n, e, Padding::Pkcs1, Digest::Sha384)?)
             }
             (Alg::RS512, Material::Rsa { n, e }) => {
-                Verifier::RS512(RS512PublicKey::from_components(n, e)?)
+                Verifier::RS512(RsaVerifier::new(n, e, Padding::Pkcs1, Digest::Sha512)?)
             }
             (Alg::PS256, Material::Rsa { n, e }) => {
-                Verifier::PS256(PS256PublicKey::from_components(n, e)?)
+                Verifier::PS256(RsaVerifier::new(n, e, Padding::Pss, Digest::Sha256)?)
             }
             (Alg::PS384, Material::Rsa { n, e }) => {
-                Verifier::PS384(PS384PublicKey::from_components(n, e)?)
+                Verifier::PS384(RsaVerifier::new(n, e, Padding::Pss, Digest::Sha384)?)
             }
             (Alg::PS512, Material::Rsa { n, e }) => {
-                Verifier::PS512(PS512PublicKey::from_components(n, e)?)
+                Verifier::PS512(RsaVerifier::new(n, e, Padding::Pss, Digest::Sha512)?)
             }
             (Alg::ES256, Material::P256(p)) => Verifier::ES256(ES256PublicKey::from_bytes(p)?),
             (Alg::ES384, Material::P384(p)) => Verifier::ES384(ES384PublicKey::from_bytes(p)?),

@@ -12,10 +12,12 @@ mod apikey;
 mod cache;
 pub mod challenge;
 mod config;
+mod jws;
 mod jwt;
 pub(crate) mod key_store;
 mod keys;
 pub mod ownership;
+mod rsa;
 pub mod shared_tokens;
 
 use std::collections::BTreeMap;
@@ -24,7 +26,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use cache::{Cached, TokenCache, VerifiedTokens, TOKEN_CACHE_CAPACITY};
+pub use cache::{Cached, TokenCache, Trusted, VerifiedTokens, TOKEN_CACHE_CAPACITY};
 pub use config::{AuthDto, ResourceMetadata};
 pub use jwt::{Provider, RemoteJwks};
 pub use keys::{Alg, KeySet};

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use super::cache::{Cached, TokenCache, TokenHash, VerifiedTokens};
+use super::cache::{Cached, TokenCache, TokenHash, Trusted, VerifiedTokens};
 use super::{Identity, IdentityKind};
 use crate::state::{insert_new, SharedStore, StoreError};
 
@@ -71,12 +71,7 @@ pub struct Layered<'a, S: SharedStore> {
 }
 
 impl<S: SharedStore> VerifiedTokens for Layered<'_, S> {
-    fn get(
-        &mut self,
-        token: &TokenHash,
-        now: u64,
-        trusted: &dyn Fn(&Cached) -> bool,
-    ) -> Option<Identity> {
+    fn get(&mut self, token: &TokenHash, now: u64, trusted: Trusted<'_>) -> Option<Identity> {
         if let Some(identity) = self.local.get(token, now, trusted) {
             return Some(identity);
         }
