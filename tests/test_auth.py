@@ -317,6 +317,7 @@ def test_a_token_is_verified_once_per_envoy(idp: Idp, _alpha: procs.McpServer, l
             return [call(g.url, bearer(token), client=c) for c in (one, two)]
 
     try:
+        assert "verified JWTs cached: 1024 per worker, 4096 slots shared by the workers" in g.log()
         token = idp.rsa.token("alice", scope="mcp:tools", lifetime=3)
         assert [r.status_code for r in on_both_workers(token)] == [200, 200]
         connections = {k: v for k, v in g.stats("downstream_cx_total").items() if ".worker_" in k and k.startswith("listener.")}
