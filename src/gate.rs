@@ -13,7 +13,7 @@ mod verdict;
 use crate::catalog::toolstate::{ToolLookup, ToolStatus};
 use crate::config::{Access, Config};
 use crate::identity::challenge::{self, AuthStep, Peer};
-use crate::identity::{Identity, KeyLookup, TokenCache};
+use crate::identity::{Identity, KeyLookup, VerifiedTokens};
 use crate::policy::subscriptions::{check_listen, LISTEN};
 use crate::policy::{Applicable, Decision};
 use crate::protocol::head::check_content_type;
@@ -47,7 +47,7 @@ impl<'c> Gate<'c> {
         head: &RequestHead,
         peer: &Peer,
         keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
+        cache: &mut dyn VerifiedTokens,
         now: u64,
     ) -> AuthStep {
         challenge::authenticate(self.config.auth.as_ref(), head, peer, keys, cache, now)

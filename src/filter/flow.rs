@@ -291,9 +291,13 @@ impl Flow {
         let now_ms = host::now_ms();
         let step = {
             let keys = self.shared.keys.borrow();
-            let mut cache = self.shared.cache.borrow_mut();
-            self.gate()
-                .authenticate(&self.head, &peer, &*keys, &mut cache, now_ms / 1000)
+            let mut local = self.shared.cache.borrow_mut();
+            let mut tokens = self.shared.tokens(&mut local);
+            let step =
+                self.gate()
+                    .authenticate(&self.head, &peer, &*keys, &mut tokens, now_ms / 1000);
+            self.shared.report_tokens(&tokens);
+            step
         };
         match step {
             AuthStep::Authenticated(identity) => {

@@ -15,6 +15,7 @@ use super::ratelimit::Limiter;
 use super::report::Metrics;
 use crate::config::Config;
 use crate::identity::key_store::{FetchPolicy, KeyStore};
+use crate::identity::shared_tokens::{Layered, SharedTokens};
 use crate::identity::{KeySet, TokenCache};
 use crate::report::observe;
 
@@ -27,6 +28,11 @@ pub trait Resumable {
     /// Whether to keep watching it for a body Envoy has not delivered (`hold: request`).
     fn check_body_delivery(self: Rc<Self>) -> bool;
 }
+
+/// Signatures checked (token cache misses in this worker and in shared data).
+const JWT_VERIFICATIONS: &str = "mcp_guard.jwt_verifications";
+/// Tokens this worker took from the shared cache instead of verifying them.
+const JWT_SHARED_HITS: &str = "mcp_guard.jwt_shared_cache_hits";
 
 /// A request waiting for keys.
 pub struct Waiter {
@@ -66,6 +72,34 @@ impl Shared {
             awaiting_body: RefCell::new(Vec::new()),
             limiter: Limiter::new(&config.rate_limits),
             config,
+        }
+    }
+
+    /// This worker's token cache in front of the one in shared data.
+    pub fn tokens<'a>(&self, local: &'a mut TokenCache) -> Layered<'a, host::HostStore> {
+        let slots = self
+            .config
+            .auth
+            .as_ref()
+            .map_or(0, |a| a.shared_token_cache_slots);
+        Layered {
+            local,
+            shared: SharedTokens {
+                store: &host::HostStore,
+                slots,
+            },
+            verifications: 0,
+            shared_hits: 0,
+        }
+    }
+
+    /// Counts what one authentication did with the token caches.
+    pub fn report_tokens(&self, tokens: &Layered<'_, host::HostStore>) {
+        for _ in 0..tokens.verifications {
+            self.metrics.count(JWT_VERIFICATIONS.to_owned());
+        }
+        for _ in 0..tokens.shared_hits {
+            self.metrics.count(JWT_SHARED_HITS.to_owned());
         }
     }
 
