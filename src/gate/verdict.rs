@@ -37,7 +37,8 @@ pub struct Approved<'p> {
     /// task id (`params.taskId`, if any) is the sealed one to give back.
     pub tasks: Option<Option<String>>,
     pub charges: Vec<Charge>,
-    /// The single request's `id` as JSON text, for a rate-limit refusal (only with charges).
+    /// The single request's `id` as JSON text, for a refusal after the policy's (only with
+    /// rate-limit charges, sealed tasks, or call checks).
     pub id: Option<String>,
 }
 
