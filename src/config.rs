@@ -9,8 +9,8 @@
 use serde::Deserialize;
 
 use crate::catalog::config::ToolsDto;
-use crate::catalog::schemas::Checks;
 use crate::catalog::toolstate::ToolsConfig;
+use crate::contract::calls::Checks;
 use crate::contract::{Contracts, ContractsDto};
 use crate::identity::ownership::{Ownership, OwnershipDto};
 use crate::identity::{AuthDto, Authenticator, Provider};

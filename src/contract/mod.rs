@@ -8,6 +8,7 @@
 //! fetches a schema, or logs: the glue does (see docs/notes/contracts-integration.md).
 //! Reasons and counts never carry argument or result values.
 
+pub mod calls;
 pub mod config;
 pub mod detect;
 pub mod json;
