@@ -7,7 +7,9 @@ gateway): it refuses enforced calls until its tools are listed through it."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -118,3 +120,40 @@ def test_a_cold_gateway_refuses_enforced_calls_until_it_lists(deployer: procs.Mc
             assert resp.status_code == 200, resp.text
     finally:
         cold.stop()
+
+
+class InvalidHeaderUpstream(http.server.BaseHTTPRequestHandler):
+    """Lists two tools, one with an `x-mcp-header` on an object property (which the
+    revision forbids; the official SDK server refuses to register such a tool)."""
+
+    TOOLS = [
+        {"name": "ok", "inputSchema": {"type": "object", "properties": {"region": {"type": "string", "x-mcp-header": "Region"}}}},
+        {"name": "bad", "inputSchema": {"type": "object", "properties": {"spec": {"type": "object", "x-mcp-header": "Spec"}}}},
+    ]
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
+        body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": {"tools": self.TOOLS}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_tool_with_an_invalid_header_declaration_is_left_out(log_dir: Path) -> None:
+    server = http.server.ThreadingHTTPServer((procs.LOOPBACK, 0), InvalidHeaderUpstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    g = gw.start_gateway(server.server_address[1], {}, name="envoy-invalid-header", log_dir=log_dir)
+    try:
+        with httpx.Client() as client:
+            # Directly, the server lists both; through the gateway the invalid one is gone.
+            assert list_tools(client, f"http://{procs.LOOPBACK}:{server.server_address[1]}/mcp") == {"ok", "bad"}
+            assert list_tools(client, g.url) == {"ok"}
+        assert 'tool "bad" of upstream' in g.log() and "has an invalid x-mcp-header (/spec: " in g.log()
+    finally:
+        g.stop()
+        server.shutdown()
