@@ -256,11 +256,21 @@ impl<'c> Gate<'c> {
             list,
             listen,
             id: id
-                .filter(|_| !charges.is_empty() || tasks.is_some())
+                .filter(|_| !charges.is_empty() || tasks.is_some() || self.checks_calls(messages))
                 .map(str::to_owned),
             tasks,
             charges,
         })
+    }
+
+    /// Whether approved calls are checked further by the glue (`Mcp-Param-*` headers,
+    /// argument contracts, the write-back guard), whose refusals need the request's id.
+    fn checks_calls(&self, messages: &Body<'_>) -> bool {
+        (self.config.schema_checks.any() || self.config.contracts.guards_write_back())
+            && messages
+                .messages()
+                .iter()
+                .any(|m| m.method.as_deref() == Some("tools/call"))
     }
 
     /// One message's decision: the rules' and argument constraints' (with the hints of the
@@ -940,14 +950,14 @@ mod tests {
         assert_eq!(outcome(admin, "read"), drifted);
         learn(r#"{"name":"read","annotations":{"readOnlyHint":true}}"#);
         assert_eq!(outcome(anon, "read"), "allow");
-        // Without annotation conditions or pins the lookup is never consulted.
+        // Without annotation conditions, pins or schema checks the lookup is never consulted.
         struct Panics;
         impl ToolLookup for Panics {
             fn status(&self, _: &str) -> ToolStatus {
                 panic!("looked up")
             }
         }
-        let plain = Config::from_json(b"{}").unwrap();
+        let plain = Config::from_json(br#"{"tools":{"validate_mcp_param":false}}"#).unwrap();
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
         assert!(Gate { config: &plain }
             .on_body(BodyRule::JsonRpc, &post, anon, body, &Panics)

@@ -2,8 +2,9 @@
 //! `resources/templates/list`), filtered for its caller: a JSON answer is held to its end
 //! and spliced; an SSE answer is framed event by event and only the answer's event changes.
 //! When the configuration learns tools, every tool of a `tools/list` answer is learned
-//! first (annotations, definition hash: see [`crate::catalog::toolstate`]); a tool whose pin
-//! refuses it is left out for every caller.
+//! first (annotations, definition hash: see [`crate::catalog::toolstate`]; its inputSchema
+//! for call checks: [`crate::catalog::schemas`]); a tool whose pin refuses it, or whose
+//! `x-mcp-header`s are invalid, is left out for every caller.
 
 use std::rc::Rc;
 
@@ -13,7 +14,7 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use super::host;
 use super::log;
 use super::shared::Shared;
-use crate::catalog::tooldef::Hints;
+use crate::catalog::tooldef::{Hints, ToolDef};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
 use crate::identity::ownership::seal_task_ids;
@@ -392,11 +393,20 @@ fn keeper<'a>(
         if !learning {
             return visible(&rules, kind, name, &Hints::UNKNOWN.effective());
         }
-        let learned = tools.learn_element(name, element);
+        let def = ToolDef::parse(element).ok().filter(|d| d.name == name);
+        let learned = tools.learn_def(name, def.as_ref());
         if learned.drifted_now {
             shared.report_drift(upstream, name);
         }
-        learned.status.pin.refusal().is_none()
+        // A tool whose `x-mcp-header`s are invalid is one clients must exclude.
+        let usable = match &def {
+            Some(def) if shared.config.schema_checks.any() => {
+                shared.learn_listed_schema(upstream, def)
+            }
+            _ => true,
+        };
+        usable
+            && learned.status.pin.refusal().is_none()
             && visible(&rules, kind, name, &learned.status.hints.effective())
     }
 }

@@ -35,6 +35,7 @@ use super::report::{self, Report};
 use super::shared::{Resumable, Shared};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
+use crate::contract::{CallCheck, Mode};
 use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead, TaskRequest};
 use crate::identity::challenge::{AuthStep, Peer};
 use crate::identity::ownership::{blank_task_id, unseal_task_id, IdKind, UnsealError};
@@ -575,6 +576,12 @@ impl Flow {
             Ok(approved) => approved,
             Err(rejection) => return self.reject(&rejection),
         };
+        // Judged once: a request judged again after the Rate Limit Service passed them.
+        if limit {
+            if let Err(rejection) = self.check_calls(&approved, &body) {
+                return self.reject(&rejection);
+            }
+        }
         if let (true, Some(limiter)) = (limit && !approved.charges.is_empty(), &shared.limiter) {
             let charges = std::mem::take(&mut approved.charges);
             let id = approved.id.clone();
@@ -668,6 +675,66 @@ impl Flow {
         }
         self.state = State::Passing;
         Action::Continue
+    }
+
+    /// The checks of approved `tools/call` messages against their tool's learned schema
+    /// (its `Mcp-Param-*` headers, for a single call; its argument contract) and the
+    /// write-back guard. One refusal refuses the request, as the policy's does.
+    fn check_calls(&self, approved: &Approved<'_>, body: &[u8]) -> Result<(), Rejection> {
+        let shared = &self.shared;
+        let config = &shared.config;
+        if !config.schema_checks.any() && !config.contracts.guards_write_back() {
+            return Ok(());
+        }
+        let upstream = self.head.upstream.as_deref().unwrap_or_default();
+        let tools = UpstreamTools {
+            store: &host::HostStore,
+            config: &config.tools,
+            upstream,
+        };
+        // Headers mirror one call: a batch member's arguments have none.
+        let headers = (approved.decisions.len() == 1).then_some(self.head.headers.as_slice());
+        for (seen, _) in &approved.decisions {
+            let (Some("tools/call"), Some(Target::Tool(tool))) =
+                (seen.method.as_deref(), &seen.target)
+            else {
+                continue;
+            };
+            let hash = tools.live(tool);
+            if let Some(hash) = &hash {
+                shared.find_schema(upstream, tool, hash);
+            }
+            let arguments = seen.arguments.clone().and_then(|range| body.get(range));
+            let check = shared.schemas.borrow().check_call(
+                &config.contracts,
+                upstream,
+                tool,
+                hash.as_ref(),
+                arguments,
+                headers,
+                approved.id.as_deref(),
+            );
+            let validated = config.contracts.argument_mode(upstream, tool) != Mode::Off;
+            let count = |outcome: &str| {
+                let metric = config.observe.contract_arguments_metric(tool, outcome);
+                shared.metrics.count(metric);
+            };
+            match check {
+                CallCheck::Pass if validated => count("valid"),
+                CallCheck::Pass => {}
+                CallCheck::Report { outcome, reason } => {
+                    log(LogLevel::Info, &format!("mcp-guard: contract: {reason}"));
+                    count(outcome);
+                }
+                CallCheck::Refuse(rejection) => {
+                    if rejection.code != Code::HeaderMismatch {
+                        count("refused");
+                    }
+                    return Err(rejection.about(seen.clone(), None));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A Rate Limit Service answer for this request: once all are in, forward or refuse.

@@ -91,13 +91,15 @@ impl RootContext for Root {
             }
         };
         match Config::from_json(&bytes) {
-            // `mcp-guard explain` and `scan` apply contracts; the filter does not yet, and a
-            // policy it would not enforce is refused rather than silently skipped.
-            Ok(config) if config.contracts.is_active() => {
+            // Argument contracts are enforced; results are scanned only by `mcp-guard scan`
+            // so far, and a policy the filter would not enforce is refused rather than
+            // silently skipped.
+            Ok(config) if config.contracts.scans_results() => {
                 log(
                     LogLevel::Critical,
-                    "mcp-guard: invalid configuration: contracts: not enforced by the filter \
-                     yet (only by `mcp-guard explain` and `mcp-guard scan`); remove the section",
+                    "mcp-guard: invalid configuration: contracts.results: result scanning is \
+                     not enforced by the filter yet (only by `mcp-guard scan`); remove the \
+                     results rules (contracts.arguments is enforced)",
                 );
                 false
             }

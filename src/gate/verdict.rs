@@ -36,7 +36,8 @@ pub struct Approved<'p> {
     /// (`ownership.tasks`): its answer's task ids are sealed to the caller.
     pub tasks: Option<TaskRequest>,
     pub charges: Vec<Charge>,
-    /// The single request's `id` as JSON text, for a rate-limit refusal (only with charges).
+    /// The single request's `id` as JSON text, for a refusal after the policy's (only with
+    /// rate-limit charges, sealed tasks, or call checks).
     pub id: Option<String>,
 }
 

@@ -200,6 +200,7 @@ def start_mcp_server(
     json_response: bool = False,
     deny_tools: tuple[str, ...] = (),
     db_tools: bool = False,
+    param_tools: bool = False,
     log_dir: Path | None = None,
     timeout: float = 15.0,
 ) -> McpServer:
@@ -209,6 +210,8 @@ def start_mcp_server(
         cmd.append("--json-response")
     if db_tools:
         cmd.append("--db-tools")
+    if param_tools:
+        cmd.append("--param-tools")
     for t in deny_tools:
         cmd += ["--deny-tool", t]
     proc = start(f"mcp-server-{name}", cmd, ready=r"ready (\d+)", timeout=timeout, log_dir=log_dir)
