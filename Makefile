@@ -126,6 +126,7 @@ wrk:
 soak: build venv wrk
 	$(PY) tests/bench/soak.py
 
-## A (passthrough) vs B (Envoy's native MCP chain) vs C (mcp-guard), in alternating rounds; writes BENCHMARKS.md.
+## Passthrough (A) vs Envoy's native MCP chain (B) vs mcp-guard (C) vs the Wasm floor (T), in alternating rounds
+## (BENCH_ROUNDS, default 5; BENCH_SECONDS per cell, default 3; about 25 min); writes BENCHMARKS.md.
 bench: build venv wrk
 	$(PY) tests/bench/run.py
