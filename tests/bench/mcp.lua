@@ -9,6 +9,10 @@ local headers = {
   ["content-type"] = "application/json",
   ["accept"] = "application/json, text/event-stream",
 }
+if workload == "list" then
+  -- the bench upstream then answers with its tools/list result (through every gateway)
+  headers["x-bench-answer"] = "tools/list"
+end
 local pad = ({ call300 = 170, call64k = 65400 })[workload] or 0
 local text = string.rep("a", pad)
 local counter = 0
