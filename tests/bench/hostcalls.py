@@ -218,7 +218,8 @@ def configuration(key: str) -> str:
 def kinds(token: str) -> dict[str, tuple[list[tuple[str, str]], bytes, tuple[list[tuple[str, str]], bytes]]]:
     upstream = yaml.safe_load((run.BENCH / "upstream.yaml").read_text())
     routes = upstream["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
-    list_answer, call_answer = (r["direct_response"]["body"]["inline_string"].encode() for r in routes["virtual_hosts"][0]["routes"])
+    answers = [r["direct_response"]["body"]["inline_string"].encode() for r in routes["virtual_hosts"][0]["routes"]]
+    list_answer, call_answer = answers[0], answers[-1]
     head = [(":method", "POST"), (":path", "/mcp"), (":authority", "gw"), (":scheme", "http"), ("content-type", "application/json"),
             ("accept", "application/json, text/event-stream"), ("authorization", f"Bearer {token}"), ("user-agent", "wrk")]
     answer_head = [(":status", "200"), ("content-type", "application/json")]
@@ -226,7 +227,7 @@ def kinds(token: str) -> dict[str, tuple[list[tuple[str, str]], bytes, tuple[lis
     return {
         "allowed call": (head + [("content-length", "300")], (call % ("echo", "a" * 170)).encode(), (answer_head, call_answer)),
         "denied call": (head + [("content-length", "300")], (call % ("delete_file", "a" * 170)).encode(), (answer_head, call_answer)),
-        "tools/list": (head + [("content-length", "60")], b'{"jsonrpc":"2.0","id":8,"method":"tools/list","params":{}}', (answer_head, list_answer)),
+        "tools/list": (head + [("content-length", "60")], b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}', (answer_head, list_answer)),
     }
 
 

@@ -38,7 +38,9 @@ function request()
   end
   local body
   if workload == "list" then
-    body = string.format('{"jsonrpc":"2.0","id":%d,"method":"tools/list","params":{}}', counter)
+    -- id 1, the id of the upstream's fixed answer: an answer with another id is not this
+    -- request's list, and mcp-guard would pass it unfiltered
+    body = '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}'
   else
     local tool = allowed[(counter % #allowed) + 1]
     if workload == "denied" then
