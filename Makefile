@@ -8,7 +8,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CARGO_FLAGS ?=
 
-.PHONY: build demo test lint unit integration wasm-target venv rmcp-client node-deps conformance-deps clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz soak
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client node-deps conformance-deps clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz soak hostcalls
 
 ## The rustup target for proxy-wasm modules.
 wasm-target:
@@ -130,3 +130,8 @@ soak: build venv wrk
 ## (BENCH_ROUNDS, default 5; BENCH_SECONDS per cell, default 3; about 25 min); writes BENCHMARKS.md.
 bench: build venv wrk
 	$(PY) tests/bench/run.py
+
+## Host calls and VM entries per request kind (allowed call, denied call, tools/list) for the
+## bench's T, C and C-full configurations, on a proxy-wasm host over wasmtime (no Envoy).
+hostcalls: build venv
+	$(PY) tests/bench/hostcalls.py
