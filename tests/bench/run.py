@@ -81,7 +81,7 @@ class Workload:
     conns: int  # many connections for throughput, one for latency
     body: str = ""  # the request mcp.lua sends (MCP_WORKLOAD); the name if empty
     tokens: str = ""  # a TOKEN_SETS key: send "authorization: Bearer <token>", cycling
-    denied: bool = False  # B and C must refuse every request (A forwards it)
+    denied: bool = False  # every gateway but A and T must refuse every request (they forward it)
 
 
 @dataclass(frozen=True)
