@@ -8,7 +8,7 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CARGO_FLAGS ?=
 
-.PHONY: build demo test lint unit integration wasm-target venv rmcp-client node-deps conformance-deps clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz soak
+.PHONY: build demo test lint unit integration wasm-target venv rmcp-client node-deps conformance-deps clean wrk redis bench pin docker-compose fuzz-tool fuzz-smoke fuzz soak hostcalls
 
 ## The rustup target for proxy-wasm modules.
 wasm-target:
@@ -126,6 +126,12 @@ wrk:
 soak: build venv wrk
 	$(PY) tests/bench/soak.py
 
-## A (passthrough) vs B (Envoy's native MCP chain) vs C (mcp-guard), in alternating rounds; writes BENCHMARKS.md.
+## Passthrough (A) vs Envoy's native MCP chain (B) vs mcp-guard (C) vs the Wasm floor (T), in alternating rounds
+## (BENCH_ROUNDS, default 5; BENCH_SECONDS per cell, default 3; about 25 min); writes BENCHMARKS.md.
 bench: build venv wrk
 	$(PY) tests/bench/run.py
+
+## Host calls and VM entries per request kind (allowed call, denied call, tools/list) for the
+## bench's T, C and C-full configurations, on a proxy-wasm host over wasmtime (no Envoy).
+hostcalls: build venv
+	$(PY) tests/bench/hostcalls.py

@@ -9,6 +9,10 @@ local headers = {
   ["content-type"] = "application/json",
   ["accept"] = "application/json, text/event-stream",
 }
+if workload == "list" then
+  -- the bench upstream then answers with its tools/list result (through every gateway)
+  headers["x-bench-answer"] = "tools/list"
+end
 local pad = ({ call300 = 170, call64k = 65400 })[workload] or 0
 local text = string.rep("a", pad)
 local counter = 0
@@ -34,7 +38,9 @@ function request()
   end
   local body
   if workload == "list" then
-    body = string.format('{"jsonrpc":"2.0","id":%d,"method":"tools/list","params":{}}', counter)
+    -- id 1, the id of the upstream's fixed answer: an answer with another id is not this
+    -- request's list, and mcp-guard would pass it unfiltered
+    body = '{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}'
   else
     local tool = allowed[(counter % #allowed) + 1]
     if workload == "denied" then

@@ -1,6 +1,13 @@
 """`make bench`: Envoy passthrough (A), Envoy's native MCP chain (B) and Envoy with mcp-guard (C),
 measured in alternating rounds in one run, written to BENCHMARKS.md.
 
+Every row reports what a gateway adds over A in the same round: the proxy process's CPU time
+per request served, the throughput ratio and the median latency, as medians with min..max
+over the rounds. The headline group (issue 17) puts the same full policy (JWT with cached
+verification, per-subject tool rules, a per-subject token bucket) in Envoy's native chain
+(B-full) and in mcp-guard (C-full), next to mcp-guard with an allowlist only (C) and the Wasm
+floor (T), for an allowed call, a denied call and a tools/list, and prints the goal ratios.
+
 The Envoy under test runs with one worker pinned to core 0; wrk and the upstream (an Envoy
 `direct_response` listener) share core 1. Every gateway is started once, on its own ports, and
 loaded one at a time. Each measurement is preceded by a discarded warm-up. Ratios are medians
@@ -55,6 +62,7 @@ class GatewaySpec:
     flag: bool = True  # keep the Wasm filter's allow_on_headers_stop_iteration (Istio and Envoy Gateway cannot set it)
     module: Path = gw.WASM  # the Wasm module the config loads
     concurrency: int = 1  # Envoy workers (all pinned to the gateway's core)
+    tokens: str = "rs256"  # the TOKEN_SETS key whose first token must be allowed (auth gateways)
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,7 @@ class TokenSet:
     kid: str
     pem: str
     count: int
+    subjects: tuple[str, ...] = ()  # cycled as `sub`; empty: user-<i>
 
 
 @dataclass(frozen=True)
@@ -73,20 +82,17 @@ class Workload:
     conns: int  # many connections for throughput, one for latency
     body: str = ""  # the request mcp.lua sends (MCP_WORKLOAD); the name if empty
     tokens: str = ""  # a TOKEN_SETS key: send "authorization: Bearer <token>", cycling
-    denied: bool = False  # B and C must refuse every request (A forwards it)
+    denied: bool = False  # every gateway but A and T must refuse every request (they forward it)
 
 
 @dataclass(frozen=True)
 class Group:
-    """Gateways compared in one set of rows, in the table's A, B and C columns."""
+    """Gateways measured on the same workloads, in alternating order each round. roles[0] is the
+    passthrough every row is measured against; `ref` the gateway the others are compared with."""
 
-    roles: tuple[str, str, str]
+    roles: tuple[str, ...]
     workloads: tuple[Workload, ...]
-
-    @property
-    def tag(self) -> str:
-        """Appended to the workload in the table when the columns hold other gateways than A/B/C."""
-        return "" if self.roles == ("A", "B", "C") else f" ({'/'.join(self.roles)})"
+    ref: str
 
 
 def hundred_rules() -> dict:
@@ -105,18 +111,37 @@ GUARD_ALLOWLIST = {"endpoints": ["/mcp"], "policy": {"allow": {"tools": ["echo",
 
 GUARD_OBSERVED = {**GUARD_ALLOWLIST, "audit": {"enabled": True}}
 
+HUGE_BUCKET = {"capacity": 1000000000, "refill": {"tokens": 1000000000}}  # never refuses: its cost, not its 429s
+
 GUARD_RATELIMIT = {
     **GUARD_ALLOWLIST,
     # Two buckets per call (per caller, per tool), so large that nothing is refused.
     "rate_limits": {
         "limits": [
-            {"name": "per-caller", "methods": ["tools/call"], "key": ["subject"],
-             "bucket": {"capacity": 1000000000, "refill": {"tokens": 1000000000}}},
-            {"name": "per-tool", "methods": ["tools/call"], "key": ["tool"],
-             "bucket": {"capacity": 1000000000, "refill": {"tokens": 1000000000}}, "cost": {"tools": {"db_*": 5}}},
+            {"name": "per-caller", "methods": ["tools/call"], "key": ["subject"], "bucket": HUGE_BUCKET},
+            {"name": "per-tool", "methods": ["tools/call"], "key": ["tool"], "bucket": HUGE_BUCKET, "cost": {"tools": {"db_*": 5}}},
         ]
     },
 }
+
+# The full policy of issue 17, as mcp-guard states it: guard-jwt.yaml's provider (cached
+# verification), tool rules per subject, one token bucket per subject. native-full.yaml is the
+# same policy in Envoy's native chain.
+FULL_TOOLS = {"alice": ["echo", "add", "search", "db_*"], "bob": ["echo", "add", "search", "db_query", "db_read"]}
+
+
+def full_policy() -> dict:
+    guard_jwt = yaml.safe_load((BENCH / "guard-jwt.yaml").read_text())
+    hcm = guard_jwt["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    wasm = next(f for f in hcm["http_filters"] if "vm_config" in f["typed_config"].get("config", {}))
+    auth = json.loads(wasm["typed_config"]["config"]["configuration"]["value"])["auth"]
+    return {
+        "endpoints": ["/mcp"],
+        "auth": auth,
+        "policy": {"rules": [{"name": sub, "who": {"subjects": [sub]}, "allow": {"tools": tools}} for sub, tools in FULL_TOOLS.items()]},
+        "rate_limits": {"limits": [{"name": "per-subject", "key": ["subject"], "bucket": HUGE_BUCKET}]},
+    }
+
 
 GATEWAYS = {
     g.key: g
@@ -126,6 +151,10 @@ GATEWAYS = {
         GatewaySpec("C", "Envoy + mcp-guard with the same tool allowlist", BENCH / "guard.yaml"),
         GatewaySpec("T", "the Wasm floor: a trivial Rust proxy-wasm filter that holds the request, copies the body once and parses it with serde_json",
                     BENCH / "trivial.yaml", module=TRIVIAL),
+        GatewaySpec("B-full", "the full policy in Envoy's native chain: `jwt_authn` (cache 1024) + `mcp` + `rbac` tool rules per JWT subject + "
+                    "`local_ratelimit` one bucket per subject (never refusing)", BENCH / "native-full.yaml", auth=True, tokens="subjects"),
+        GatewaySpec("C-full", "the full policy in mcp-guard: its JWT provider (cached verification), tool rules per subject, one token bucket "
+                    "per subject (never refusing)", BENCH / "guard-jwt.yaml", auth=True, tokens="subjects", filter_config=full_policy()),
         GatewaySpec("B-jwt", "B with `envoy.filters.http.jwt_authn` first (jwt_cache_config: 1024 entries)", BENCH / "native-jwt.yaml", auth=True),
         GatewaySpec("C-jwt", "C with a JWT provider in mcp-guard's `auth` (its per-worker cache: 1024 entries)", BENCH / "guard-jwt.yaml", auth=True),
         GatewaySpec("B-jwt-4w", "B-jwt with `--concurrency 4`", BENCH / "native-jwt.yaml", auth=True, concurrency=4),
@@ -145,56 +174,45 @@ GATEWAYS = {
 }
 UNCACHED = 5000  # tokens cycled per set: more than either gateway's cache (1024) holds
 TOKEN_SETS = {
-    "rs256-few": TokenSet("RS256", "rs", "bench-rs256.pem", 8),
+    "subjects": TokenSet("RS256", "rs", "bench-rs256.pem", 8, tuple(FULL_TOOLS)),
     "rs256": TokenSet("RS256", "rs", "bench-rs256.pem", UNCACHED),
     "rs256-1000": TokenSet("RS256", "rs", "bench-rs256.pem", 1000),
     "es256": TokenSet("ES256", "es", "bench-es256.pem", UNCACHED),
     "eddsa": TokenSet("EdDSA", "ed", "bench-ed25519.pem", UNCACHED),
 }
+HEADLINE = Group(
+    ("A", "B-full", "C-full", "C", "T"),
+    tuple(Workload(name, conns, body, "subjects", denied) for name, body, denied in (
+        ("call", "call300", False), ("denied", "denied", True), ("list", "list", False)) for conns in (32, 1)),
+    ref="B-full",
+)
 GROUPS = (
-    Group(
-        ("A", "B", "C"),
-        (
-            Workload("call300", 32),
-            Workload("call300", 1),
-            Workload("list", 32),
-            Workload("call64k", 32),
-            Workload("denied", 32, denied=True),
-        ),
-    ),
+    HEADLINE,
+    Group(("A", "B", "C"), (Workload("call300", 32), Workload("call64k", 32)), ref="B"),
     Group(
         ("A", "B-jwt", "C-jwt"),
         (
-            Workload("jwt-rs256", 32, "call300", "rs256-few"),
             Workload("jwt-rs256-nocache", 32, "call300", "rs256"),
             Workload("jwt-es256-nocache", 32, "call300", "es256"),
             Workload("jwt-eddsa-nocache", 32, "call300", "eddsa"),
         ),
+        ref="B-jwt",
     ),
     # Four workers and a rotating set of 1000 tokens: how often each token is verified.
-    Group(("A", "B-jwt-4w", "C-jwt-4w"), (Workload("jwt-rs256-1000", 32, "call300", "rs256-1000"),)),
-    # The Wasm floor: the "B" column holds the trivial filter, so C/B is mcp-guard against it.
-    Group(("A", "T", "C"), (Workload("call300", 32), Workload("call300", 1), Workload("list", 32))),
-    # Features against plain C: the "B" column holds C, so C/B is the feature's own cost.
-    Group(("A", "C", "C-100"), (Workload("call300", 32), Workload("denied", 32, denied=True))),
-    Group(("A", "C", "C-audit"), (Workload("call300", 32),)),
-    Group(("A", "C", "C-rl"), (Workload("call300", 32), Workload("call300", 1))),
-    # The two holds: C-req against C (both with the flag), C without the flag.
-    Group(("A", "C-req", "C"), (Workload("call300", 32), Workload("call300", 1))),
-    Group(("A", "C-req", "C-noflag"), (Workload("call300", 32), Workload("call300", 1))),
+    Group(("A", "B-jwt-4w", "C-jwt-4w"), (Workload("jwt-rs256-1000", 32, "call300", "rs256-1000"),), ref="B-jwt-4w"),
+    # Features and holds against plain C: their "vs C" column is the feature's own cost.
+    Group(("A", "C", "C-100", "C-audit", "C-rl", "C-req", "C-noflag"), (Workload("call300", 32), Workload("call300", 1)), ref="C"),
+    Group(("A", "C", "C-100"), (Workload("denied", 32, denied=True),), ref="C"),
 )
 WORKLOAD_NOTES = (
     "Workloads: `call300` a ~300 B tools/call (varied ids and allowlisted tool names); `list` tools/list; `call64k` a 64 KiB",
-    "tools/call; `denied` a tools/call of a tool outside the allowlist (B and C answer 403, A forwards it).",
-    "The `jwt-*` rows (A/B-jwt/C-jwt in the A, B, C columns) send `call300` with `authorization: Bearer <JWT>`: `jwt-rs256`",
-    f"cycles {TOKEN_SETS['rs256-few'].count} RS256 tokens, served from both caches; each `-nocache` row cycles {UNCACHED} distinct tokens"
-    " (RSA 2048, EC",
-    "P-256, Ed25519), more than either cache holds, so every request verifies a signature (the caches stay on).",
+    "tools/call; `denied` a tools/call of a tool outside the allowlist (every gateway but A and T answers 403).",
+    "Headline rows (`call`, `denied`, `list`) send those bodies with `authorization: Bearer <JWT>` to every gateway (RS256,",
+    f"{TOKEN_SETS['subjects'].count} tokens cycled, subjects {' and '.join(FULL_TOOLS)}; the gateways without auth forward the header).",
+    f"Each `jwt-*-nocache` row cycles {UNCACHED} distinct tokens (RSA 2048, EC P-256, Ed25519), more than either cache holds,",
+    "so every request verifies a signature (the caches stay on).",
     f"`jwt-rs256-1000` (A/B-jwt-4w/C-jwt-4w) cycles {TOKEN_SETS['rs256-1000'].count} RS256 tokens through Envoys with 4 workers"
     " (pinned to the same core): a cache per worker verifies each token up to 4 times, mcp-guard's shared one once.",
-    "Feature rows (A/C/C-100, A/C/C-audit, A/C/C-rl) hold plain C in the B column: their C/B is the feature's own cost.",
-    "Hold rows (A/C-req/C, A/C-req/C-noflag) hold `\"hold\": \"request\"` in the B column: C/B is what `\"hold\": \"body\"` costs",
-    "against it, with and without the flag.",
 )
 
 
@@ -278,14 +296,16 @@ def envoy_pid(proc: procs.Proc) -> int:
 
 def mint_tokens(sets: dict[str, TokenSet], out_dir: Path) -> dict[str, Path]:
     """Writes each token set to a file, one JWT a line: issuer, audience and keys of the jwt
-    configs, exp far ahead (2100-01-01), a distinct sub and jti per token."""
+    configs, exp far ahead (2100-01-01), a distinct jti per token and a distinct sub unless the
+    set names its subjects."""
     files = {}
     for name, ts in sets.items():
         key = load_pem_private_key((BENCH / ts.pem).read_bytes(), password=None)
         now = int(time.time())
         tokens = [
             jwt.encode(
-                {"iss": "mcp-bench", "aud": "mcp-gateway", "sub": f"user-{i}", "jti": f"{name}-{i}", "iat": now, "exp": 4102444800},
+                {"iss": "mcp-bench", "aud": "mcp-gateway", "sub": ts.subjects[i % len(ts.subjects)] if ts.subjects else f"user-{i}",
+                 "jti": f"{name}-{i}", "iat": now, "exp": 4102444800},
                 key,
                 algorithm=ts.alg,
                 headers={"kid": ts.kid},
@@ -351,21 +371,22 @@ def measure(g: Gateway, w: Workload, seconds: float, warmup: float, cursor: Toke
 
 
 def check_decisions(gateways: list[Gateway], token_files: dict[str, Path]) -> list[str]:
-    """Every gateway but A must allow the allowlisted call and refuse delete_file; A passes both.
-    A gateway with auth must also answer 401 without a token or with a forged one, and 200 with
-    a token of each key."""
+    """Every gateway but A and T must allow the allowlisted call and refuse delete_file; A and T
+    pass both. A gateway with auth must also answer 401 without a token or with a forged one, and
+    200 with a token of each key (the full-policy gateways: of each subject)."""
     problems = []
     body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"%s","arguments":{}}}'
     tokens = {name: path.read_text().split() for name, path in token_files.items()}
-    valid = tokens["rs256"][0]
-    head_payload, _ = valid.rsplit(".", 1)
-    forged = f"{head_payload}.{tokens['rs256'][1].rsplit('.', 1)[1]}"  # another token's signature
     for g in gateways:
+        valid = tokens[g.spec.tokens][0]
+        head_payload, _ = valid.rsplit(".", 1)
+        forged = f"{head_payload}.{tokens[g.spec.tokens][1].rsplit('.', 1)[1]}"  # another token's signature
         bearer = valid if g.spec.auth else None
         cases = [("echo", bearer, 200), ("delete_file", bearer, 200 if g.key in ("A", "T") else 403)]
         if g.spec.auth:
             cases += [("echo", None, 401), ("echo", forged, 401)]
-            cases += [("echo", ts[0], 200) for ts in tokens.values()]
+            fits = [g.spec.tokens] if TOKEN_SETS[g.spec.tokens].subjects else [k for k, ts in TOKEN_SETS.items() if not ts.subjects]
+            cases += [("echo", t, 200) for k in fits for t in tokens[k][: max(1, len(TOKEN_SETS[k].subjects))]]
         for tool, token, want in cases:
             headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
             if token:
@@ -416,45 +437,81 @@ def versions() -> dict[str, str]:
     }
 
 
-def fmt_ratio(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}..{max(values):.2f})"
+def spread(values: list[float], f: str = "{:.2f}") -> str:
+    """Median (min..max) over the rounds; n/a when no round gave a value (a reference that added nothing)."""
+    if not values:
+        return "n/a"
+    return f"{f.format(statistics.median(values))} ({f.format(min(values))}..{f.format(max(values))})"
 
 
 Results = dict[tuple[Group, Workload], dict[str, Cell]]  # per row: gateway key -> cell
 
 
+def per_round(cells: dict[str, Cell], key: str, base: str, attr: str) -> list[float]:
+    """`key`'s `attr` minus `base`'s, round by round."""
+    return [getattr(s, attr) - getattr(b, attr) for s, b in zip(cells[key].samples, cells[base].samples)]
+
+
+def added_cpu_ratio(cells: dict[str, Cell], key: str, ref: str, base: str) -> list[float]:
+    """`key`'s CPU per request over `base` divided by `ref`'s, round by round."""
+    return [k / r for k, r in zip(per_round(cells, key, base, "cpu_us_per_req"), per_round(cells, ref, base, "cpu_us_per_req")) if r > 0]
+
+
+GOALS = (("C-full", "B-full", 0.6), ("C-full", "T", 1.5), ("C", "B-full", None), ("C", "T", None))
+
+
+def goal_lines(results: Results) -> list[str]:
+    """Issue 17's goal, stated as the ratios of added CPU per request in the headline rows."""
+    lines = []
+    for (group, w), cells in results.items():
+        if group != HEADLINE:
+            continue
+        parts = []
+        for key, ref, goal in GOALS:
+            r = added_cpu_ratio(cells, key, ref, group.roles[0])
+            if r:
+                met = "" if goal is None else (" (goal <= %g: %s)" % (goal, "met" if statistics.median(r) <= goal else "NOT met"))
+                parts.append(f"{key}/{ref} {spread(r)}{met}")
+        lines.append(f"- `{w.name}`, {w.conns} conn: " + "; ".join(parts))
+    return lines
+
+
 def report(results: Results, rounds: int, seconds: float, extra: dict[str, str], micro: str, problems: list[str]) -> str:
     lines = [
         f"Command: `make bench` (BENCH_ROUNDS={rounds}, BENCH_SECONDS={seconds:g}). Envoy under test: `--concurrency 1` (4 for the `-4w` gateways), pinned to core 0;",
-        "wrk (1 thread) and the upstream (Envoy `direct_response`) share core 1. Each cell is the median of the rounds; a",
-        "discarded warm-up precedes every measurement. Ratios are against A in the same round: median (min..max over rounds).",
+        "wrk (1 thread) and the upstream (Envoy `direct_response`) share core 1. Each group of rows is measured in alternating order",
+        "every round, with a discarded warm-up before every measurement. Every figure is the median over the rounds, with",
+        "min..max; \"added\" is against A (passthrough) in the same round; CPU is the Envoy process's CPU time per request served.",
         "",
         *(f"- {g.key}: {g.legend}" for g in GATEWAYS.values()),
         "",
         *WORKLOAD_NOTES,
         "",
-        "| workload | conns | A req/s | B req/s | C req/s | B/A | C/A | C/B | p50 A/B/C (us) | p99 A/B/C (us) | CPU us/req A/B/C | core-0 use A/B/C |",
-        "|---|---:|---:|---:|---:|---|---|---|---|---|---|---|",
+        "### Goal (issue 17): added CPU per request, full policy against the native chain and the Wasm floor",
+        "",
+        *goal_lines(results),
+        "",
+        "| workload | conns | gateway | req/s | throughput / A | added CPU us/req | added CPU / ref's | added p50 (us) | p50 / p99 (us) | core-0 use |",
+        "|---|---:|---|---:|---|---|---|---|---|---:|",
     ]
     for (group, w), cells in results.items():
-        a, b, c = (cells[key] for key in group.roles)
-        n = len(a.samples)
-        ba = [b.samples[i].rps / a.samples[i].rps for i in range(n)]
-        ca = [c.samples[i].rps / a.samples[i].rps for i in range(n)]
-        cb = [c.samples[i].rps / b.samples[i].rps for i in range(n)]
-        trio = lambda attr, f="{:.0f}": "/".join(f.format(x.median(attr)) for x in (a, b, c))  # noqa: E731
+        base = group.roles[0]
+        a = cells[base]
         lines.append(
-            f"| {w.name}{group.tag} | {w.conns} | {a.median('rps'):.0f} | {b.median('rps'):.0f} | {c.median('rps'):.0f} | "
-            f"{fmt_ratio(ba)} | {fmt_ratio(ca)} | {fmt_ratio(cb)} | {trio('p50_us')} | {trio('p99_us')} | "
-            f"{trio('cpu_us_per_req', '{:.1f}')} | {trio('cpu_util', '{:.0%}')} |"
+            f"| {w.name} | {w.conns} | {base} | {a.median('rps'):.0f} | | (A: {spread([s.cpu_us_per_req for s in a.samples], '{:.1f}')}) | | | "
+            f"{a.median('p50_us'):.0f} / {a.median('p99_us'):.0f} | {a.median('cpu_util'):.0%} |"
         )
-    latency = []
-    for (group, w), cells in results.items():
-        if w.conns == 1:
-            a, b, c = group.roles
-            added = lambda key: cells[key].median("p50_us") - cells[a].median("p50_us")  # noqa: E731
-            latency.append(f"- added median latency at one connection ({w.name}{group.tag}): {c} vs {a} {added(c):.0f} us, {b} vs {a} {added(b):.0f} us")
-    lines += ["", *latency, "", "### Run", ""]
+        for key in group.roles[1:]:
+            c = cells[key]
+            thr = [s.rps / b.rps for s, b in zip(c.samples, a.samples)]
+            vs_ref = f"{spread(added_cpu_ratio(cells, key, group.ref, base))} ({group.ref})" if key != group.ref else "(ref)"
+            lines.append(
+                f"| {w.name} | {w.conns} | {key} | {c.median('rps'):.0f} | {spread(thr)} | "
+                f"{spread(per_round(cells, key, base, 'cpu_us_per_req'), '{:.1f}')} | {vs_ref} | "
+                f"{spread(per_round(cells, key, base, 'p50_us'), '{:.0f}')} | {c.median('p50_us'):.0f} / {c.median('p99_us'):.0f} | "
+                f"{c.median('cpu_util'):.0%} |"
+            )
+    lines += ["", "### Run", ""]
     lines += [f"- {k}: {v}" for k, v in extra.items()]
     if problems:
         lines += ["", "### Problems seen", ""] + [f"- {p}" for p in problems]
@@ -475,8 +532,8 @@ def write_report(path: Path, section: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
-    ap.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "5")))
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "5")))
+    ap.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", "3")))
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--out", type=Path, default=procs.REPO / "BENCHMARKS.md")
     ap.add_argument("--only", help="a smoke run: only the groups with this gateway (e.g. C-rl), no core bench")
@@ -494,11 +551,16 @@ def main() -> int:
     try:
         started.append(start_envoy("upstream", log_dir / "upstream.yaml", upstream_admin, 1, log_dir))
         gateways: dict[str, Gateway] = {}
+        ready_ms: dict[str, float] = {}
         for spec in specs:
             port, admin = procs.free_port(), procs.free_port()
+            t0 = time.monotonic()
             proc = start_envoy(f"gateway-{spec.key}", rewrite(spec, port, admin, upstream_port, log_dir), admin, 0, log_dir, spec.log_level, spec.concurrency)
+            ready_ms[spec.key] = (time.monotonic() - t0) * 1e3
             started.append(proc)
             gateways[spec.key] = Gateway(spec, proc, port, admin)
+        cells = sum(len(g.roles) * len(g.workloads) for g in groups)
+        print(f"{cells} cells x {args.rounds} rounds, about {cells * args.rounds * (args.seconds + args.warmup + 0.3) / 60:.0f} min", flush=True)
         cursor = TokenCursor(mint_tokens(TOKEN_SETS, log_dir))
         problems = check_decisions(list(gateways.values()), cursor.files)
         results: Results = {(group, w): {key: Cell() for key in group.roles} for group in groups for w in group.workloads}
@@ -510,7 +572,7 @@ def main() -> int:
                     for g in order:
                         s = measure(g, w, args.seconds, args.warmup, cursor)
                         results[(group, w)][g.key].samples.append(s)
-                        denied = w.denied and g.key != "A"
+                        denied = w.denied and g.key not in ("A", "T")
                         if (s.status_errors == s.requests) != denied and (denied or s.status_errors):
                             problems.append(f"round {rnd + 1} {g.key} {w.name}/{w.conns}: {s.status_errors} of {s.requests} non-2xx")
                         print(
@@ -521,6 +583,8 @@ def main() -> int:
         extra = versions()
         extra.update({f"mcp-guard VM memory (one worker, after the run), {key}": f"{vm_memory(g)} bytes" for key, g in gateways.items() if key.startswith("C")})
         extra.update({f"Envoy RSS after the run, {key}": f"{rss_kib(g.proc.pid)} KiB" for key, g in gateways.items()})
+        # Envoy's start includes compiling the module and starting its VMs (main thread, one worker).
+        extra.update({f"Envoy start to ready, {key}": f"{ms:.0f} ms" for key, ms in ready_ms.items()})
         micro = "(skipped)" if args.only else subprocess.run(
             ["cargo", "bench", "-q", "-p", "mcp-guard", "--bench", "core"], capture_output=True, text=True, cwd=procs.REPO, check=True
         ).stdout
