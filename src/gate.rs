@@ -248,7 +248,9 @@ impl<'c> Gate<'c> {
             list,
             listen,
             id: id
-                .filter(|_| !charges.is_empty() || tasks.is_some())
+                .filter(|_| {
+                    !charges.is_empty() || tasks.is_some() || self.config.contracts.scans_results()
+                })
                 .map(str::to_owned),
             tasks,
             charges,

@@ -301,8 +301,9 @@ def test_bad_config_is_refused_with_its_path(mcp_server: procs.McpServer, log_di
 
 
 def test_contracts_the_filter_does_not_enforce_are_refused_at_load(mcp_server: procs.McpServer, log_dir: Path) -> None:
-    """`contracts` is applied by `mcp-guard explain` and `scan` only so far: the filter refuses
-    a configuration that asks for it rather than skip a policy it would not apply."""
+    """Argument validation is applied by `mcp-guard explain` only so far: the filter refuses
+    a configuration that asks for it rather than skip a policy it would not apply (results
+    rules are enforced: tests/test_results.py)."""
     contracts = {"contracts": {"arguments": [{"tools": ["*"], "mode": "enforce"}]}}
     log = gw.refusal(mcp_server.port, contracts, name="envoy-contracts", log_dir=log_dir)
-    assert "mcp-guard: invalid configuration: contracts: not enforced by the filter yet" in log
+    assert "mcp-guard: invalid configuration: contracts.arguments: a mode other than" in log

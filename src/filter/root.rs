@@ -90,13 +90,14 @@ impl RootContext for Root {
             }
         };
         match Config::from_json(&bytes) {
-            // `mcp-guard explain` and `scan` apply contracts; the filter does not yet, and a
-            // policy it would not enforce is refused rather than silently skipped.
-            Ok(config) if config.contracts.is_active() => {
+            // The filter scans results; arguments are checked only by `mcp-guard explain` so
+            // far, and a policy the filter would not enforce is refused, not silently skipped.
+            Ok(config) if config.contracts.validates_arguments() => {
                 log(
                     LogLevel::Critical,
-                    "mcp-guard: invalid configuration: contracts: not enforced by the filter \
-                     yet (only by `mcp-guard explain` and `mcp-guard scan`); remove the section",
+                    "mcp-guard: invalid configuration: contracts.arguments: a mode other than \
+                     \"off\" is not enforced by the filter yet (only by `mcp-guard explain`); \
+                     set every mode to \"off\" or remove the rules",
                 );
                 false
             }

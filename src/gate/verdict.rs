@@ -37,7 +37,8 @@ pub struct Approved<'p> {
     /// task id (`params.taskId`, if any) is the sealed one to give back.
     pub tasks: Option<Option<String>>,
     pub charges: Vec<Charge>,
-    /// The single request's `id` as JSON text, for a rate-limit refusal (only with charges).
+    /// The single request's `id` as JSON text, for a refusal of it or its answer (only with
+    /// charges, sealed tasks or scanned results).
     pub id: Option<String>,
 }
 

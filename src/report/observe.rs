@@ -278,6 +278,22 @@ impl Observe {
         name
     }
 
+    /// A counter of scanned tool results: `mcp_guard.result_<what>.mcp_tool=…` (`what`:
+    /// `blocked` or `redacted`), or with a `detector`, `mcp_guard.result_matches.mcp_tool=
+    /// ….mcp_detector=…` (detector names are bounded by the configuration).
+    pub fn result_metric(&self, what: &str, tool: &str, detector: Option<&str>) -> String {
+        let mut name = String::with_capacity(64);
+        name.push_str("mcp_guard.result_");
+        name.push_str(detector.map_or(what, |_| "matches"));
+        name.push_str(".mcp_tool=");
+        self.push_tool(&mut name, self.tool(Some(&Target::Tool(tool.into()))));
+        if let Some(detector) = detector {
+            name.push_str(".mcp_detector=");
+            push_label(&mut name, detector);
+        }
+        name
+    }
+
     /// The histogram of a tool call's duration: `mcp_guard.call_duration_ms.mcp_tool=…`.
     pub fn call_duration_metric(&self, tool: &Target<'_>) -> String {
         let mut name = String::from("mcp_guard.call_duration_ms.mcp_tool=");
@@ -330,6 +346,9 @@ pub struct AuditRecord<'a> {
     pub upstream: Option<&'a str>,
     /// The call's arguments as JSON text, already redacted.
     pub arguments: Option<String>,
+    /// What scanning the call's result found (`redacted`, `blocked` or `logged`, then
+    /// `detector=count` pairs), never the matched text.
+    pub result: Option<&'a str>,
 }
 
 impl AuditRecord<'_> {
@@ -362,6 +381,7 @@ impl AuditRecord<'_> {
         field("limit", self.limit);
         field("reason", self.reason);
         field("upstream", self.upstream);
+        field("result", self.result);
         if let Some(arguments) = &self.arguments {
             out.push_str(",\"arguments\":");
             out.push_str(arguments);
