@@ -466,6 +466,19 @@ mod tests {
     }
 
     #[test]
+    fn result_metrics_name_tool_and_detector() {
+        let o = observe(&["db.query"]);
+        assert_eq!(
+            o.result_metric("matches", "db.query", Some("aws_key")),
+            "mcp_guard.result_matches.mcp_tool=db_query.mcp_detector=aws_key"
+        );
+        assert_eq!(
+            o.result_metric("blocked", "anything", None),
+            "mcp_guard.result_blocked.mcp_tool=other"
+        );
+    }
+
+    #[test]
     fn labels_are_bounded_and_sanitized() {
         let o = observe(&["db.query", "echo"]);
         let tool = |t: &'static str| Target::Tool(Cow::Borrowed(t));
