@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,6 +168,7 @@ class _FakeUpstream(http.server.BaseHTTPRequestHandler):
     Accept-Encoding."""
 
     seen_encodings: list[str | None] = []
+    protocol_version = "HTTP/1.1"  # the answers are chunked
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         self.rfile.read(int(self.headers["content-length"]))
@@ -204,15 +204,8 @@ class _FakeUpstream(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def fake_gateway(servers: dict[str, procs.McpServer], log_dir: Path) -> Iterator[gw.Gateway]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeUpstream)
-    server.protocol_version = "HTTP/1.1"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    g = gw.start_gateway(
-        servers["sse"].port, CONFIG, extra_routes={"/fake/": server.server_address[1]}, name="envoy-results-fake", log_dir=log_dir
-    )
-    yield g
-    g.stop()
-    server.shutdown()
+    with gw.with_fake_upstream(_FakeUpstream, servers["sse"].port, CONFIG, name="envoy-results-fake", log_dir=log_dir) as g:
+        yield g
 
 
 @pytest.mark.parametrize(
