@@ -1,5 +1,6 @@
 """Tool results scanned through a real Envoy (`contracts.results`): the official Python SDK
-server's tools return secrets their arguments carry, in SSE and JSON answers; the filter
+server's tools (and the TypeScript SDK server's) return secrets their arguments carry, in
+SSE and JSON answers, through two Envoy workers; the filter
 redacts, blocks or only logs them, blocks results over `max_bytes` and answers it cannot
 read, counts matches by detector and notes them in the audit log, never with the text."""
 
@@ -237,3 +238,29 @@ def test_unreadable_results_are_blocked(fake_gateway: gw.Gateway, kind: str, sta
         assert message["id"] == 9 and message["error"]["code"] == -32603 and reason in message["error"]["data"]["reason"], message
     # The filter asked for an uncompressed answer.
     assert _FakeUpstream.seen_encodings == [None]
+
+
+@pytest.fixture(scope="module")
+def ts_gateway(log_dir: Path) -> Iterator[gw.Gateway]:
+    server = procs.start_ts_server(log_dir=log_dir)
+    g = gw.start_gateway(server.port, CONFIG, name="envoy-results-ts", log_dir=log_dir)
+    yield g
+    g.stop()
+    server.stop()
+
+
+def test_typescript_sdk_results_are_scanned_too(ts_gateway: gw.Gateway) -> None:
+    """The official TypeScript SDK server (stateless, JSON answers): redacted and blocked."""
+    head = {**ACCEPT, "mcp-protocol-version": "2025-11-25"}
+
+    def ts_call(tool: str, arguments: dict) -> dict:
+        body = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+        resp = httpx.post(ts_gateway.url, json=body, headers=head, timeout=10)
+        assert resp.status_code == 200 and AWS not in resp.text, resp.text
+        return rpc_message(resp)
+
+    assert ts_call("echo", {"text": f"token {AWS} for {EMAIL}"})["result"]["content"][0]["text"] == (
+        "token [REDACTED:aws_key] for [REDACTED:email]"
+    )
+    blocked = ts_call("delete_file", {"path": f"/keys/{AWS}"})
+    assert blocked["id"] == 3 and blocked["error"]["code"] == -32603, blocked
