@@ -164,6 +164,21 @@ def test_results_over_max_bytes_are_blocked(form: str, gateways: dict[str, gw.Ga
     assert "x" * 100 not in resp.text
 
 
+@pytest.mark.skipif(not gw.flag_on(), reason='"hold": "request" needs allow_on_headers_stop_iteration')
+def test_a_held_json_answer_is_scanned_before_its_head_goes(servers: dict[str, procs.McpServer], log_dir: Path) -> None:
+    """With `hold: request` the answer's head waits for the scan: a result over `max_bytes`
+    becomes a 502 carrying the call's id; a redacted one keeps its 200."""
+    g = gw.start_gateway(servers["json"].port, {**CONFIG, "hold": "request"}, name="envoy-results-held", log_dir=log_dir)
+    try:
+        resp = call(g, "echo", {"text": "x" * 6000}, id=41)
+        assert resp.status_code == 502, resp.text
+        assert resp.json()["id"] == 41 and "4096" in resp.json()["error"]["data"]["reason"]
+        resp = call(g, "echo", {"text": f"mail {EMAIL}"}, id=42)
+        assert resp.status_code == 200 and resp.json()["result"]["content"][0]["text"] == "mail [REDACTED:email]"
+    finally:
+        g.stop()
+
+
 class _FakeUpstream(http.server.BaseHTTPRequestHandler):
     """Answers every POST with an echo result in the form its path names; records
     Accept-Encoding."""
