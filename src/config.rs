@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::catalog::config::ToolsDto;
 use crate::catalog::toolstate::ToolsConfig;
+use crate::contract::calls::Checks;
 use crate::contract::{Contracts, ContractsDto};
 use crate::identity::ownership::{Ownership, OwnershipDto};
 use crate::identity::{AuthDto, Authenticator, Provider};
@@ -105,9 +106,12 @@ pub struct Config {
     pub observe: Observe,
     /// Tool pins and the bound on learned tools.
     pub tools: ToolsConfig,
-    /// Rules test annotations or tools are pinned: `tools/list` answers are learned from
-    /// and calls look their tool up in shared data. Otherwise neither costs anything.
+    /// Rules test annotations, tools are pinned, or calls are checked against their tool's
+    /// schema: `tools/list` answers are learned from and calls look their tool up in shared
+    /// data. Otherwise neither costs anything.
     pub learns_tools: bool,
+    /// What calls are checked against their tool's learned `inputSchema`.
+    pub schema_checks: Checks,
     /// Token buckets approved requests take from; empty: no limits, no cost.
     pub rate_limits: RateLimits,
     /// Task and session ids sealed to their owner; `None`: ids pass as the upstream made them.
@@ -181,7 +185,6 @@ impl ConfigDto {
         let policy = self.policy.compile()?;
         let observe = Observe::compile(self.metrics, self.audit, policy.tool_literals());
         let tools = self.tools.compile()?;
-        let learns_tools = policy.uses_annotations() || !tools.pins.is_empty();
         let upstream = self.upstream.compile()?;
         if upstream.routes() && self.hold == Hold::Body {
             return Err(ConfigError {
@@ -195,7 +198,15 @@ impl ConfigDto {
         }
         let rate_limits = self.rate_limits.compile("rate_limits")?;
         let contracts = self.contracts.compile("contracts")?;
+        let schema_checks = Checks {
+            params: tools.validate_mcp_param,
+            arguments: contracts.validates_arguments(),
+            formats: contracts.formats,
+        };
+        let learns_tools =
+            policy.uses_annotations() || !tools.pins.is_empty() || schema_checks.any();
         Ok(Config {
+            schema_checks,
             needs_upstream: learns_tools
                 || rate_limits.needs_upstream
                 || upstream.injects()
@@ -343,7 +354,7 @@ mod tests {
             (r#"{"tools":{"pins":{"mcp":{"echo":"abc"}}}}"#, r#"tools.pins.mcp.echo: "abc" is neither a SHA-256 (64 hex digits) nor "trust_on_first_use""#),
             (&format!(r#"{{"tools":{{"pins":{{"*":{{"echo":"{}"}}}}}}}}"#, "g".repeat(64)), &format!(r#"tools.pins.*.echo: "{}" is neither a SHA-256 (64 hex digits) nor "trust_on_first_use""#, "g".repeat(64))),
             (r#"{"tools":{"pins":{"*":{"echo":"tofu"}}}}"#, r#"tools.pins.*.echo: "tofu" is neither a SHA-256 (64 hex digits) nor "trust_on_first_use""#),
-            (r#"{"tools":{"pin":{}}}"#, "tools.pin: unknown field `pin`, expected `max_tools_per_upstream` or `pins` at line 1 column 15"),
+            (r#"{"tools":{"pin":{}}}"#, "tools.pin: unknown field `pin`, expected one of `max_tools_per_upstream`, `pins`, `validate_mcp_param` at line 1 column 15"),
             (r#"{"policy":{"rule":[]}}"#, "policy.rule: unknown field `rule`, expected one of `shadow`, `allow`, `deny`, `rules`, `arguments` at line 1 column 17"),
         ];
         for (json, want) in cases {
@@ -366,14 +377,17 @@ mod tests {
         assert_eq!(c.tools.pin("mcp", "echo"), Some(Pin::Sha256([0xab; 32])));
         assert_eq!(c.tools.pin("mcp", "add"), Some(Pin::TrustOnFirstUse));
         assert_eq!(c.tools.pin("other", "echo"), None);
-        // Annotation conditions alone also learn; neither means no learning at all.
+        // Annotation conditions alone also learn, and so does the Mcp-Param check (on by
+        // default); none of them means no learning at all.
         let annotations = r#"{"policy":{"rules":[{"name":"r","allow":{"tools":["*"],"annotations":{"readOnlyHint":true}}}]}}"#;
         assert!(
             Config::from_json(annotations.as_bytes())
                 .unwrap()
                 .learns_tools
         );
-        assert!(!Config::from_json(b"{}").unwrap().learns_tools);
+        assert!(Config::from_json(b"{}").unwrap().learns_tools);
+        let none = br#"{"tools":{"validate_mcp_param":false}}"#;
+        assert!(!Config::from_json(none).unwrap().learns_tools);
     }
 
     #[test]

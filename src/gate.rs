@@ -13,7 +13,7 @@ mod verdict;
 use crate::catalog::toolstate::{ToolLookup, ToolStatus};
 use crate::config::{Access, Config};
 use crate::identity::challenge::{self, AuthStep, Peer};
-use crate::identity::{Identity, KeyLookup, TokenCache};
+use crate::identity::{Identity, KeyLookup, VerifiedTokens};
 use crate::policy::subscriptions::{check_listen, LISTEN};
 use crate::policy::{Applicable, Decision};
 use crate::protocol::head::check_content_type;
@@ -27,7 +27,7 @@ use verdict::check_headers_of;
 pub use crate::protocol::head::RequestHead;
 pub use crate::report::reject::LocalReply;
 pub(crate) use verdict::Parsed;
-pub use verdict::{Approved, BodyRule, HeadVerdict};
+pub use verdict::{Approved, BodyRule, HeadVerdict, TaskRequest};
 
 /// The request gate for one configuration.
 pub struct Gate<'c> {
@@ -47,7 +47,7 @@ impl<'c> Gate<'c> {
         head: &RequestHead,
         peer: &Peer,
         keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
+        cache: &mut dyn VerifiedTokens,
         now: u64,
     ) -> AuthStep {
         challenge::authenticate(self.config.auth.as_ref(), head, peer, keys, cache, now)
@@ -234,9 +234,17 @@ impl<'c> Gate<'c> {
         }
         let seals_tasks = self.config.ownership.as_ref().is_some_and(|o| o.tasks);
         let tasks = match messages {
-            Body::Single(m) if seals_tasks && carries_tasks(m, head.routing.revision()) => {
-                Some(m.task_id.as_deref().map(str::to_owned))
-            }
+            Body::Single(m) if seals_tasks => task_request(m, head.routing.revision()),
+            // Task ids are unsealed in single requests only: none may slip past in a batch.
+            Body::Batch(ms) if seals_tasks => match ms.iter().position(names_a_task) {
+                Some(i) => {
+                    let reason = format!(
+                        "batch[{i}]: tasks requests cannot be batched while task ids are sealed"
+                    );
+                    return Err(Rejection::new(Code::InvalidRequest, reason));
+                }
+                None => None,
+            },
             _ => None,
         };
         let charges =
@@ -249,12 +257,25 @@ impl<'c> Gate<'c> {
             listen,
             id: id
                 .filter(|_| {
-                    !charges.is_empty() || tasks.is_some() || self.config.contracts.scans_results()
+                    !charges.is_empty()
+                        || tasks.is_some()
+                        || self.checks_calls(messages)
+                        || self.config.contracts.scans_results()
                 })
                 .map(str::to_owned),
             tasks,
             charges,
         })
+    }
+
+    /// Whether approved calls are checked further by the glue (`Mcp-Param-*` headers,
+    /// argument contracts, the write-back guard), whose refusals need the request's id.
+    fn checks_calls(&self, messages: &Body<'_>) -> bool {
+        (self.config.schema_checks.any() || self.config.contracts.guards_write_back())
+            && messages
+                .messages()
+                .iter()
+                .any(|m| m.method.as_deref() == Some("tools/call"))
     }
 
     /// One message's decision: the rules' and argument constraints' (with the hints of the
@@ -286,18 +307,37 @@ impl<'c> Gate<'c> {
     }
 }
 
-/// Requests whose answers may carry task ids: calls (which may create a task) and the tasks
-/// extension's methods its revision defines (a removed one is the server's to refuse).
-fn carries_tasks(message: &Message<'_>, header_revision: Option<&str>) -> bool {
-    let Some(method) = message.method.as_deref() else {
-        return false;
-    };
+/// A request whose answer may carry task ids: a call (which may create a task) or a method
+/// of the tasks extension, whatever its revision (a removed one is unsealed too: a server
+/// that still serves it must not get an id the caller does not own).
+fn task_request(message: &Message<'_>, header_revision: Option<&str>) -> Option<TaskRequest> {
+    let method = message.method.as_deref()?;
+    if method == "tools/call" {
+        return Some(TaskRequest {
+            visible: None,
+            removed: false,
+        });
+    }
+    if !names_a_task(message) {
+        return None;
+    }
     let revision = message
         .meta_protocol_version
         .as_deref()
         .or(header_revision)
         .and_then(Revision::parse);
-    method == "tools/call" || (method.starts_with("tasks/") && defines(revision, method))
+    Some(TaskRequest {
+        visible: message.task_id.as_deref().map(str::to_owned),
+        removed: !defines(revision, method),
+    })
+}
+
+/// A method of the tasks extension.
+fn names_a_task(message: &Message<'_>) -> bool {
+    message
+        .method
+        .as_deref()
+        .is_some_and(|m| m.starts_with("tasks/"))
 }
 
 fn reject(code: Code, reason: impl Into<String>) -> HeadVerdict {
@@ -713,6 +753,80 @@ mod tests {
     }
 
     #[test]
+    fn tasks_requests_are_unsealed_in_every_revision_and_never_batched() {
+        let config = Config::from_json(
+            br#"{"ownership":{"keys":["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]},
+                "policy":{"deny":{"methods":["tasks/cancel"]}},
+                "rate_limits":{"limits":[{"name":"polls","methods":["tasks/get"],"bucket":{"capacity":5}}]}}"#,
+        )
+        .unwrap();
+        let gate = Gate { config: &config };
+        let anon = &Identity::anonymous();
+        let task = |method: &str, revision: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"taskId":"mg1.x","_meta":{{"io.modelcontextprotocol/protocolVersion":"{revision}"}}}}}}"#
+            )
+        };
+        // As the SDKs send them: 2026-07-28 with its routing headers.
+        let approve = |body: &str| {
+            let value: serde_json::Value = serde_json::from_str(body).unwrap();
+            let revision = value["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"]
+                .as_str()
+                .unwrap_or_default();
+            let method = value["method"].as_str().unwrap_or_default();
+            let mut headers = vec![("content-type", "application/json")];
+            if revision == "2026-07-28" {
+                headers.extend([("mcp-protocol-version", revision), ("mcp-method", method)]);
+                // A removed method names nothing: its Mcp-Name would be refused.
+                if method != "tasks/result" {
+                    headers.push(("mcp-name", "mg1.x"));
+                }
+            }
+            let post = head("POST", "/mcp", &headers, false);
+            gate.approve(BodyRule::JsonRpc, &post, anon, body.as_bytes(), &NoTools)
+        };
+        for (method, revision, removed) in [
+            ("tasks/get", "2025-11-25", false),
+            ("tasks/result", "2025-11-25", false),
+            ("tasks/update", "2026-07-28", false),
+            // Removed: still unsealed (blanked when foreign), so a lenient server never
+            // acts on an id that is not the caller's.
+            ("tasks/result", "2026-07-28", true),
+            ("tasks/update", "2025-11-25", true),
+        ] {
+            let approved = approve(&task(method, revision)).unwrap();
+            let want = TaskRequest {
+                visible: Some("mg1.x".into()),
+                removed,
+            };
+            assert_eq!(approved.tasks, Some(want), "{method} {revision}");
+        }
+        // The rules and the rate limits apply to tasks methods like to any other.
+        let cancel = approve(&task("tasks/cancel", "2025-11-25")).unwrap_err();
+        assert_eq!(cancel.code, Code::Forbidden);
+        assert_eq!(
+            approve(&task("tasks/get", "2025-11-25"))
+                .unwrap()
+                .charges
+                .len(),
+            1
+        );
+        let batch = format!(
+            "[{},{}]",
+            r#"{"jsonrpc":"2.0","id":0,"method":"tools/list"}"#,
+            task("tasks/get", "2025-11-25")
+        );
+        let r = approve(&batch).unwrap_err();
+        assert_eq!(
+            (r.code, r.reason.as_str()),
+            (
+                Code::InvalidRequest,
+                "batch[1]: tasks requests cannot be batched while task ids are sealed"
+            )
+        );
+    }
+
+    #[test]
     fn shadow_denials_pass_with_their_decision() {
         let config = Config::from_json(
             br#"{"policy":{"shadow":true,"deny":{"tools":["delete_*"]},
@@ -841,14 +955,14 @@ mod tests {
         assert_eq!(outcome(admin, "read"), drifted);
         learn(r#"{"name":"read","annotations":{"readOnlyHint":true}}"#);
         assert_eq!(outcome(anon, "read"), "allow");
-        // Without annotation conditions or pins the lookup is never consulted.
+        // Without annotation conditions, pins or schema checks the lookup is never consulted.
         struct Panics;
         impl ToolLookup for Panics {
             fn status(&self, _: &str) -> ToolStatus {
                 panic!("looked up")
             }
         }
-        let plain = Config::from_json(b"{}").unwrap();
+        let plain = Config::from_json(br#"{"tools":{"validate_mcp_param":false}}"#).unwrap();
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
         assert!(Gate { config: &plain }
             .on_body(BodyRule::JsonRpc, &post, anon, body, &Panics)

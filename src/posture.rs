@@ -32,6 +32,10 @@
 //! - `trust-on-first-use`: each `tools.pins` entry pinned on first use.
 //! - `no-tools-call-limit`: no rate limit counts `tools/call`.
 //! - `credentials-forwarded`: `upstream.remove_client_authorization` is false.
+//! - `tasks-list-unscoped`: task ids are sealed (`ownership.tasks`) and a rule allows
+//!   `tasks/list` that no enforced rule for everyone denies: the gateway cannot cut the
+//!   server's list down to the caller's tasks (the ids carry no owner and nothing is
+//!   stored), so what it shows is only as scoped as the server scopes it.
 
 use std::fmt;
 
@@ -138,7 +142,31 @@ pub fn report(config: &Config) -> Vec<Finding> {
             "remove it (default true) and give the server its own credentials with upstream.inject",
         ));
     }
+    out.extend(unscoped_task_lists(config, &rules));
     out
+}
+
+/// The tasks method whose answer the gateway cannot scope to the caller.
+const TASKS_LIST: &str = "tasks/list";
+
+fn unscoped_task_lists(config: &Config, rules: &[Located<'_>]) -> Option<Finding> {
+    if !config.ownership.as_ref().is_some_and(|o| o.tasks) {
+        return None;
+    }
+    let denied = rules.iter().any(|r| {
+        r.rule.who.is_none() && !r.rule.shadow && r.rule.deny.methods.is_match(TASKS_LIST)
+    });
+    let rule = rules
+        .iter()
+        .find(|r| r.rule.allow.methods.is_match(TASKS_LIST))?;
+    (!denied).then(|| {
+        finding(
+            "tasks-list-unscoped",
+            format!("{}.methods", rule.list("allow")),
+            "tasks/list is allowed while task ids are sealed: the gateway cannot drop other callers' tasks from the server's list, so their existence and status show (their listed ids give no access)",
+            "deny tasks/list in policy.deny.methods, unless the server scopes it per session (with ownership.sessions) or by upstream.identity_headers",
+        )
+    })
 }
 
 /// A rule with the configuration path it was written at.

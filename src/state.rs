@@ -52,12 +52,55 @@ pub fn insert_new(store: &impl SharedStore, key: &str, value: &[u8]) -> Result<(
     store.set(key, value, Some(ABSENT_CAS))
 }
 
+/// Attempts at a compare-and-swap update before giving up (another worker keeps winning).
+pub const CAS_ATTEMPTS: usize = 8;
+
+/// Moves the counter under `key` (a little-endian `u32`, absent: 0) by `delta` within
+/// `0..=max`; `false` if it cannot (at a bound, or the store keeps refusing). Counters bound
+/// the entries a key space may create, since entries are never deleted.
+pub fn add_to_count(store: &impl SharedStore, key: &str, delta: i64, max: u32) -> bool {
+    for _ in 0..CAS_ATTEMPTS {
+        let (count, cas) = match store.get(key) {
+            Some((bytes, cas)) => match <[u8; 4]>::try_from(bytes.as_slice()) {
+                Ok(b) => (u32::from_le_bytes(b), Some(cas)),
+                Err(_) => return false,
+            },
+            None => (0, None),
+        };
+        let next = i64::from(count) + delta;
+        if next < 0 || next > i64::from(max) {
+            return false;
+        }
+        let bytes = (next as u32).to_le_bytes();
+        let result = match cas {
+            Some(cas) => store.set(key, &bytes, Some(cas)),
+            None => insert_new(store, key, &bytes),
+        };
+        match result {
+            Ok(()) => return true,
+            Err(StoreError::CasMismatch) => continue,
+            Err(StoreError::Host) => return false,
+        }
+    }
+    false
+}
+
 /// An in-memory [`SharedStore`] with the host's semantics, for tests.
 #[cfg(test)]
 #[derive(Default)]
 pub struct MemoryStore {
     entries: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
     last_cas: std::cell::Cell<u32>,
+}
+
+#[cfg(test)]
+impl MemoryStore {
+    /// A store as the glue leaves it at start: reserved for [`insert_new`].
+    pub fn reserved() -> MemoryStore {
+        let store = MemoryStore::default();
+        let _ = reserve(&store);
+        store
+    }
 }
 
 #[cfg(test)]

@@ -109,6 +109,9 @@ def walk() -> None:
     raw("duplicate \"name\" key", b'{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","name":"delete_file"}}')
     batch = [{"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name}} for i, name in enumerate(("echo", "delete_file"))]
     raw("batch with one denied member", json.dumps(batch).encode())
+    wrong = json.loads(json.dumps(call))
+    wrong["params"]["arguments"] = {"text": 42}
+    raw("echo with a number as its text (schema: string)", json.dumps(wrong).encode(), {**stateless, "mcp-name": "echo"})
     raw("malformed JSON", b'{"jsonrpc":"2.0","id":9,"method":')
     raw("gzip-encoded body", b"\x1f\x8b...", {"content-encoding": "gzip"})
     raw("a 2 MiB body", b'{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"echo","arguments":{"text":"' + b"x" * (2 << 20) + b'"}}}')

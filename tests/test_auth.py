@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt as pyjwt
 import pytest
 from mcp.client.auth.utils import (
     build_protected_resource_metadata_discovery_urls,
@@ -114,9 +115,10 @@ def gateway(idp: Idp, _alpha: procs.McpServer, log_dir: Path) -> Iterator[gw.Gat
     g.stop()
 
 
-def call(url: str, headers: dict[str, str], tool: str = "echo") -> httpx.Response:
+def call(url: str, headers: dict[str, str], tool: str = "echo", client: httpx.Client | None = None) -> httpx.Response:
+    """One `tools/call`, on a new connection or on `client`'s."""
     body, base = stateless("tools/call", {"name": tool, "arguments": {"text": "hi"}}, name=tool)
-    return httpx.post(url, content=body, headers={**base, **headers}, timeout=15)
+    return (client or httpx).post(url, content=body, headers={**base, **headers}, timeout=15)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -296,3 +298,47 @@ def test_streams_and_session_ends_need_credentials_too(gateway: gw.Gateway, mcp_
     assert resp.status_code != 401
     (seen,) = mcp_server.seen()
     assert seen["method"] == "DELETE" and seen["headers"]["x-mcp-subject"] == "ci-bot"
+
+
+def test_a_token_is_verified_once_per_envoy(idp: Idp, _alpha: procs.McpServer, log_dir: Path) -> None:
+    """Two workers, each request of a pair on its own: the second worker takes the first
+    one's verification from shared data, until the token expires or its key is rotated away."""
+    cfg = auth_config()
+    cfg["auth"]["jwt_providers"][0]["leeway_seconds"] = 0
+    g = gw.start_gateway(_alpha.port, cfg, extra_clusters={"jwks": idp.port}, name="envoy-auth-shared", log_dir=log_dir, concurrency=2, balanced=True)
+
+    def counters() -> tuple[int, int]:
+        stats = g.stats("mcp_guard.jwt_")
+        return tuple(sum(v for k, v in stats.items() if k.endswith(name)) for name in ("jwt_verifications", "jwt_shared_cache_hits"))  # type: ignore[return-value]
+
+    def on_both_workers(token: str) -> list[httpx.Response]:
+        # The first connection stays open while the second opens: it lands on the other worker.
+        with httpx.Client() as one, httpx.Client() as two:
+            return [call(g.url, bearer(token), client=c) for c in (one, two)]
+
+    try:
+        assert "verified JWTs cached: 1024 per worker, 4096 slots shared by the workers" in g.log()
+        token = idp.rsa.token("alice", scope="mcp:tools", lifetime=3)
+        assert [r.status_code for r in on_both_workers(token)] == [200, 200]
+        connections = {k: v for k, v in g.stats("downstream_cx_total").items() if ".worker_" in k and k.startswith("listener.")}
+        assert sorted(connections.values()) == [1, 1], connections
+        assert counters() == (1, 1), "verified by one worker, taken from shared data by the other"
+        assert [r.status_code for r in on_both_workers(token)] == [200, 200]
+        assert counters() == (1, 1), "then each worker's own cache serves it"
+
+        time.sleep(max(0.0, pyjwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.2)
+        for resp in on_both_workers(token):
+            assert error_of(resp)[:2] == (401, -32001)
+            assert "expired" in error_of(resp)[2]
+
+        fresh = idp.rsa.token("bob", scope="mcp:tools")
+        assert [r.status_code for r in on_both_workers(fresh)] == [200, 200]
+        rotated = tokens.new_key("rsa-3", "RS256")
+        idp.publish(rotated, idp.ec, idp.ed)
+        time.sleep(1.1)  # past min_refetch_seconds: a new kid makes each worker refetch
+        assert [r.status_code for r in on_both_workers(rotated.token("carol", scope="mcp:tools"))] == [200, 200]
+        for resp in on_both_workers(fresh):
+            assert error_of(resp)[:2] == (401, -32001), "the key that verified it is gone"
+    finally:
+        idp.publish(idp.rsa, idp.ec, idp.ed)
+        g.stop()

@@ -42,6 +42,7 @@ def test_demo_walk_shows_decisions(rmcp_client_bin: object) -> None:
         "REFUSED   400 -32020: Mcp-Name header",
         "REFUSED   400 -32600: duplicate key",
         'REFUSED   403 -32003: batch[1]: tool "delete_file"',
+        'REFUSED   400 -32602: the arguments of tool "echo" do not match its inputSchema: "/text" fails "type"',
         "REFUSED   400 -32700",
         "REFUSED   415 -32015",
         "REFUSED   413 -32013",

@@ -96,12 +96,17 @@ def test_a_session_belongs_to_the_caller_that_created_it(gateways: tuple[gw.Gate
         assert resp.status_code == 200, resp.text
         assert "tools" in rpc_message(resp)["result"]
     mcp_server.reset()
-    # Another caller, the upstream's own id, or an edited id: unknown session, and the server
-    # never hears of it.
-    for key, session in (("bob-key", sealed), ("alice-key", sealed[:-2] + "AA"), ("alice-key", "not-sealed")):
+    # Another caller's session is forbidden; the upstream's own id or an edited one is an
+    # unknown session; the server never hears of either.
+    cases = (
+        ("bob-key", sealed, 403, "the session belongs to another caller"),
+        ("alice-key", sealed[:-2] + "AA", 404, "unknown session"),
+        ("alice-key", "not-sealed", 404, "unknown session"),
+    )
+    for key, session, status, reason in cases:
         resp = post(two, key, tools_list(), session=session)
-        assert resp.status_code == 404, (key, session, resp.text)
-        assert rpc_message(resp)["error"]["data"]["reason"] == "unknown session"
+        assert resp.status_code == status, (key, session, resp.text)
+        assert rpc_message(resp)["error"]["data"]["reason"] == reason
     assert mcp_server.seen() == []
 
 
@@ -243,10 +248,10 @@ def test_a_task_belongs_to_the_caller_that_created_it(fake: gw.Gateway, framing:
     (seen,) = FakeUpstream.received
     assert len(seen) == len(get) and json.loads(seen)["params"]["taskId"] == "t-123"
     FakeUpstream.received.clear()
-    for key, visible in (("bob-key", task), ("alice-key", "t-123")):
+    for key, visible, status, reason in (("bob-key", task, 403, "the task belongs to another caller"), ("alice-key", "t-123", 400, "unknown task")):
         get, headers = stateless("tasks/get", {"taskId": visible}, id=3, name=visible)
         resp = httpx.post(f"{fake.base}/fake/tasks", content=get, headers={**headers, "x-api-key": key}, timeout=10)
-        assert resp.status_code == 400, resp.text
+        assert resp.status_code == status, resp.text
         message = rpc_message(resp)
-        assert message["error"]["data"]["reason"] == "unknown task" and message["id"] == 3
+        assert message["error"]["data"]["reason"] == reason and message["id"] == 3
     assert FakeUpstream.received == [], "no body of a refused tasks request reached the server"

@@ -15,6 +15,9 @@ pub(crate) struct ToolsDto {
     /// Upstream → tool → 64 hex digits or `trust_on_first_use`.
     #[serde(default)]
     pins: BTreeMap<String, BTreeMap<String, String>>,
+    /// Check `Mcp-Param-*` headers against the arguments of calls to tools whose
+    /// `inputSchema` was learned (default true).
+    validate_mcp_param: Option<bool>,
 }
 
 /// The pin value that pins the first definition seen.
@@ -46,6 +49,7 @@ impl ToolsDto {
         Ok(ToolsConfig {
             max_tools_per_upstream: max,
             pins,
+            validate_mcp_param: self.validate_mcp_param.unwrap_or(true),
         })
     }
 }

@@ -96,6 +96,8 @@ pub struct ToolDef {
     pub hints: Hints,
     /// SHA-256 of the canonical definition.
     pub sha256: [u8; 32],
+    /// The canonical text of the `inputSchema` member, if any (what the hash covers).
+    pub input_schema: Option<String>,
 }
 
 impl ToolDef {
@@ -131,10 +133,15 @@ impl ToolDef {
             .into_iter()
             .filter(|(key, _)| HASHED_MEMBERS.contains(&key.as_str()))
             .collect();
+        let input_schema = hashed
+            .iter()
+            .find(|(key, _)| key == "inputSchema")
+            .map(|(_, text)| text.clone());
         Ok(ToolDef {
             name,
             hints,
             sha256: hmac_sha256::Hash::hash(object_text(&hashed).as_bytes()),
+            input_schema,
         })
     }
 }

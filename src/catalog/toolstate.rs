@@ -12,14 +12,12 @@
 use std::collections::HashMap;
 
 use crate::catalog::tooldef::{Hints, ToolDef, MAX_NAME_BYTES};
-use crate::state::{insert_new, SharedStore, StoreError};
+use crate::state::{add_to_count, insert_new, SharedStore, StoreError, CAS_ATTEMPTS};
 
 /// Default `tools.max_tools_per_upstream`.
 pub const DEFAULT_MAX_TOOLS: u32 = 256;
 /// Largest accepted `tools.max_tools_per_upstream`.
 pub const MAX_MAX_TOOLS: u32 = 10_000;
-/// Attempts at a compare-and-swap update before giving up (another worker keeps winning).
-const CAS_ATTEMPTS: usize = 8;
 /// The hash recorded for a definition that cannot be read: it matches no pin.
 pub const UNREADABLE: [u8; 32] = [0; 32];
 
@@ -38,6 +36,8 @@ pub struct ToolsConfig {
     pub max_tools_per_upstream: u32,
     /// Upstream (cluster name, or `*` for any other) → tool (name, or `*` for any other).
     pub pins: HashMap<String, HashMap<String, Pin>>,
+    /// `validate_mcp_param`.
+    pub validate_mcp_param: bool,
 }
 
 impl ToolsConfig {
@@ -280,10 +280,25 @@ impl<S: SharedStore> UpstreamTools<'_, S> {
 
     /// Learns one raw `tools/list` element named `name`.
     pub fn learn_element(&self, name: &str, element: &[u8]) -> Learned {
-        match ToolDef::parse(element) {
-            Ok(def) if def.name == name => self.learn(name, def.hints, def.sha256),
+        self.learn_def(name, ToolDef::parse(element).ok().as_ref())
+    }
+
+    /// Learns the element named `name`, as [`ToolDef::parse`] read it (`None`: unreadable;
+    /// a definition of another name counts as unreadable).
+    pub fn learn_def(&self, name: &str, def: Option<&ToolDef>) -> Learned {
+        match def {
+            Some(def) if def.name == name => self.learn(name, def.hints, def.sha256),
             _ => self.learn(name, Hints::UNKNOWN, UNREADABLE),
         }
+    }
+
+    /// The hash of the definition last learned for `tool`, if any (never [`UNREADABLE`]).
+    pub fn live(&self, tool: &str) -> Option<[u8; 32]> {
+        self.store
+            .get(&self.key(tool))
+            .and_then(|(bytes, _)| Record::decode(&bytes))
+            .map(|r| r.live)
+            .filter(|hash| *hash != UNREADABLE)
     }
 
     /// Takes one of the upstream's entry slots; `false` at the bound.
@@ -297,31 +312,12 @@ impl<S: SharedStore> UpstreamTools<'_, S> {
 
     /// Moves the entry count by `delta` within `0..=max`; `false` if it cannot.
     fn add_to_count(&self, delta: i64) -> bool {
-        let key = self.count_key();
-        for _ in 0..CAS_ATTEMPTS {
-            let (count, cas) = match self.store.get(&key) {
-                Some((bytes, cas)) => match <[u8; 4]>::try_from(bytes.as_slice()) {
-                    Ok(b) => (u32::from_le_bytes(b), Some(cas)),
-                    Err(_) => return false,
-                },
-                None => (0, None),
-            };
-            let next = i64::from(count) + delta;
-            if next < 0 || next > i64::from(self.config.max_tools_per_upstream) {
-                return false;
-            }
-            let bytes = (next as u32).to_le_bytes();
-            let result = match cas {
-                Some(cas) => self.store.set(&key, &bytes, Some(cas)),
-                None => insert_new(self.store, &key, &bytes),
-            };
-            match result {
-                Ok(()) => return true,
-                Err(StoreError::CasMismatch) => continue,
-                Err(StoreError::Host) => return false,
-            }
-        }
-        false
+        add_to_count(
+            self.store,
+            &self.count_key(),
+            delta,
+            self.config.max_tools_per_upstream,
+        )
     }
 }
 

@@ -8,6 +8,7 @@
 //! fetches a schema, or logs: the glue does (see docs/notes/contracts-integration.md).
 //! Reasons and counts never carry argument or result values.
 
+pub mod calls;
 pub mod config;
 pub mod detect;
 pub mod json;
@@ -235,6 +236,13 @@ impl Schema {
     }
 }
 
+fn no_input_schema() -> SchemaError {
+    SchemaError {
+        at: String::new(),
+        message: "the tool has no inputSchema".into(),
+    }
+}
+
 /// Upper bound of the memory all cached schemas may hold together.
 pub const MAX_CACHE_BYTES: usize = 16 << 20;
 
@@ -265,16 +273,43 @@ impl SchemaCache {
         let compiled = match json::read_value(element) {
             Ok(tool) => match tool.get("inputSchema") {
                 Some(schema) => Schema::compile(schema, formats),
-                None => Err(SchemaError {
-                    at: String::new(),
-                    message: "the tool has no inputSchema".into(),
-                }),
+                None => Err(no_input_schema()),
             },
             Err(e) => Err(SchemaError {
                 at: String::new(),
                 message: format!("the tool definition is not valid JSON ({})", e.reason),
             }),
         };
+        self.insert(hash, compiled)
+    }
+
+    /// Compiles an `inputSchema` given as its own text (`None`: the tool has none), as a
+    /// worker reads it from shared data, under `hash`; like [`SchemaCache::learn`].
+    pub fn learn_schema(
+        &mut self,
+        hash: [u8; 32],
+        input_schema: Option<&[u8]>,
+        formats: bool,
+    ) -> Option<&SchemaError> {
+        if self.entries.contains_key(&hash) {
+            return None;
+        }
+        let compiled = match input_schema.map(json::read_value) {
+            Some(Ok(schema)) => Schema::compile(&schema, formats),
+            Some(Err(e)) => Err(SchemaError {
+                at: String::new(),
+                message: format!("the inputSchema is not valid JSON ({})", e.reason),
+            }),
+            None => Err(no_input_schema()),
+        };
+        self.insert(hash, compiled)
+    }
+
+    fn insert(
+        &mut self,
+        hash: [u8; 32],
+        compiled: Result<Schema, SchemaError>,
+    ) -> Option<&SchemaError> {
         let weight = compiled.as_ref().map_or(256, Schema::weight);
         while (self.entries.len() >= self.max_entries || self.bytes + weight > MAX_CACHE_BYTES)
             && !self.order.is_empty()

@@ -4,9 +4,10 @@
 //! are sealed. A JSON answer is held to its end and spliced; an SSE answer is framed event
 //! by event and each event rewritten as it completes (nothing waits for the stream's end).
 //! When the configuration learns tools, every tool of a `tools/list` answer is learned
-//! first (annotations, definition hash: see [`crate::catalog::toolstate`]); a tool whose pin
-//! refuses it is left out for every caller. An answer the filter cannot read (encoded, of
-//! another media type, too large) is refused, never passed on unread.
+//! first (annotations, definition hash: see [`crate::catalog::toolstate`]; its inputSchema
+//! for call checks: [`crate::catalog::schemas`]); a tool whose pin refuses it, or whose
+//! `x-mcp-header`s are invalid, is left out for every caller. An answer the filter cannot
+//! read (encoded, of another media type, too large) is refused, never passed on unread.
 
 use std::rc::Rc;
 
@@ -17,7 +18,7 @@ use super::host;
 use super::log;
 use super::report;
 use super::shared::Shared;
-use crate::catalog::tooldef::Hints;
+use crate::catalog::tooldef::{Hints, ToolDef};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
 use crate::contract::{Action as Verdict, ResultRule};
@@ -493,11 +494,20 @@ fn keeper<'a>(
         if !learning {
             return visible(&rules, kind, name, &Hints::UNKNOWN.effective());
         }
-        let learned = tools.learn_element(name, element);
+        let def = ToolDef::parse(element).ok().filter(|d| d.name == name);
+        let learned = tools.learn_def(name, def.as_ref());
         if learned.drifted_now {
             shared.report_drift(upstream, name);
         }
-        learned.status.pin.refusal().is_none()
+        // A tool whose `x-mcp-header`s are invalid is one clients must exclude.
+        let usable = match &def {
+            Some(def) if shared.config.schema_checks.any() => {
+                shared.learn_listed_schema(upstream, def)
+            }
+            _ => true,
+        };
+        usable
+            && learned.status.pin.refusal().is_none()
             && visible(&rules, kind, name, &learned.status.hints.effective())
     }
 }

@@ -37,10 +37,10 @@ use super::report::{self, Report};
 use super::shared::{Resumable, Shared};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
-use crate::contract::ResultRule;
-use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead};
+use crate::contract::{CallCheck, Mode, ResultRule};
+use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead, TaskRequest};
 use crate::identity::challenge::{AuthStep, Peer};
-use crate::identity::ownership::{unseal_task_id, IdKind, UnsealError};
+use crate::identity::ownership::{blank_task_id, unseal_task_id, IdKind, UnsealError};
 use crate::identity::Identity;
 use crate::policy::Decision;
 use crate::protocol::jsonrpc::{Seen, Target};
@@ -296,9 +296,13 @@ impl Flow {
         let now_ms = host::now_ms();
         let step = {
             let keys = self.shared.keys.borrow();
-            let mut cache = self.shared.cache.borrow_mut();
-            self.gate()
-                .authenticate(&self.head, &peer, &*keys, &mut cache, now_ms / 1000)
+            let mut local = self.shared.cache.borrow_mut();
+            let mut tokens = self.shared.tokens(&mut local);
+            let step =
+                self.gate()
+                    .authenticate(&self.head, &peer, &*keys, &mut tokens, now_ms / 1000);
+            self.shared.report_tokens(&tokens);
+            step
         };
         match step {
             AuthStep::Authenticated(identity) => {
@@ -377,15 +381,24 @@ impl Flow {
 
     /// With sealed tasks, the client's task id in the held body goes upstream as the id the
     /// upstream issued (same length: the body's length may already be upstream), and only
-    /// when the caller owns it.
-    fn unseal_task(&self, visible: &str, body: &[u8], id: Option<&str>) -> Result<(), Rejection> {
-        let (Some(ownership), Some(identity)) = (&self.shared.config.ownership, &self.identity)
+    /// when the caller owns it; for a method the revision removed, a blank id otherwise.
+    fn unseal_task(
+        &self,
+        task: &TaskRequest,
+        body: &[u8],
+        id: Option<&str>,
+    ) -> Result<(), Rejection> {
+        let (Some(ownership), Some(identity), Some(visible)) =
+            (&self.shared.config.ownership, &self.identity, &task.visible)
         else {
             return Ok(());
         };
         let refusal = |e: UnsealError| e.rejection(IdKind::Task, id);
-        let (unsealed, _) =
-            unseal_task_id(body, visible, &ownership.sealer, identity).map_err(refusal)?;
+        let unsealed = match unseal_task_id(body, visible, &ownership.sealer, identity) {
+            Ok((unsealed, _)) => unsealed,
+            Err(e) if task.removed => blank_task_id(body, visible).ok_or_else(|| refusal(e))?,
+            Err(e) => return Err(refusal(e)),
+        };
         hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &unsealed).map_err(
             |status| {
                 Rejection::new(
@@ -567,6 +580,12 @@ impl Flow {
             Ok(approved) => approved,
             Err(rejection) => return self.reject(&rejection),
         };
+        // Judged once: a request judged again after the Rate Limit Service passed them.
+        if limit {
+            if let Err(rejection) = self.check_calls(&approved, &body) {
+                return self.reject(&rejection);
+            }
+        }
         if let (true, Some(limiter)) = (limit && !approved.charges.is_empty(), &shared.limiter) {
             let charges = std::mem::take(&mut approved.charges);
             let id = approved.id.clone();
@@ -587,8 +606,8 @@ impl Flow {
                 }
             }
         }
-        if let Some(Some(visible)) = &approved.tasks {
-            if let Err(rejection) = self.unseal_task(visible, &body, approved.id.as_deref()) {
+        if let Some(task) = &approved.tasks {
+            if let Err(rejection) = self.unseal_task(task, &body, approved.id.as_deref()) {
                 return self.reject(&rejection);
             }
         }
@@ -666,6 +685,66 @@ impl Flow {
         }
         self.state = State::Passing;
         Action::Continue
+    }
+
+    /// The checks of approved `tools/call` messages against their tool's learned schema
+    /// (its `Mcp-Param-*` headers, for a single call; its argument contract) and the
+    /// write-back guard. One refusal refuses the request, as the policy's does.
+    fn check_calls(&self, approved: &Approved<'_>, body: &[u8]) -> Result<(), Rejection> {
+        let shared = &self.shared;
+        let config = &shared.config;
+        if !config.schema_checks.any() && !config.contracts.guards_write_back() {
+            return Ok(());
+        }
+        let upstream = self.head.upstream.as_deref().unwrap_or_default();
+        let tools = UpstreamTools {
+            store: &host::HostStore,
+            config: &config.tools,
+            upstream,
+        };
+        // Headers mirror one call: a batch member's arguments have none.
+        let headers = (approved.decisions.len() == 1).then_some(self.head.headers.as_slice());
+        for (seen, _) in &approved.decisions {
+            let (Some("tools/call"), Some(Target::Tool(tool))) =
+                (seen.method.as_deref(), &seen.target)
+            else {
+                continue;
+            };
+            let hash = tools.live(tool);
+            if let Some(hash) = &hash {
+                shared.find_schema(upstream, tool, hash);
+            }
+            let arguments = seen.arguments.clone().and_then(|range| body.get(range));
+            let check = shared.schemas.borrow().check_call(
+                &config.contracts,
+                upstream,
+                tool,
+                hash.as_ref(),
+                arguments,
+                headers,
+                approved.id.as_deref(),
+            );
+            let validated = config.contracts.argument_mode(upstream, tool) != Mode::Off;
+            let count = |outcome: &str| {
+                let metric = config.observe.contract_arguments_metric(tool, outcome);
+                shared.metrics.count(metric);
+            };
+            match check {
+                CallCheck::Pass if validated => count("valid"),
+                CallCheck::Pass => {}
+                CallCheck::Report { outcome, reason } => {
+                    log(LogLevel::Info, &format!("mcp-guard: contract: {reason}"));
+                    count(outcome);
+                }
+                CallCheck::Refuse(rejection) => {
+                    if rejection.code != Code::HeaderMismatch {
+                        count("refused");
+                    }
+                    return Err(rejection.about(seen.clone(), None));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A Rate Limit Service answer for this request: once all are in, forward or refuse.

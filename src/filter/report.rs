@@ -96,6 +96,13 @@ impl Metrics {
         n % DECISION_TIME_SAMPLE == 0
     }
 
+    /// Sets a gauge (this worker's value; Envoy shows each worker's VM under one name).
+    pub fn set(&self, name: &str, value: u64) {
+        if let Some(id) = self.id(MetricType::Gauge, name.into()) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+
     pub fn record(&self, name: String, value: u64) {
         if let Some(id) = self.id(MetricType::Histogram, name) {
             let _ = hostcalls::record_metric(id, value);

@@ -12,6 +12,7 @@ use super::http::Request;
 use super::log;
 use super::shared::Shared;
 use crate::config::Config;
+use crate::identity::TOKEN_CACHE_CAPACITY;
 use crate::report::reject::{Code, Rejection};
 use crate::state;
 
@@ -90,17 +91,6 @@ impl RootContext for Root {
             }
         };
         match Config::from_json(&bytes) {
-            // The filter scans results; arguments are checked only by `mcp-guard explain` so
-            // far, and a policy the filter would not enforce is refused, not silently skipped.
-            Ok(config) if config.contracts.validates_arguments() => {
-                log(
-                    LogLevel::Critical,
-                    "mcp-guard: invalid configuration: contracts.arguments: a mode other than \
-                     \"off\" is not enforced by the filter yet (only by `mcp-guard explain`); \
-                     set every mode to \"off\" or remove the rules",
-                );
-                false
-            }
             Ok(config) => {
                 if state::reserve(&host::HostStore).is_err() {
                     log(
@@ -109,11 +99,23 @@ impl RootContext for Root {
                     );
                     return false;
                 }
+                // The bounds of the verified-token caches, reported once.
+                let tokens = match config.auth.as_ref() {
+                    Some(auth) if !auth.providers.is_empty() => format!(
+                        " (verified JWTs cached: {TOKEN_CACHE_CAPACITY} per worker, {} slots \
+                         shared by the workers)",
+                        auth.shared_token_cache_slots
+                    ),
+                    _ => String::new(),
+                };
                 let shared = Rc::new(Shared::new(config));
                 // Fetch remote keys now rather than on the first request.
                 shared.on_tick();
                 self.shared = Some(shared);
-                log(LogLevel::Info, "mcp-guard: configuration loaded");
+                log(
+                    LogLevel::Info,
+                    &format!("mcp-guard: configuration loaded{tokens}"),
+                );
                 true
             }
             Err(e) => {

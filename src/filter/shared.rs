@@ -1,6 +1,7 @@
 //! Per-VM state shared by the root context and every request of one Envoy worker: the
 //! compiled configuration, the signing keys and their fetches, the verified-token cache,
-//! the requests waiting for keys, and the report of tools drifting from their pins.
+//! the requests waiting for keys, the report of tools drifting from their pins, and the
+//! tools' schemas compiled for the checks of their calls.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
@@ -13,8 +14,12 @@ use super::host;
 use super::log;
 use super::ratelimit::Limiter;
 use super::report::Metrics;
+use crate::catalog::schemas::SharedSchemas;
+use crate::catalog::tooldef::ToolDef;
 use crate::config::Config;
+use crate::contract::calls::{Compiled, SchemaNews};
 use crate::identity::key_store::{FetchPolicy, KeyStore};
+use crate::identity::shared_tokens::{Layered, SharedTokens};
 use crate::identity::{KeySet, TokenCache};
 use crate::report::observe;
 
@@ -27,6 +32,11 @@ pub trait Resumable {
     /// Whether to keep watching it for a body Envoy has not delivered (`hold: request`).
     fn check_body_delivery(self: Rc<Self>) -> bool;
 }
+
+/// Signatures checked (token cache misses in this worker and in shared data).
+const JWT_VERIFICATIONS: &str = "mcp_guard.jwt_verifications";
+/// Tokens this worker took from the shared cache instead of verifying them.
+const JWT_SHARED_HITS: &str = "mcp_guard.jwt_shared_cache_hits";
 
 /// A request waiting for keys.
 pub struct Waiter {
@@ -43,6 +53,8 @@ pub struct Shared {
     /// `None` without rate limits.
     pub limiter: Option<Limiter>,
     pub metrics: Metrics,
+    /// Schemas compiled for `Mcp-Param-*` and argument checks, by definition hash.
+    pub schemas: RefCell<Compiled>,
     waiters: RefCell<Vec<Waiter>>,
     /// `hold: request`: requests held for a body not delivered yet (see
     /// [`Resumable::check_body_delivery`]).
@@ -62,10 +74,39 @@ impl Shared {
             keys: RefCell::new(KeyStore::new(policies)),
             cache: RefCell::new(TokenCache::default()),
             metrics: Metrics::new(),
+            schemas: RefCell::new(Compiled::new(config.contracts.max_schemas)),
             waiters: RefCell::new(Vec::new()),
             awaiting_body: RefCell::new(Vec::new()),
             limiter: Limiter::new(&config.rate_limits),
             config,
+        }
+    }
+
+    /// This worker's token cache in front of the one in shared data.
+    pub fn tokens<'a>(&self, local: &'a mut TokenCache) -> Layered<'a, host::HostStore> {
+        let slots = self
+            .config
+            .auth
+            .as_ref()
+            .map_or(0, |a| a.shared_token_cache_slots);
+        Layered {
+            local,
+            shared: SharedTokens {
+                store: &host::HostStore,
+                slots,
+            },
+            verifications: 0,
+            shared_hits: 0,
+        }
+    }
+
+    /// Counts what one authentication did with the token caches.
+    pub fn report_tokens(&self, tokens: &Layered<'_, host::HostStore>) {
+        for _ in 0..tokens.verifications {
+            self.metrics.count(JWT_VERIFICATIONS.to_owned());
+        }
+        for _ in 0..tokens.shared_hits {
+            self.metrics.count(JWT_SHARED_HITS.to_owned());
         }
     }
 
@@ -80,6 +121,69 @@ impl Shared {
         );
         self.metrics
             .count(self.config.observe.pin_drift_metric(tool));
+    }
+
+    fn shared_schemas<'a>(&self, upstream: &'a str) -> SharedSchemas<'a, host::HostStore> {
+        SharedSchemas {
+            store: &host::HostStore,
+            upstream,
+            max_tools: self.config.tools.max_tools_per_upstream,
+        }
+    }
+
+    /// Learns the schema of a definition a `tools/list` answer carries (compiled here,
+    /// shared with the other workers). `false`: its `x-mcp-header` properties are invalid,
+    /// and clients must exclude the tool, so the caller does not see it.
+    pub fn learn_listed_schema(&self, upstream: &str, def: &ToolDef) -> bool {
+        let checks = self.config.schema_checks;
+        let mut compiled = self.schemas.borrow_mut();
+        let first = !compiled.knows(&def.sha256, checks);
+        let news = compiled.learn_listed(&self.shared_schemas(upstream), def, checks);
+        drop(compiled);
+        if first {
+            self.report_schema(upstream, &def.name, &news);
+        }
+        news.params.is_none()
+    }
+
+    /// Makes the schema of a called tool's definition `hash` known to this worker, from
+    /// what another worker stored (a no-op once compiled here).
+    pub fn find_schema(&self, upstream: &str, tool: &str, hash: &[u8; 32]) {
+        let checks = self.config.schema_checks;
+        let news = self
+            .schemas
+            .borrow_mut()
+            .find(&self.shared_schemas(upstream), hash, checks);
+        self.report_schema(upstream, tool, &news);
+    }
+
+    /// Logs (once per definition and worker) what compiling a schema found, and updates
+    /// the schema gauges.
+    fn report_schema(&self, upstream: &str, tool: &str, news: &SchemaNews) {
+        if let Some(e) = &news.params {
+            log(
+                LogLevel::Warn,
+                &format!(
+                    "mcp-guard: tool {tool:?} of upstream {upstream:?} has an invalid \
+                     x-mcp-header ({e}): left out of tools/list answers"
+                ),
+            );
+        }
+        if let Some(e) = &news.uncompilable {
+            log(
+                LogLevel::Warn,
+                &format!("mcp-guard: contract: tool {tool:?} of upstream {upstream:?}: {e}"),
+            );
+            self.metrics
+                .count(self.config.observe.contract_uncompilable_metric(tool));
+        }
+        if self.config.schema_checks.arguments {
+            let (entries, bytes) = self.schemas.borrow().contracts.usage();
+            self.metrics
+                .set("mcp_guard.contract_schemas", entries as u64);
+            self.metrics
+                .set("mcp_guard.contract_schema_bytes", bytes as u64);
+        }
     }
 
     /// Starts fetching the JWKS of `provider` from the current context; its answer comes

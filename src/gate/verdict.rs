@@ -33,13 +33,23 @@ pub struct Approved<'p> {
     /// A single `subscriptions/listen`: its stream is filtered event by event for the caller.
     pub listen: bool,
     /// A single `tools/call` or `tasks/*` request while task ids are sealed
-    /// (`ownership.tasks`): its answer's task ids are sealed to the caller, and the client's
-    /// task id (`params.taskId`, if any) is the sealed one to give back.
-    pub tasks: Option<Option<String>>,
+    /// (`ownership.tasks`): its answer's task ids are sealed to the caller.
+    pub tasks: Option<TaskRequest>,
     pub charges: Vec<Charge>,
-    /// The single request's `id` as JSON text, for a refusal of it or its answer (only with
-    /// charges, sealed tasks or scanned results).
+    /// The single request's `id` as JSON text, for a refusal after the policy's (only with
+    /// rate-limit charges, sealed tasks, call checks or scanned results).
     pub id: Option<String>,
+}
+
+/// A single request whose answer may carry task ids, while task ids are sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRequest {
+    /// The client's task id (`params.taskId`, if any): the sealed one to give back.
+    pub visible: Option<String>,
+    /// The request's revision does not define its method (`tasks/result` in 2026-07-28): an
+    /// id the caller does not own is blanked instead of refused, so the server answers the
+    /// removed method as the revision prescribes, and never with another caller's task.
+    pub removed: bool,
 }
 
 /// A held body, read: its JSON-RPC messages (`None` for an empty GET or DELETE body).

@@ -3,21 +3,50 @@
 
 use std::collections::HashMap;
 
+use super::keys::KeyFingerprint;
 use super::Identity;
 
 /// Entries a [`TokenCache`] holds by default.
 pub const TOKEN_CACHE_CAPACITY: usize = 1024;
 
 /// SHA-256 of a token.
-pub(crate) type TokenHash = [u8; 32];
+pub type TokenHash = [u8; 32];
 
-#[derive(Debug, Clone)]
-struct Entry {
-    identity: Identity,
+/// Names a provider's verification settings (see `Provider::cache_tag`): an entry verified
+/// under other settings is not reused.
+pub type ProviderTag = [u8; 16];
+
+/// A verified token as the caches hold it: what the decision needs, until when, and who
+/// vouched for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cached {
+    pub identity: Identity,
+    /// The provider that verified it.
+    pub provider: ProviderTag,
+    /// The key whose signature checked: once it leaves the provider's set, so does the entry.
+    pub key: KeyFingerprint,
     /// First second the token is usable (`nbf` minus leeway).
-    valid_from: u64,
+    pub valid_from: u64,
     /// First second the token is no longer served from the cache (`exp`).
-    valid_until: u64,
+    pub valid_until: u64,
+}
+
+impl Cached {
+    pub(crate) fn usable_at(&self, now: u64) -> bool {
+        self.valid_from <= now && now < self.valid_until
+    }
+}
+
+/// Whether the provider and key a cached entry names still vouch for it.
+pub type Trusted<'a> = &'a dyn Fn(&Cached) -> bool;
+
+/// Where verified tokens are remembered between requests. Entries outside their time
+/// window, or not [`Trusted`], are never returned.
+pub trait VerifiedTokens {
+    fn get(&mut self, token: &TokenHash, now: u64, trusted: Trusted<'_>) -> Option<Identity>;
+    fn insert(&mut self, token: TokenHash, entry: Cached);
+    /// A signature was checked (a cache miss): for the verification counter.
+    fn count_verification(&mut self) {}
 }
 
 /// Bounded map from token hash to identity. When full, the oldest insertion is evicted
@@ -25,7 +54,7 @@ struct Entry {
 /// entries are never returned and age out through the ring.
 #[derive(Debug, Clone)]
 pub struct TokenCache {
-    entries: HashMap<TokenHash, Entry>,
+    entries: HashMap<TokenHash, Cached>,
     /// Keys in insertion order; `next` is the slot the next new key overwrites once full.
     ring: Vec<TokenHash>,
     next: usize,
@@ -57,27 +86,17 @@ impl TokenCache {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
 
-    /// The identity cached for `token`, if it is usable at `now`.
-    pub(crate) fn get(&self, token: &TokenHash, now: u64) -> Option<&Identity> {
+impl VerifiedTokens for TokenCache {
+    fn get(&mut self, token: &TokenHash, now: u64, trusted: Trusted<'_>) -> Option<Identity> {
         self.entries
             .get(token)
-            .filter(|e| e.valid_from <= now && now < e.valid_until)
-            .map(|e| &e.identity)
+            .filter(|e| e.usable_at(now) && trusted(e))
+            .map(|e| e.identity.clone())
     }
 
-    pub(crate) fn insert(
-        &mut self,
-        token: TokenHash,
-        identity: Identity,
-        valid_from: u64,
-        valid_until: u64,
-    ) {
-        let entry = Entry {
-            identity,
-            valid_from,
-            valid_until,
-        };
+    fn insert(&mut self, token: TokenHash, entry: Cached) {
         if let Some(old) = self.entries.get_mut(&token) {
             *old = entry;
             return;
@@ -94,11 +113,25 @@ impl TokenCache {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::identity::IdentityKind;
 
-    fn identity(subject: &str) -> Identity {
+    pub(crate) fn entry(subject: &str, valid_from: u64, valid_until: u64) -> Cached {
+        Cached {
+            identity: identity(subject),
+            provider: [7; 16],
+            key: [9; 32],
+            valid_from,
+            valid_until,
+        }
+    }
+
+    fn any(_: &Cached) -> bool {
+        true
+    }
+
+    pub(crate) fn identity(subject: &str) -> Identity {
         Identity {
             kind: IdentityKind::Anonymous,
             subject: subject.into(),
@@ -112,7 +145,7 @@ mod tests {
     #[test]
     fn entries_live_between_valid_from_and_valid_until() {
         let mut cache = TokenCache::default();
-        cache.insert([1; 32], identity("a"), 100, 200);
+        cache.insert([1; 32], entry("a", 100, 200));
         for (now, hit) in [
             (99, false),
             (100, true),
@@ -120,27 +153,30 @@ mod tests {
             (200, false),
             (500, false),
         ] {
-            assert_eq!(cache.get(&[1; 32], now).is_some(), hit, "now={now}");
+            assert_eq!(cache.get(&[1; 32], now, &any).is_some(), hit, "now={now}");
         }
-        assert!(cache.get(&[2; 32], 150).is_none());
+        assert!(cache.get(&[2; 32], 150, &any).is_none());
+        assert!(cache.get(&[1; 32], 150, &|e| e.key != [9; 32]).is_none());
     }
 
     #[test]
     fn evicts_the_oldest_insertion_when_full() {
         let mut cache = TokenCache::new(3);
         for i in 0..3u8 {
-            cache.insert([i; 32], identity(&i.to_string()), 0, 10);
+            cache.insert([i; 32], entry(&i.to_string(), 0, 10));
         }
-        cache.insert([1; 32], identity("1 again"), 0, 10); // replaces in place
+        cache.insert([1; 32], entry("1 again", 0, 10)); // replaces in place
         assert_eq!(cache.len(), 3);
-        cache.insert([3; 32], identity("3"), 0, 10);
-        cache.insert([4; 32], identity("4"), 0, 10);
+        cache.insert([3; 32], entry("3", 0, 10));
+        cache.insert([4; 32], entry("4", 0, 10));
         assert_eq!(cache.len(), 3);
-        let alive: Vec<bool> = (0..5u8).map(|i| cache.get(&[i; 32], 5).is_some()).collect();
+        let alive: Vec<bool> = (0..5u8)
+            .map(|i| cache.get(&[i; 32], 5, &any).is_some())
+            .collect();
         assert_eq!(alive, [false, false, true, true, true]);
-        assert_eq!(cache.get(&[2; 32], 5).unwrap().subject, "2");
+        assert_eq!(cache.get(&[2; 32], 5, &any).unwrap().subject, "2");
         for i in 5..100u8 {
-            cache.insert([i; 32], identity("x"), 0, 10);
+            cache.insert([i; 32], entry("x", 0, 10));
             assert!(cache.len() <= 3 && cache.ring.len() <= 3);
         }
     }

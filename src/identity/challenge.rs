@@ -2,7 +2,7 @@
 //! [`Identity`], and the OAuth resource-server answers (RFC 6750 challenges, RFC 9728
 //! metadata) when nobody is.
 
-use crate::identity::{AuthError, Authenticator, Credentials, Identity, KeyLookup, TokenCache};
+use crate::identity::{AuthError, Authenticator, Credentials, Identity, KeyLookup, VerifiedTokens};
 use crate::protocol::head::RequestHead;
 use crate::report::reject::{push_json_string, Code, LocalReply, Rejection};
 
@@ -52,7 +52,7 @@ pub(crate) fn authenticate(
     head: &RequestHead,
     peer: &Peer,
     keys: &dyn KeyLookup,
-    cache: &mut TokenCache,
+    cache: &mut dyn VerifiedTokens,
     now: u64,
 ) -> AuthStep {
     let Some(auth) = auth else {
@@ -160,6 +160,7 @@ mod tests {
     use crate::config::Config;
     use crate::gate::{Gate, HeadVerdict};
     use crate::identity::key_store::KeyStore;
+    use crate::identity::TokenCache;
 
     const CONFIG: &str = r#"{"auth":{
         "jwt_providers":[{"name":"corp","issuer":"https://idp.example.com","audiences":["mcp"],

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::apikey::{parse_sha256, ApiKey, ApiKeys};
 use super::jwt::{self, ClaimPaths, Provider, RemoteJwks, TokenSource};
 use super::keys::{Alg, Jwk, KeySet};
-use super::{Authenticator, PeerIdentity};
+use super::{shared_tokens, Authenticator, PeerIdentity};
 use crate::section::ConfigError;
 
 /// Largest accepted `leeway_seconds`.
@@ -36,6 +36,8 @@ pub struct AuthDto {
     #[serde(default)]
     required_scopes: Vec<String>,
     resource_metadata: Option<ResourceMetadataDto>,
+    /// Slots of the cache of verified tokens shared by every Envoy worker; 0 turns it off.
+    shared_token_cache_slots: Option<u64>,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), derive(schemars::JsonSchema))]
@@ -256,7 +258,15 @@ impl AuthDto {
             .filter_map(|p| p.options.max_token_length)
             .max()
             .unwrap_or(0);
+        let shared_token_cache_slots = in_range(
+            &format!("{path}.shared_token_cache_slots"),
+            self.shared_token_cache_slots,
+            shared_tokens::DEFAULT_SLOTS.into(),
+            0,
+            shared_tokens::MAX_SLOTS.into(),
+        )? as u32;
         Ok(Authenticator {
+            shared_token_cache_slots,
             providers,
             api_keys,
             peer_identity: self.peer_identity,
@@ -320,7 +330,16 @@ impl ProviderDto {
         let header = self.token.header.unwrap_or_else(|| "authorization".into());
         non_empty(&format!("{path}.token.header"), &header)?;
         let claims = self.claims.compile(&format!("{path}.claims"))?;
+        let cache_tag = jwt::cache_tag(
+            &self.name,
+            &self.issuer,
+            &self.audiences,
+            &algorithms,
+            leeway,
+            &claims,
+        );
         Ok(Provider {
+            cache_tag,
             options: jwt::options(
                 &self.issuer,
                 &self.audiences,

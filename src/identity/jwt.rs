@@ -9,7 +9,8 @@ use jwt_simple::prelude::{Duration, Token, UnixTimeStamp, VerificationOptions};
 use jwt_simple::JWTError;
 use serde_json::{Map, Value};
 
-use super::keys::{Alg, KeyError, KeySet};
+use super::cache::ProviderTag;
+use super::keys::{Alg, KeyError, KeyFingerprint, KeySet};
 use super::{AuthError, Identity, IdentityKind};
 
 /// The header carrying a token, and the scheme prefix before it.
@@ -73,11 +74,15 @@ pub struct Provider {
     pub(crate) options: VerificationOptions,
     pub(crate) source: TokenSource,
     pub(crate) claims: ClaimPaths,
+    /// Digest of everything above that shapes a verified identity (see [`cache_tag`]).
+    pub(crate) cache_tag: ProviderTag,
 }
 
-/// A verified token: its identity and the window it may be served from the cache.
+/// A verified token: its identity, the key that checked it and the window it may be served
+/// from the cache.
 pub(crate) struct Verified {
     pub identity: Identity,
+    pub key: KeyFingerprint,
     pub valid_from: u64,
     pub valid_until: u64,
 }
@@ -140,7 +145,7 @@ impl Provider {
             artificial_time: Some(UnixTimeStamp::from_secs(now)),
             ..self.options.clone()
         };
-        let verified = keys
+        let (verified, key) = keys
             .verify(alg, header.key_id(), token, &options)
             .map_err(|e| match e {
                 KeyError::UnknownKid => AuthError::UnknownKid {
@@ -162,6 +167,7 @@ impl Provider {
         let nbf = verified.invalid_before.map_or(0, |t| t.as_secs());
         Ok(Verified {
             identity: self.identity(claims, exp)?,
+            key,
             valid_from: nbf.saturating_sub(leeway),
             valid_until: exp,
         })
@@ -222,6 +228,23 @@ pub(crate) fn options(
         max_token_length: Some(max_token_bytes),
         ..VerificationOptions::default()
     }
+}
+
+/// Names a provider's settings in shared cache entries, so that a worker running another
+/// configuration (during a reload) never takes an identity mapped differently: the first 16
+/// bytes of SHA-256 over name, issuer, audiences, algorithms, leeway and claim paths.
+pub(crate) fn cache_tag(
+    name: &str,
+    issuer: &str,
+    audiences: &[String],
+    algorithms: &[Alg],
+    leeway_seconds: u64,
+    claims: &ClaimPaths,
+) -> ProviderTag {
+    let described =
+        format!("{name:?}{issuer:?}{audiences:?}{algorithms:?}{leeway_seconds}{claims:?}");
+    let hash = hmac_sha256::Hash::hash(described.as_bytes());
+    std::array::from_fn(|i| hash.get(i).copied().unwrap_or_default())
 }
 
 /// A precise reason for a jwt-simple rejection, never quoting the token.

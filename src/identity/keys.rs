@@ -1,4 +1,5 @@
-//! JSON Web Keys (RFC 7517) turned into jwt-simple verifiers, one per usable algorithm.
+//! JSON Web Keys (RFC 7517) turned into verifiers, one per usable algorithm: RSA keys into
+//! [`RsaVerifier`]s (their modulus prepared once, here), the others into jwt-simple's.
 //!
 //! jwt-simple has no JWKS parser: keys are rebuilt from their components (RSA `n`/`e`, EC
 //! `x`/`y` as an uncompressed SEC1 point, Ed25519 `x`, `oct` `k`). A key without `alg`
@@ -12,6 +13,8 @@ use jwt_simple::prelude::*;
 use jwt_simple::JWTError;
 use serde::Deserialize;
 
+use super::rsa::{Digest, Padding, RsaVerifier};
+
 /// JWK members are base64url; some issuers still pad them.
 const B64URL: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
@@ -21,7 +24,7 @@ const B64URL: GeneralPurpose = GeneralPurpose::new(
 /// Shortest accepted RSA modulus: 2048 bits.
 const MIN_RSA_MODULUS_BYTES: usize = 256;
 
-/// Declares [`Alg`] and `Verifier` (one jwt-simple key type per algorithm) from one list,
+/// Declares [`Alg`] and `Verifier` (one key type per algorithm) from one list,
 /// so names, variants and the verification dispatch cannot drift apart.
 macro_rules! algorithms {
     ($($alg:ident($key:ty)),* $(,)?) => {
@@ -61,12 +64,12 @@ macro_rules! algorithms {
 }
 
 algorithms!(
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
-    PS256(PS256PublicKey),
-    PS384(PS384PublicKey),
-    PS512(PS512PublicKey),
+    RS256(RsaVerifier),
+    RS384(RsaVerifier),
+    RS512(RsaVerifier),
+    PS256(RsaVerifier),
+    PS384(RsaVerifier),
+    PS512(RsaVerifier),
     ES256(ES256PublicKey),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
@@ -127,6 +130,27 @@ enum Material {
 }
 
 impl Material {
+    /// SHA-256 of the key's type and components: names the key in cached verifications.
+    fn fingerprint(&self) -> KeyFingerprint {
+        let mut h = hmac_sha256::Hash::new();
+        let mut part = |tag: &[u8], bytes: &[u8]| {
+            h.update(tag);
+            h.update((bytes.len() as u32).to_le_bytes());
+            h.update(bytes);
+        };
+        match self {
+            Material::Rsa { n, e } => {
+                part(b"RSA", n);
+                part(b"e", e);
+            }
+            Material::P256(p) => part(b"P-256", p),
+            Material::P384(p) => part(b"P-384", p),
+            Material::Ed25519(x) => part(b"Ed25519", x),
+            Material::Oct(k) => part(b"oct", k),
+        }
+        h.finalize()
+    }
+
     /// The algorithms this material can verify (HMAC keys at least as long as the hash).
     fn algs(&self) -> Vec<Alg> {
         match self {
@@ -152,22 +176,22 @@ impl Material {
     fn verifier(&self, alg: Alg) -> Result<Verifier, jwt_simple::Error> {
         Ok(match (alg, self) {
             (Alg::RS256, Material::Rsa { n, e }) => {
-                Verifier::RS256(RS256PublicKey::from_components(n, e)?)
+                Verifier::RS256(RsaVerifier::new(n, e, Padding::Pkcs1, Digest::Sha256)?)
             }
             (Alg::RS384, Material::Rsa { n, e }) => {
-                Verifier::RS384(RS384PublicKey::from_components(n, e)?)
+                Verifier::RS384(RsaVerifier::new(n, e, Padding::Pkcs1, Digest::Sha384)?)
             }
             (Alg::RS512, Material::Rsa { n, e }) => {
-                Verifier::RS512(RS512PublicKey::from_components(n, e)?)
+                Verifier::RS512(RsaVerifier::new(n, e, Padding::Pkcs1, Digest::Sha512)?)
             }
             (Alg::PS256, Material::Rsa { n, e }) => {
-                Verifier::PS256(PS256PublicKey::from_components(n, e)?)
+                Verifier::PS256(RsaVerifier::new(n, e, Padding::Pss, Digest::Sha256)?)
             }
             (Alg::PS384, Material::Rsa { n, e }) => {
-                Verifier::PS384(PS384PublicKey::from_components(n, e)?)
+                Verifier::PS384(RsaVerifier::new(n, e, Padding::Pss, Digest::Sha384)?)
             }
             (Alg::PS512, Material::Rsa { n, e }) => {
-                Verifier::PS512(PS512PublicKey::from_components(n, e)?)
+                Verifier::PS512(RsaVerifier::new(n, e, Padding::Pss, Digest::Sha512)?)
             }
             (Alg::ES256, Material::P256(p)) => Verifier::ES256(ES256PublicKey::from_bytes(p)?),
             (Alg::ES384, Material::P384(p)) => Verifier::ES384(ES384PublicKey::from_bytes(p)?),
@@ -180,10 +204,14 @@ impl Material {
     }
 }
 
+/// SHA-256 of a key's material (see `Material::fingerprint`).
+pub type KeyFingerprint = [u8; 32];
+
 /// One verifier for one algorithm, under the `kid` of the JWK it came from.
 #[derive(Debug, Clone)]
 struct Key {
     kid: Option<String>,
+    fingerprint: KeyFingerprint,
     verifier: Verifier,
 }
 
@@ -235,16 +263,22 @@ impl KeySet {
         Ok(KeySet { keys })
     }
 
+    /// Whether a key with this fingerprint is still in the set.
+    pub(crate) fn contains(&self, fingerprint: &KeyFingerprint) -> bool {
+        self.keys.iter().any(|k| &k.fingerprint == fingerprint)
+    }
+
     /// Verifies `token` (whose header names `alg` and `kid`) with each fitting key in turn
     /// until one signature checks; a key without `kid` fits any `kid`. The first key whose
-    /// signature checks settles the outcome, claim errors such as expiry included.
+    /// signature checks settles the outcome, claim errors such as expiry included; the
+    /// claims come with the fingerprint of the key that checked them.
     pub(crate) fn verify(
         &self,
         alg: Alg,
         kid: Option<&str>,
         token: &str,
         options: &VerificationOptions,
-    ) -> Result<JWTClaims<NoCustomClaims>, KeyError> {
+    ) -> Result<(JWTClaims<NoCustomClaims>, KeyFingerprint), KeyError> {
         let mut by_kid = self
             .keys
             .iter()
@@ -258,6 +292,7 @@ impl KeySet {
             outcome = key
                 .verifier
                 .verify(token, options.clone())
+                .map(|claims| (claims, key.fingerprint))
                 .map_err(KeyError::Token);
             let bad_signature = matches!(
                 &outcome,
@@ -282,6 +317,7 @@ impl Jwk {
             return Err("key is for encryption (\"use\": \"enc\")".into());
         }
         let material = self.material(secrets)?;
+        let fingerprint = material.fingerprint();
         let fits = material.algs();
         let algs = match &self.alg {
             Some(name) => match Alg::from_name(name) {
@@ -302,6 +338,7 @@ impl Jwk {
             .map(|alg| {
                 Ok(Key {
                     kid: self.kid.clone(),
+                    fingerprint,
                     verifier: material
                         .verifier(alg)
                         .map_err(|_| format!("invalid {} key", self.kty))?,

@@ -12,10 +12,13 @@ mod apikey;
 mod cache;
 pub mod challenge;
 mod config;
+mod jws;
 mod jwt;
 pub(crate) mod key_store;
 mod keys;
 pub mod ownership;
+mod rsa;
+pub mod shared_tokens;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,7 +26,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use cache::{TokenCache, TOKEN_CACHE_CAPACITY};
+pub use cache::{Cached, TokenCache, Trusted, VerifiedTokens, TOKEN_CACHE_CAPACITY};
 pub use config::{AuthDto, ResourceMetadata};
 pub use jwt::{Provider, RemoteJwks};
 pub use keys::{Alg, KeySet};
@@ -203,6 +206,8 @@ pub struct Authenticator {
     pub allow_anonymous: bool,
     pub required_scopes: Vec<String>,
     pub resource_metadata: Option<ResourceMetadata>,
+    /// Slots of the shared cache of verified tokens (see [`shared_tokens`]); 0: off.
+    pub shared_token_cache_slots: u32,
     /// Every header a credential may come from, lower case, without duplicates.
     header_names: Vec<String>,
     /// The largest `max_token_bytes` of any provider: longer tokens are not even decoded.
@@ -226,7 +231,7 @@ impl Authenticator {
         &self,
         credentials: &Credentials,
         keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
+        cache: &mut dyn VerifiedTokens,
         now: u64,
     ) -> Result<Identity, AuthError> {
         if let Some(api_keys) = &self.api_keys {
@@ -266,12 +271,23 @@ impl Authenticator {
         }
     }
 
+    /// Whether the provider and key named by a cached entry still vouch for it: the provider
+    /// is configured as it was, and its current key set still holds the key.
+    fn still_trusted(&self, entry: &Cached, keys: &dyn KeyLookup) -> bool {
+        self.providers
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.cache_tag == entry.provider)
+            .and_then(|(i, p)| p.inline_keys.as_ref().or(keys.keys(i)))
+            .is_some_and(|set| set.contains(&entry.key))
+    }
+
     /// A bearer token: from the cache, else verified by the provider of its issuer.
     fn bearer(
         &self,
         token: &[u8],
         keys: &dyn KeyLookup,
-        cache: &mut TokenCache,
+        cache: &mut dyn VerifiedTokens,
         now: u64,
     ) -> Result<Identity, AuthError> {
         let invalid = |reason: &str| AuthError::InvalidToken(reason.to_owned());
@@ -279,8 +295,8 @@ impl Authenticator {
             return Err(invalid("token is too large"));
         }
         let hash = hmac_sha256::Hash::hash(token);
-        if let Some(identity) = cache.get(&hash, now) {
-            return Ok(identity.clone());
+        if let Some(identity) = cache.get(&hash, now, &|e| self.still_trusted(e, keys)) {
+            return Ok(identity);
         }
         let token =
             std::str::from_utf8(token).map_err(|_| invalid("malformed token: not UTF-8"))?;
@@ -295,12 +311,23 @@ impl Authenticator {
             .enumerate()
             .find(|(_, p)| p.issuer == issuer)
             .ok_or_else(|| invalid("token issuer is not trusted"))?;
-        let verified = provider.verify(token, &claims, keys.keys(index), now)?;
+        let verified = provider.verify(token, &claims, keys.keys(index), now);
+        if !matches!(
+            verified,
+            Err(AuthError::KeysUnavailable { .. } | AuthError::UnknownKid { .. })
+        ) {
+            cache.count_verification();
+        }
+        let verified = verified?;
         cache.insert(
             hash,
-            verified.identity.clone(),
-            verified.valid_from,
-            verified.valid_until,
+            Cached {
+                identity: verified.identity.clone(),
+                provider: provider.cache_tag,
+                key: verified.key,
+                valid_from: verified.valid_from,
+                valid_until: verified.valid_until,
+            },
         );
         Ok(verified.identity)
     }

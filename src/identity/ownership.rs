@@ -16,7 +16,8 @@
 //! encoded, not encrypted: the owner may read it, which costs nothing since it was the
 //! owner's to begin with. Anonymous callers all share one owner key, so sealing protects
 //! nothing between them. Rotation: ids are sealed with the first key and accepted under
-//! any listed key; an id sealed with a key since removed is refused like a foreign one.
+//! any listed key; an id sealed with a key since removed is refused like a foreign one
+//! (403), so remove a key only once the ids it sealed have expired upstream.
 
 use std::fmt;
 
@@ -40,6 +41,9 @@ const TAG: usize = 16;
 pub enum IdKind {
     Task,
     Session,
+    /// A task id from a `tasks/list` answer: the upstream's list carries no owner, so such
+    /// an id shows a task but is never given back (a request with it is an unknown task).
+    Listed,
 }
 
 impl IdKind {
@@ -47,6 +51,7 @@ impl IdKind {
         match self {
             IdKind::Task => b"mcp-guard/task",
             IdKind::Session => b"mcp-guard/session",
+            IdKind::Listed => b"mcp-guard/listed-task",
         }
     }
 }
@@ -63,13 +68,22 @@ pub enum UnsealError {
 }
 
 impl UnsealError {
-    /// The refusal, worded like the upstream's answer to an unknown id, so that it says
-    /// nothing about other identities' ids: an unknown task is invalid params (-32602), an
-    /// unknown session is 404, which makes clients start a new session.
+    /// The refusal. Another identity's id is forbidden (403, -32003): the id is real, the
+    /// caller is not its owner, and telling it so reveals nothing it did not send. Anything
+    /// else is worded like the upstream's answer to an unknown id: an unknown task is
+    /// invalid params (-32602), an unknown session 404, which makes clients start a new one.
     pub fn rejection(self, kind: IdKind, id: Option<&str>) -> Rejection {
-        match kind {
-            IdKind::Task => Rejection::new(Code::InvalidParams, "unknown task"),
-            IdKind::Session => Rejection::new(Code::SessionNotFound, "unknown session"),
+        match (self, kind) {
+            (UnsealError::WrongOwner, IdKind::Task | IdKind::Listed) => {
+                Rejection::new(Code::Forbidden, "the task belongs to another caller")
+            }
+            (UnsealError::WrongOwner, IdKind::Session) => {
+                Rejection::new(Code::Forbidden, "the session belongs to another caller")
+            }
+            (_, IdKind::Task | IdKind::Listed) => {
+                Rejection::new(Code::InvalidParams, "unknown task")
+            }
+            (_, IdKind::Session) => Rejection::new(Code::SessionNotFound, "unknown session"),
         }
         .with_id(id)
     }
@@ -251,14 +265,25 @@ impl OwnershipDto {
     }
 }
 
+/// The related-task `_meta` of `value`, if it has one.
+fn related(value: Option<&serde_json::Value>) -> Option<&serde_json::Value> {
+    value?.get("_meta")?.get(RELATED_TASK)
+}
+
 /// The `taskId` string of `value`, if it has one.
 fn id_at(value: Option<&serde_json::Value>) -> Option<&str> {
     value?.get("taskId")?.as_str()
 }
 
+/// Where a message names the task it belongs to (`_meta`, in `tasks/result` answers and
+/// messages sent on a task's behalf).
+const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+
 /// The message's task ids sealed to `owner`, where the tasks extension puts them
-/// (`result.taskId`, `result.task.taskId`, `result.tasks[*].taskId`, and a status
-/// notification's `params.taskId`); every other byte kept. `None`: none there. A message
+/// (`result.taskId`, `result.task.taskId`, a status notification's `params.taskId`, and the
+/// related-task `_meta` of a result or of a message's params; a `tasks/list` answer's
+/// `result.tasks[*].taskId` as [`IdKind::Listed`], which shows a task but never gives it
+/// back: the upstream's list may hold other callers' tasks); every other byte kept. `None`: none there. A message
 /// without the bytes `taskId` is not parsed: an id this misses (an escaped key) reaches the
 /// client unsealed and is then refused as unknown, never honoured for another caller.
 pub fn seal_task_ids(message: &[u8], sealer: &Sealer, owner: &Identity) -> Option<Vec<u8>> {
@@ -267,28 +292,40 @@ pub fn seal_task_ids(message: &[u8], sealer: &Sealer, owner: &Identity) -> Optio
     }
     let value: serde_json::Value = serde_json::from_slice(message).ok()?;
     let result = value.get("result");
-    let listed = result
+    let mut listed: Vec<&str> = result
         .and_then(|r| r.get("tasks")?.as_array())
         .into_iter()
         .flatten()
-        .map(|task| id_at(Some(task)));
-    let mut ids: Vec<&str> = [
+        .filter_map(|task| id_at(Some(task)))
+        .collect();
+    let mut owned: Vec<&str> = [
         id_at(result),
         id_at(result.and_then(|r| r.get("task"))),
         id_at(value.get("params")),
+        id_at(related(result)),
+        id_at(related(value.get("params"))),
     ]
     .into_iter()
-    .chain(listed)
     .flatten()
     .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut out = message.to_vec();
-    for id in &ids {
-        let sealed = sealer.seal(IdKind::Task, id, owner);
-        out = replace_json_string(&out, id, &sealed, false)?;
+    for ids in [&mut listed, &mut owned] {
+        ids.sort_unstable();
+        ids.dedup();
     }
-    (!ids.is_empty()).then_some(out)
+    // An id both listed and named elsewhere is sealed as listed: never given back.
+    owned.retain(|id| listed.binary_search(id).is_err());
+    let ids = listed
+        .iter()
+        .map(|id| (id, IdKind::Listed))
+        .chain(owned.iter().map(|id| (id, IdKind::Task)));
+    let mut out = message.to_vec();
+    let mut any = false;
+    for (id, kind) in ids {
+        let sealed = sealer.seal(kind, id, owner);
+        out = replace_json_string(&out, id, &sealed, false)?;
+        any = true;
+    }
+    any.then_some(out)
 }
 
 /// The request `body` with the client's task id `visible` (as `params.taskId` and wherever
@@ -305,6 +342,13 @@ pub fn unseal_task_id(
     let upstream = sealer.unseal(IdKind::Task, visible, owner)?;
     let body = replace_json_string(body, visible, &upstream, true).ok_or(UnsealError::NotSealed)?;
     Ok((body, upstream))
+}
+
+/// The request `body` with the client's task id `visible` replaced by an empty string,
+/// padded to the same length: for a method the request's revision removed, whose server
+/// then answers as the revision prescribes. `None`: the id is not there as written.
+pub fn blank_task_id(body: &[u8], visible: &str) -> Option<Vec<u8>> {
+    replace_json_string(body, visible, "", true)
 }
 
 /// `text` with every JSON string token equal to `from` replaced by `to`'s; `pad` keeps the
@@ -345,10 +389,23 @@ mod tests {
         let visible = value["result"]["task"]["taskId"].as_str().unwrap();
         assert!(visible.starts_with("mg1."));
         assert!(String::from_utf8_lossy(&sealed).contains(r#""note":"kept \u00e9""#));
+        let result = br#"{"jsonrpc":"2.0","id":4,"result":{"content":[],"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"t-1"}}}}"#;
+        let result = seal_task_ids(result, &sealer, &alice).unwrap();
+        assert!(String::from_utf8_lossy(&result).contains(visible));
         let listed =
             br#"{"jsonrpc":"2.0","id":2,"result":{"tasks":[{"taskId":"a"},{"taskId":"b"}]}}"#;
         let listed = seal_task_ids(listed, &sealer, &alice).unwrap();
-        assert!(!String::from_utf8_lossy(&listed).contains(r#""a""#));
+        let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
+        let shown = listed["result"]["tasks"][0]["taskId"].as_str().unwrap();
+        assert!(shown.starts_with("mg1."));
+        // Listed ids are never given back, not even to the caller they were listed to: the
+        // upstream's list may be anyone's.
+        assert_eq!(
+            sealer.unseal(IdKind::Task, shown, &alice),
+            Err(UnsealError::Tampered)
+        );
+        let get = format!(r#"{{"params":{{"taskId":"{shown}"}}}}"#);
+        assert!(unseal_task_id(get.as_bytes(), shown, &sealer, &alice).is_err());
         assert_eq!(
             seal_task_ids(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, &sealer, &alice),
             None
@@ -374,6 +431,7 @@ mod tests {
         // Escaped by the client: not found, refused like a foreign id.
         let escaped = request.replacen("mg1.", "mg\\u0031.", 1);
         assert!(unseal_task_id(escaped.as_bytes(), visible, &sealer, &alice).is_err());
+        assert_eq!(blank_task_id(escaped.as_bytes(), visible), None);
     }
     use crate::identity::IdentityKind;
 
@@ -483,8 +541,18 @@ mod tests {
     }
 
     #[test]
-    fn refusals_look_like_unknown_ids() {
+    fn another_callers_id_is_forbidden_anything_else_unknown() {
         let r = UnsealError::WrongOwner.rejection(IdKind::Task, Some("4"));
+        assert_eq!(
+            (r.code.http_status(), r.reason.as_str(), r.id.as_deref()),
+            (403, "the task belongs to another caller", Some("4"))
+        );
+        let r = UnsealError::WrongOwner.rejection(IdKind::Session, None);
+        assert_eq!(
+            (r.code.http_status(), r.reason.as_str()),
+            (403, "the session belongs to another caller")
+        );
+        let r = UnsealError::NotSealed.rejection(IdKind::Task, Some("4"));
         assert_eq!(
             (r.code, r.reason.as_str(), r.id.as_deref()),
             (Code::InvalidParams, "unknown task", Some("4"))

@@ -8,7 +8,9 @@ use base64::Engine;
 use jwt_simple::prelude::*;
 use serde_json::{json, Map, Value};
 
+use super::shared_tokens::{Layered, SharedTokens};
 use super::*;
+use crate::state::MemoryStore;
 
 const NOW: u64 = 1_700_000_000;
 const ISS: &str = "https://idp.example.com";
@@ -565,18 +567,35 @@ fn credential_order_api_key_bearer_peer_anonymous() {
     assert_eq!(strict.header_names(), ["authorization", "x-api-key"]);
 }
 
+/// One worker's view of the token caches over `store`, counting verifications.
+fn worker<'a>(local: &'a mut TokenCache, store: &'a MemoryStore) -> Layered<'a, MemoryStore> {
+    Layered {
+        local,
+        shared: SharedTokens { store, slots: 16 },
+        verifications: 0,
+        shared_hits: 0,
+    }
+}
+
 #[test]
-fn cache_serves_until_exp_only() {
+fn cache_serves_until_exp_and_while_the_key_is_in_the_set() {
     let (jwk, sign) = key("ES256");
     let remote = json!({"name": "corp", "issuer": ISS, "audiences": [AUD], "leeway_seconds": 0,
                         "remote_jwks": {"cluster": "idp", "path": "/jwks"}});
     let auth = compile(json!({"jwt_providers": [remote]}));
-    let keys = vec![Some(
-        KeySet::from_jwks(json!({"keys": [jwk]}).to_string().as_bytes()).unwrap(),
-    )];
+    let jwks = |jwk: &Value| KeySet::from_jwks(json!({"keys": [jwk]}).to_string().as_bytes());
+    let keys = vec![Some(jwks(&jwk).unwrap())];
+    let (other_jwk, _) = key("EdDSA");
+    let rotated = vec![Some(KeySet::from_jwks(
+        json!({"keys": [other_jwk, ec_jwk("P-256", &ES256KeyPair::generate().public_key().public_key().to_bytes_uncompressed())]})
+            .to_string()
+            .as_bytes(),
+    ).unwrap())];
     let none: Vec<Option<KeySet>> = vec![None];
     let token = bearer(&sign(claims(json!({"nbf": NOW + 100, "exp": NOW + 600}))));
-    let mut cache = TokenCache::default();
+    let store = MemoryStore::default();
+    let mut local = TokenCache::default();
+    let mut cache = worker(&mut local, &store);
     let unavailable = Err(AuthError::KeysUnavailable {
         provider: "corp".into(),
     });
@@ -585,33 +604,100 @@ fn cache_serves_until_exp_only() {
         auth.authenticate(&token, &none, &mut cache, NOW + 100),
         unavailable
     );
+    assert_eq!(cache.verifications, 0);
     let first = auth
         .authenticate(&token, &keys, &mut cache, NOW + 100)
         .unwrap();
-    assert_eq!(cache.len(), 1);
-    // Without keys, only the cache can answer.
-    for (now, hit) in [
-        (NOW + 100, true),
-        (NOW + 599, true),
-        (NOW + 99, false),
-        (NOW + 600, false),
-        (NOW + 10_000, false),
+    assert_eq!(cache.verifications, 1);
+    let expired = Err(AuthError::InvalidToken("token has expired".into()));
+    for (now, want) in [
+        (NOW + 100, Ok(first.clone())),
+        (NOW + 599, Ok(first.clone())),
+        (
+            NOW + 99,
+            Err(AuthError::InvalidToken(
+                "token is not valid yet (nbf)".into(),
+            )),
+        ),
+        (NOW + 600, expired.clone()),
+        (NOW + 10_000, expired.clone()),
     ] {
-        let got = auth.authenticate(&token, &none, &mut cache, now);
+        let before = cache.verifications;
+        let got = auth.authenticate(&token, &keys, &mut cache, now);
+        assert_eq!(got, want, "now={now}");
         assert_eq!(
-            got,
-            if hit {
-                Ok(first.clone())
-            } else {
-                unavailable.clone()
-            },
+            cache.verifications - before,
+            u32::from(got.is_err()),
             "now={now}"
         );
     }
+    // The key that verified the token must still be in the set: keys not (yet) fetched in
+    // this worker or rotated away are never taken on trust.
     assert_eq!(
-        auth.authenticate(&token, &keys, &mut cache, NOW + 600),
-        Err(AuthError::InvalidToken("token has expired".into()))
+        auth.authenticate(&token, &none, &mut cache, NOW + 200),
+        unavailable
     );
+    assert_eq!(
+        auth.authenticate(&token, &rotated, &mut cache, NOW + 200),
+        Err(AuthError::InvalidToken("invalid signature".into()))
+    );
+}
+
+#[test]
+fn a_token_verified_by_one_worker_is_taken_by_another_until_exp_or_rotation() {
+    let (jwk, sign) = key("RS256");
+    let remote = json!({"name": "corp", "issuer": ISS, "audiences": [AUD], "leeway_seconds": 0,
+                        "remote_jwks": {"cluster": "idp", "path": "/jwks"},
+                        "claims": {"roles": "roles", "other": {"team": "org.team"}}});
+    let auth = compile(json!({"jwt_providers": [remote]}));
+    let keys = vec![Some(
+        KeySet::from_jwks(json!({"keys": [jwk]}).to_string().as_bytes()).unwrap(),
+    )];
+    let token = bearer(&sign(claims(
+        json!({"exp": NOW + 600, "roles": ["admin"], "org": {"team": "blue"}}),
+    )));
+    let store = MemoryStore::default();
+    crate::state::reserve(&store).unwrap();
+    let (mut local_a, mut local_b, mut local_c) = Default::default();
+    let mut a = worker(&mut local_a, &store);
+    let verified = auth.authenticate(&token, &keys, &mut a, NOW).unwrap();
+    assert_eq!((a.verifications, a.shared_hits), (1, 0));
+    let mut b = worker(&mut local_b, &store);
+    assert_eq!(
+        auth.authenticate(&token, &keys, &mut b, NOW),
+        Ok(verified.clone())
+    );
+    assert_eq!((b.verifications, b.shared_hits), (0, 1));
+    assert_eq!(verified.claims["team"], ["blue"]);
+
+    // Past exp, neither worker serves it.
+    let expired = Err(AuthError::InvalidToken("token has expired".into()));
+    assert_eq!(auth.authenticate(&token, &keys, &mut a, NOW + 600), expired);
+    assert_eq!(auth.authenticate(&token, &keys, &mut b, NOW + 600), expired);
+
+    // The same provider with another key: a third worker does not take the shared entry.
+    let (ec, _) = key("ES256");
+    let rotated = vec![Some(
+        KeySet::from_jwks(json!({"keys": [ec]}).to_string().as_bytes()).unwrap(),
+    )];
+    let mut c = worker(&mut local_c, &store);
+    let refused = auth.authenticate(&token, &rotated, &mut c, NOW + 1);
+    assert_eq!(
+        refused,
+        Err(AuthError::InvalidToken("no key for algorithm RS256".into()))
+    );
+    assert_eq!((c.verifications, c.shared_hits), (1, 0));
+
+    // Another configuration of the provider (other claim mapping) does not either.
+    let remapped = compile(json!({"jwt_providers": [{"name": "corp", "issuer": ISS,
+        "audiences": [AUD], "leeway_seconds": 0, "remote_jwks": {"cluster": "idp", "path": "/jwks"}}]}));
+    let mut local_d = TokenCache::default();
+    let mut d = worker(&mut local_d, &store);
+    let identity = remapped
+        .authenticate(&token, &keys, &mut d, NOW + 1)
+        .unwrap();
+    assert!(identity.roles.is_empty());
+    assert_eq!((d.verifications, d.shared_hits), (1, 0));
 }
 
 #[test]
@@ -766,7 +852,7 @@ fn config_errors_name_the_path() {
     let keys = |keys: Value| p(json!({"jwks": {"keys": keys}}));
     let cases = [
         (json!({}), "auth: no way to authenticate: configure jwt_providers, api_keys, peer_identity or allow_anonymous"),
-        (json!({"allow_anonymous": true, "bogus": 1}), "auth.bogus: unknown field `bogus`, expected one of `allow_anonymous`, `jwt_providers`, `api_keys`, `peer_identity`, `required_scopes`, `resource_metadata`"),
+        (json!({"allow_anonymous": true, "bogus": 1}), "auth.bogus: unknown field `bogus`, expected one of `allow_anonymous`, `jwt_providers`, `api_keys`, `peer_identity`, `required_scopes`, `resource_metadata`, `shared_token_cache_slots`"),
         (json!({"peer_identity": "x509"}), "auth.peer_identity: unknown variant `x509`, expected `spiffe` or `san`"),
         (p(json!({"algorithms": ["none"]})), "auth.jwt_providers[0].algorithms[0]: alg \"none\" (unsigned tokens) is never accepted"),
         (p(json!({"algorithms": ["ES256", "XS1"]})), "auth.jwt_providers[0].algorithms[1]: unsupported algorithm \"XS1\", expected one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512"),
@@ -806,6 +892,7 @@ fn config_errors_name_the_path() {
         (json!({"api_keys": {"keys": [{"name": "a", "sha256": "abc"}]}}), "auth.api_keys.keys[0].sha256: expected the 64 hex digits of a SHA-256 digest"),
         (json!({"api_keys": {"keys": [{"name": "a", "sha256": sha256_hex(b"1")}, {"name": "a", "sha256": sha256_hex(b"2")}]}}), "auth.api_keys.keys[1].name: duplicate key name \"a\""),
         (json!({"api_keys": {"header": "Authorization", "keys": [{"name": "a", "sha256": sha256_hex(b"1")}]}, "jwt_providers": [provider(es.clone(), json!({}))]}), "auth.api_keys.header: \"authorization\" is also a JWT provider's token header"),
+        (json!({"allow_anonymous": true, "shared_token_cache_slots": 70000}), "auth.shared_token_cache_slots: 70000 is outside 0..=65536"),
         (json!({"allow_anonymous": true, "required_scopes": ["a b"]}), "auth.required_scopes[0]: \"a b\" is not a scope (empty or with spaces)"),
         (json!({"allow_anonymous": true, "resource_metadata": {}}), "auth.resource_metadata: missing field `resource`"),
         (json!({"allow_anonymous": true, "resource_metadata": {"resource": "mcp.example.com"}}), "auth.resource_metadata.resource: \"mcp.example.com\" is not an absolute https:// or http:// URL"),

@@ -257,3 +257,23 @@ fn forwarded_credentials_are_reported() {
         ["credentials-forwarded upstream.remove_client_authorization"]
     );
 }
+
+#[test]
+fn tasks_list_is_reported_while_task_ids_are_sealed() {
+    let policy = r#"{"allow":{"methods":["tools/*","tasks/*"],"tools":["echo"]}}"#;
+    let sealed = with(KEYS, policy).replace(
+        r#""other_paths""#,
+        r#""ownership":{"keys":["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]},"other_paths""#,
+    );
+    assert_eq!(lines(&sealed), ["tasks-list-unscoped policy.allow.methods"]);
+    // Denied for everyone, not sealing tasks, or not allowed at all: nothing to report.
+    let denied = sealed.replace(
+        r#""tools":["echo"]}"#,
+        r#""tools":["echo"]},"deny":{"methods":["tasks/list"]}"#,
+    );
+    let sessions_only = sealed.replace(r#"]},"other_paths""#, r#"],"tasks":false},"other_paths""#);
+    let not_allowed = sealed.replace(r#""tasks/*""#, r#""tasks/get""#);
+    for config in [denied, sessions_only, not_allowed, with(KEYS, policy)] {
+        assert_eq!(lines(&config), Vec::<String>::new(), "{config}");
+    }
+}

@@ -294,6 +294,24 @@ impl Observe {
         name
     }
 
+    /// The counter of argument checks by outcome (`valid`, `refused`, `shadow`,
+    /// `uncompilable`): `mcp_guard.contract_arguments.mcp_tool=….mcp_result=…`.
+    pub fn contract_arguments_metric(&self, tool: &str, outcome: &str) -> String {
+        let mut name = String::from("mcp_guard.contract_arguments.mcp_tool=");
+        self.push_tool(&mut name, self.tool(Some(&Target::Tool(tool.into()))));
+        name.push_str(".mcp_result=");
+        push_label(&mut name, outcome);
+        name
+    }
+
+    /// The counter of tools whose inputSchema cannot be compiled (counted once per
+    /// definition and worker): `mcp_guard.contract_uncompilable.mcp_tool=…`.
+    pub fn contract_uncompilable_metric(&self, tool: &str) -> String {
+        let mut name = String::from("mcp_guard.contract_uncompilable.mcp_tool=");
+        self.push_tool(&mut name, self.tool(Some(&Target::Tool(tool.into()))));
+        name
+    }
+
     /// The histogram of a tool call's duration: `mcp_guard.call_duration_ms.mcp_tool=…`.
     pub fn call_duration_metric(&self, tool: &Target<'_>) -> String {
         let mut name = String::from("mcp_guard.call_duration_ms.mcp_tool=");

@@ -34,7 +34,8 @@ pub enum Code {
     BadGateway,
     /// A rate limit refuses the call (or cannot be checked and is configured to refuse).
     RateLimited,
-    /// The `Mcp-Session-Id` is not one this caller owns: 404 makes the client start anew.
+    /// The `Mcp-Session-Id` is not one this gateway sealed (or was edited): 404 makes the
+    /// client start anew.
     SessionNotFound,
 }
 

@@ -190,6 +190,118 @@ mod tests {
         assert_eq!(events_of(&bytes), (whole, tail));
     }
 
+    /// A stream as a server may write it: a priming event, comments, CRLF and LF lines, a
+    /// task status notification, resource notifications (readable, unreadable), a
+    /// list-changed notification, a list answer marked public with a task id-looking
+    /// string in it, a multi-line `data`, and an unfinished tail.
+    const REALISTIC: &[u8] = b"id: 0\r\ndata:\r\n\r\n: keep-alive\n\n\
+event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tasks/status\",\"params\":{\"taskId\":\"t-1\",\"status\":\"working\"}}\r\n\r\n\
+event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\",\"params\":{\"uri\":\"file:///project/a\"}}\nid: 4\n\n\
+data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\",\"params\":{\"uri\":\"file:///project/secret.env\"}}\n\n\
+data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/list_changed\"}\r\n\r\n\
+event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"resources\":[{\"uri\":\"file:///project/a\",\"name\":\"a\"},\ndata: {\"uri\":\"file:///project/secret.env\",\"name\":\"s\"}],\"ttlMs\":5,\"cacheScope\":\"public\"}}\n\n\
+event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{\"task\":{\"taskId\":\"t-1\",\"status\":\"completed\"},\"note\":\"\\u00e9\"}}\r\n\r\n\
+data: {\"unfinished\":";
+
+    /// `stream` cut into `chunks`, framed, and each complete event replaced by `edit`'s
+    /// answer (`None`: kept), as the filter's answer and listen streams do.
+    fn through(chunks: &[&[u8]], edit: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>) -> Vec<u8> {
+        let mut framer = SseFramer::default();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            for event in framer.push(chunk) {
+                out.extend(edit(&event).unwrap_or(event));
+            }
+        }
+        out.extend(framer.finish());
+        out
+    }
+
+    /// `edit` gives the same stream for every single split point of [`REALISTIC`], for
+    /// two split points everywhere in its first events, and one byte at a time; returns it.
+    fn split_invariant(edit: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>) -> String {
+        let whole = through(&[REALISTIC], edit);
+        for a in 0..=REALISTIC.len() {
+            let (x, y) = REALISTIC.split_at(a);
+            assert_eq!(through(&[x, y], edit), whole, "split at {a}");
+        }
+        for a in 0..=160 {
+            for b in a..=160 {
+                let parts = [&REALISTIC[..a], &REALISTIC[a..b], &REALISTIC[b..]];
+                assert_eq!(through(&parts, edit), whole, "split at {a},{b}");
+            }
+        }
+        let bytes: Vec<&[u8]> = REALISTIC.chunks(1).collect();
+        assert_eq!(through(&bytes, edit), whole, "one byte at a time");
+        String::from_utf8(whole).unwrap()
+    }
+
+    fn config() -> crate::config::Config {
+        crate::config::Config::from_json(
+            br#"{"ownership":{"keys":["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]},
+                "policy":{"rules":[{"name":"r","allow":{"methods":["*"],"resources":["file:///project/*"]},
+                "deny":{"resources":["file:///project/secret*"]}}]}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn task_ids_are_sealed_alike_at_every_split() {
+        use crate::identity::ownership::{seal_task_ids, IdKind};
+        let config = config();
+        let sealer = &config.ownership.as_ref().unwrap().sealer;
+        let owner = crate::identity::Identity::anonymous();
+        let out = split_invariant(&mut |event| {
+            rewrite_event(event, &mut |data| seal_task_ids(data, sealer, &owner))
+        });
+        let sealed = sealer.seal(IdKind::Task, "t-1", &owner);
+        assert!(!out.contains("\"t-1\""), "{out}");
+        assert_eq!(out.matches(&sealed).count(), 2, "{out}");
+        // Only the two events with a task id changed, byte for byte elsewhere.
+        assert_eq!(
+            out.replace(&sealed, "t-1"),
+            String::from_utf8_lossy(REALISTIC)
+        );
+    }
+
+    #[test]
+    fn the_listen_filter_drops_alike_at_every_split() {
+        use crate::policy::subscriptions::keep_event;
+        let config = config();
+        let rules = config
+            .policy
+            .applicable(&crate::identity::Identity::anonymous());
+        let out = split_invariant(&mut |event| {
+            let data = event_data(event)?;
+            (!keep_event(&rules, &data)).then(Vec::new)
+        });
+        assert!(out.contains("file:///project/a\"}}\nid: 4\n\n"), "{out}");
+        assert!(out.contains("list_changed"), "{out}");
+        assert!(!out.contains("secret.env\"}}\n\n"), "{out}");
+        // A list answer is no notification about a URI: it passes; so does the status event.
+        assert!(out.contains("\"cacheScope\":\"public\"") && out.contains("tasks/status"));
+    }
+
+    #[test]
+    fn list_answers_are_filtered_and_made_private_alike_at_every_split() {
+        use crate::response::cachescope::privatize_cache_scope;
+        use crate::response::listfilter::{filter_list, ListKind, ListRequest};
+        let request = ListRequest {
+            kind: ListKind::Resources,
+            id: "7".into(),
+        };
+        let mut keep = |uri: &str, _: &[u8]| !uri.contains("secret");
+        let out = split_invariant(&mut |event| {
+            rewrite_event(event, &mut |data| {
+                let filtered = filter_list(data, &request, &mut keep);
+                privatize_cache_scope(filtered.as_deref().unwrap_or(data)).or(filtered)
+            })
+        });
+        let answer = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"resources\":[{\"uri\":\"file:///project/a\",\"name\":\"a\"}],\"ttlMs\":5,\"cacheScope\":\"private\"}}\n\n";
+        assert!(out.contains(answer), "{out}");
+        assert_eq!(out.matches("cacheScope").count(), 1);
+    }
+
     #[test]
     fn events_rewrite_only_their_data() {
         let event = b": c\r\nevent: message\r\ndata: {\"a\":\r\ndata: 1}\r\nid: 3\r\n\r\n";

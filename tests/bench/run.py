@@ -54,6 +54,7 @@ class GatewaySpec:
     log_level: str = "warning"  # Envoy's; audit lines are written at info
     flag: bool = True  # keep the Wasm filter's allow_on_headers_stop_iteration (Istio and Envoy Gateway cannot set it)
     module: Path = gw.WASM  # the Wasm module the config loads
+    concurrency: int = 1  # Envoy workers (all pinned to the gateway's core)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,9 @@ GATEWAYS = {
                     BENCH / "trivial.yaml", module=TRIVIAL),
         GatewaySpec("B-jwt", "B with `envoy.filters.http.jwt_authn` first (jwt_cache_config: 1024 entries)", BENCH / "native-jwt.yaml", auth=True),
         GatewaySpec("C-jwt", "C with a JWT provider in mcp-guard's `auth` (its per-worker cache: 1024 entries)", BENCH / "guard-jwt.yaml", auth=True),
+        GatewaySpec("B-jwt-4w", "B-jwt with `--concurrency 4`", BENCH / "native-jwt.yaml", auth=True, concurrency=4),
+        GatewaySpec("C-jwt-4w", "C-jwt with `--concurrency 4` (each worker's cache in front of the one the workers share)",
+                    BENCH / "guard-jwt.yaml", auth=True, concurrency=4),
         GatewaySpec("C-100", "C with the allowlist spread over 100 rules that all apply (each with allow and deny patterns)", BENCH / "guard.yaml",
                     filter_config=hundred_rules()),
         GatewaySpec("C-audit", "C with the audit log on (a JSON line per message in Envoy's log, filter state for access logs)", BENCH / "guard.yaml",
@@ -143,6 +147,7 @@ UNCACHED = 5000  # tokens cycled per set: more than either gateway's cache (1024
 TOKEN_SETS = {
     "rs256-few": TokenSet("RS256", "rs", "bench-rs256.pem", 8),
     "rs256": TokenSet("RS256", "rs", "bench-rs256.pem", UNCACHED),
+    "rs256-1000": TokenSet("RS256", "rs", "bench-rs256.pem", 1000),
     "es256": TokenSet("ES256", "es", "bench-es256.pem", UNCACHED),
     "eddsa": TokenSet("EdDSA", "ed", "bench-ed25519.pem", UNCACHED),
 }
@@ -166,6 +171,8 @@ GROUPS = (
             Workload("jwt-eddsa-nocache", 32, "call300", "eddsa"),
         ),
     ),
+    # Four workers and a rotating set of 1000 tokens: how often each token is verified.
+    Group(("A", "B-jwt-4w", "C-jwt-4w"), (Workload("jwt-rs256-1000", 32, "call300", "rs256-1000"),)),
     # The Wasm floor: the "B" column holds the trivial filter, so C/B is mcp-guard against it.
     Group(("A", "T", "C"), (Workload("call300", 32), Workload("call300", 1), Workload("list", 32))),
     # Features against plain C: the "B" column holds C, so C/B is the feature's own cost.
@@ -183,6 +190,8 @@ WORKLOAD_NOTES = (
     f"cycles {TOKEN_SETS['rs256-few'].count} RS256 tokens, served from both caches; each `-nocache` row cycles {UNCACHED} distinct tokens"
     " (RSA 2048, EC",
     "P-256, Ed25519), more than either cache holds, so every request verifies a signature (the caches stay on).",
+    f"`jwt-rs256-1000` (A/B-jwt-4w/C-jwt-4w) cycles {TOKEN_SETS['rs256-1000'].count} RS256 tokens through Envoys with 4 workers"
+    " (pinned to the same core): a cache per worker verifies each token up to 4 times, mcp-guard's shared one once.",
     "Feature rows (A/C/C-100, A/C/C-audit, A/C/C-rl) hold plain C in the B column: their C/B is the feature's own cost.",
     "Hold rows (A/C-req/C, A/C-req/C-noflag) hold `\"hold\": \"request\"` in the B column: C/B is what `\"hold\": \"body\"` costs",
     "against it, with and without the flag.",
@@ -244,8 +253,8 @@ def rewrite(spec: GatewaySpec, port: int, admin_port: int, upstream_port: int, o
     return out
 
 
-def start_envoy(name: str, config: Path, admin_port: int, core: int, log_dir: Path, log_level: str = "warning") -> procs.Proc:
-    cmd = ["taskset", "-c", str(core), str(gw.ENVOY), "-c", str(config), "--concurrency", "1", "--use-dynamic-base-id", "-l", log_level]
+def start_envoy(name: str, config: Path, admin_port: int, core: int, log_dir: Path, log_level: str = "warning", concurrency: int = 1) -> procs.Proc:
+    cmd = ["taskset", "-c", str(core), str(gw.ENVOY), "-c", str(config), "--concurrency", str(concurrency), "--use-dynamic-base-id", "-l", log_level]
     proc = procs.start(name, cmd, log_dir=log_dir)
     gw.wait_ready(proc, admin_port)
     return proc
@@ -416,7 +425,7 @@ Results = dict[tuple[Group, Workload], dict[str, Cell]]  # per row: gateway key 
 
 def report(results: Results, rounds: int, seconds: float, extra: dict[str, str], micro: str, problems: list[str]) -> str:
     lines = [
-        f"Command: `make bench` (BENCH_ROUNDS={rounds}, BENCH_SECONDS={seconds:g}). Envoy under test: `--concurrency 1`, pinned to core 0;",
+        f"Command: `make bench` (BENCH_ROUNDS={rounds}, BENCH_SECONDS={seconds:g}). Envoy under test: `--concurrency 1` (4 for the `-4w` gateways), pinned to core 0;",
         "wrk (1 thread) and the upstream (Envoy `direct_response`) share core 1. Each cell is the median of the rounds; a",
         "discarded warm-up precedes every measurement. Ratios are against A in the same round: median (min..max over rounds).",
         "",
@@ -487,7 +496,7 @@ def main() -> int:
         gateways: dict[str, Gateway] = {}
         for spec in specs:
             port, admin = procs.free_port(), procs.free_port()
-            proc = start_envoy(f"gateway-{spec.key}", rewrite(spec, port, admin, upstream_port, log_dir), admin, 0, log_dir, spec.log_level)
+            proc = start_envoy(f"gateway-{spec.key}", rewrite(spec, port, admin, upstream_port, log_dir), admin, 0, log_dir, spec.log_level, spec.concurrency)
             started.append(proc)
             gateways[spec.key] = Gateway(spec, proc, port, admin)
         cursor = TokenCursor(mint_tokens(TOKEN_SETS, log_dir))

@@ -331,9 +331,12 @@ def start_gateway(
     tls: dict[str, str | Path] | None = None,
     concurrency: int = 1,
     shape: str | None = None,
+    balanced: bool = False,
 ) -> Gateway:
     """Start Envoy with mcp-guard and wait until its listener accepts requests (`tls`: see
-    `render_config`; `concurrency`: Envoy workers, each with its own filter VM)."""
+    `render_config`; `concurrency`: Envoy workers, each with its own filter VM; `balanced`:
+    each new connection goes to the worker with the fewest open ones, so while one
+    connection stays open the next lands on another worker)."""
     port, admin_port = free_port(), free_port()
     config = render_config(
         listen_port=port,
@@ -345,6 +348,10 @@ def start_gateway(
         tls=tls,
         shape=shape,
     )
+    if balanced:
+        listener = config["static_resources"]["listeners"][0]
+        listener["enable_reuse_port"] = False
+        listener["connection_balance_config"] = {"exact_balance": {}}
     proc = launch(config, name=name, log_dir=log_dir, concurrency=concurrency)
     wait_ready(proc, admin_port, timeout)
     hold = json.loads(filter_config) if isinstance(filter_config, str) else filter_config

@@ -200,6 +200,7 @@ def start_mcp_server(
     json_response: bool = False,
     deny_tools: tuple[str, ...] = (),
     db_tools: bool = False,
+    param_tools: bool = False,
     log_dir: Path | None = None,
     timeout: float = 15.0,
 ) -> McpServer:
@@ -209,6 +210,8 @@ def start_mcp_server(
         cmd.append("--json-response")
     if db_tools:
         cmd.append("--db-tools")
+    if param_tools:
+        cmd.append("--param-tools")
     for t in deny_tools:
         cmd += ["--deny-tool", t]
     proc = start(f"mcp-server-{name}", cmd, ready=r"ready (\d+)", timeout=timeout, log_dir=log_dir)
@@ -220,10 +223,12 @@ NODE = TESTS / "node" / "node_modules" / "node" / "bin" / "node"
 TS_SERVER = TESTS / "servers" / "ts_server.mjs"
 
 
-def start_ts_server(*, log_dir: Path | None = None, timeout: float = 20.0) -> McpServer:
+def start_ts_server(*, log_dir: Path | None = None, timeout: float = 20.0, tasks: bool = False) -> McpServer:
     """tests/servers/ts_server.mjs: the official TypeScript SDK on Express (Node 22 and the
-    packages from `make node-deps`); same /__seen and /__reset as the Python server."""
-    proc = start("mcp-server-ts", [str(NODE), str(TS_SERVER)], ready=r"ready (\d+)", timeout=timeout, log_dir=log_dir)
+    packages from `make node-deps`); same /__seen and /__reset as the Python server. `tasks`:
+    with the tasks extension and its task tool."""
+    cmd = [str(NODE), str(TS_SERVER), *(["--tasks"] if tasks else [])]
+    proc = start("mcp-server-ts" + ("-tasks" if tasks else ""), cmd, ready=r"ready (\d+)", timeout=timeout, log_dir=log_dir)
     assert proc.ready_match is not None
     return McpServer(proc, int(proc.ready_match.group(1)), "ts")
 

@@ -23,6 +23,9 @@ delete_file says destructiveHint, slow_count says nothing.
 
 --db-tools adds db_query and db_drop_table, the tools the demo routes to its database server.
 
+--param-tools adds deploy (its `region` argument mirrored into an `Mcp-Param-Region` header,
+`replicas` an integer 1..5).
+
 --deny-tool NAME (repeatable) makes the recorder answer tools/call for NAME itself with
 HTTP 403 and a JSON-RPC error (-32003), to exercise client error paths without Envoy.
 
@@ -36,13 +39,14 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ToolAnnotations
+from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # DNS-rebinding protection off: the Host header arrives rewritten or not by Envoy,
@@ -50,7 +54,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 NO_HOST_CHECK = TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
-def build_mcp(name: str, db_tools: bool = False) -> MCPServer:
+def build_mcp(name: str, db_tools: bool = False, param_tools: bool = False) -> MCPServer:
     mcp = MCPServer(name=name, version="1.0.0", instructions="mcp-guard test server", log_level="WARNING")
 
     read_only = ToolAnnotations(readOnlyHint=True)
@@ -85,6 +89,8 @@ def build_mcp(name: str, db_tools: bool = False) -> MCPServer:
 
     if db_tools:
         add_db_tools(mcp, name)
+    if param_tools:
+        add_param_tools(mcp, name)
 
     @mcp.prompt()
     def greet(name: str) -> str:
@@ -111,6 +117,18 @@ def add_db_tools(mcp: MCPServer, name: str) -> None:
     def db_drop_table(table: str) -> str:
         """Drop a table (the policy denies it)."""
         return f"{name}: dropped {table}"
+
+
+def add_param_tools(mcp: MCPServer, name: str) -> None:
+    """Tools whose arguments are mirrored into `Mcp-Param-*` headers (SEP-2243)."""
+
+    @mcp.tool()
+    def deploy(
+        region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
+        replicas: Annotated[int, Field(ge=1, le=5)] = 1,
+    ) -> str:
+        """Deploy to a region."""
+        return f"{name}: deployed {replicas} to {region}"
 
 
 class RequestRecorder:
@@ -244,9 +262,13 @@ async def _send_json(send: Send, obj: Any, status: int = 200) -> None:
 
 
 def build_app(
-    name: str, json_response: bool = False, deny_tools: frozenset[str] = frozenset(), db_tools: bool = False
+    name: str,
+    json_response: bool = False,
+    deny_tools: frozenset[str] = frozenset(),
+    db_tools: bool = False,
+    param_tools: bool = False,
 ) -> RequestRecorder:
-    mcp = build_mcp(name, db_tools)
+    mcp = build_mcp(name, db_tools, param_tools)
     # streamable_http_app carries the lifespan that runs the session manager;
     # stateless_http=False keeps 2025-era sessions; 2026-07-28 requests are routed
     # to the SDK's modern single-exchange entry by their MCP-Protocol-Version header.
@@ -262,10 +284,17 @@ def build_app(
 
 
 async def _serve(
-    host: str, port: int, name: str, json_response: bool, log_level: str, deny_tools: frozenset[str], db_tools: bool
+    host: str,
+    port: int,
+    name: str,
+    json_response: bool,
+    log_level: str,
+    deny_tools: frozenset[str],
+    db_tools: bool,
+    param_tools: bool = False,
 ) -> None:
     config = uvicorn.Config(
-        build_app(name, json_response, deny_tools, db_tools),
+        build_app(name, json_response, deny_tools, db_tools, param_tools),
         host=host,
         port=port,
         log_level=log_level,
@@ -301,6 +330,7 @@ def main() -> None:
         help="answer tools/call for this tool with HTTP 403 + JSON-RPC error -32003 (client error-path testing)",
     )
     ap.add_argument("--db-tools", action="store_true", help="also serve db_query and db_drop_table")
+    ap.add_argument("--param-tools", action="store_true", help="also serve deploy (an Mcp-Param header)")
     args = ap.parse_args()
     try:
         asyncio.run(
@@ -312,6 +342,7 @@ def main() -> None:
                 args.log_level,
                 frozenset(args.deny_tool),
                 args.db_tools,
+                args.param_tools,
             )
         )
     except KeyboardInterrupt:

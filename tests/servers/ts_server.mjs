@@ -6,7 +6,10 @@
 // Run (Node 22 from tests/node, `make node-deps`):
 //   tests/node/node_modules/node/bin/node tests/servers/ts_server.mjs [--port P]
 //
-// Tools: echo (returns `text`) and delete_file (the tests' policies deny `delete_*`).
+// Tools: echo (returns `text`) and delete_file (the tests' policies deny `delete_*`). With
+// --tasks, also the tasks extension (2025-11-25) with one task tool, delay (completes after
+// `ms`), its tasks in one in-memory store shared by every request and never scoped to a
+// caller: only the gateway can keep callers apart.
 // Every HTTP request is recorded before routing (method, path with query, body as text):
 // GET /__seen answers the list, POST /__reset clears it; GET /healthz answers "ok" for
 // Envoy's health checks (not recorded). Prints "ready <port>" once listening.
@@ -17,15 +20,35 @@ import { createRequire } from "node:module";
 const require = createRequire(new URL("../node/package.json", import.meta.url));
 const { McpServer } = require("@modelcontextprotocol/sdk/server/mcp.js");
 const { StreamableHTTPServerTransport } = require("@modelcontextprotocol/sdk/server/streamableHttp.js");
+const { InMemoryTaskStore } = require("@modelcontextprotocol/sdk/experimental/tasks/stores/in-memory.js");
 const express = require("express");
 const z = require("zod");
 
 const portArg = process.argv.indexOf("--port");
 const port = portArg > 0 ? Number(process.argv[portArg + 1]) : 0;
 let seen = [];
+const taskStore = process.argv.includes("--tasks") ? new InMemoryTaskStore() : undefined;
 
 function mcpServer() {
-  const server = new McpServer({ name: "ts-test-server", version: "1.0.0" });
+  const options = taskStore && { capabilities: { tasks: { list: {}, cancel: {}, requests: { tools: { call: {} } } } }, taskStore };
+  const server = new McpServer({ name: "ts-test-server", version: "1.0.0" }, options);
+  if (taskStore) {
+    server.experimental.tasks.registerToolTask(
+      "delay",
+      { description: "Complete after ms milliseconds.", inputSchema: { ms: z.number() } },
+      {
+        async createTask({ ms }, { taskStore: requestStore, taskRequestedTtl }) {
+          const task = await requestStore.createTask({ ttl: taskRequestedTtl ?? 60000 });
+          // The shared store itself: the request's (which notifies) is gone by then.
+          const done = { content: [{ type: "text", text: `waited ${ms}` }] };
+          setTimeout(() => taskStore.storeTaskResult(task.taskId, "completed", done), ms);
+          return { task };
+        },
+        getTask: async (_args, { taskId, taskStore }) => taskStore.getTask(taskId),
+        getTaskResult: async (_args, { taskId, taskStore }) => taskStore.getTaskResult(taskId),
+      },
+    );
+  }
   server.registerTool(
     "echo",
     { description: "Return the text unchanged.", inputSchema: { text: z.string() } },
