@@ -53,7 +53,7 @@ unit:
 ## Suites whose outcome depends on how requests are held: run again with the Wasm filter exactly as
 ## Istio's WasmPlugin and Envoy Gateway's EnvoyExtensionPolicy generate it (neither can set
 ## allow_on_headers_stop_iteration).
-HOLD_SUITES := tests/test_policy.py tests/test_auth.py tests/test_ratelimit.py tests/test_list_filter.py tests/test_adversarial.py
+HOLD_SUITES := tests/test_policy.py tests/test_auth.py tests/test_ratelimit.py tests/test_list_filter.py tests/test_results.py tests/test_adversarial.py
 
 ## The official TypeScript SDK on Express, with Node 22 from npm (tests/node, pinned by its lock).
 node-deps: tests/node/node_modules/.package-lock.json

@@ -256,7 +256,12 @@ impl<'c> Gate<'c> {
             list,
             listen,
             id: id
-                .filter(|_| !charges.is_empty() || tasks.is_some() || self.checks_calls(messages))
+                .filter(|_| {
+                    !charges.is_empty()
+                        || tasks.is_some()
+                        || self.checks_calls(messages)
+                        || self.config.contracts.scans_results()
+                })
                 .map(str::to_owned),
             tasks,
             charges,

@@ -89,6 +89,10 @@ def walk() -> None:
     for name, args in (("whoami", "{}"), ("whoami", "{}"), ("db_query", '{"sql": "select * from orders"}'), ("db_drop_table", '{"table": "orders"}')):
         run = procs.run_py_client(MCP_URL, "call", name, args, headers=alice, no_validate=True)
         show("python-sdk", f"tools/call {name}", sdk_outcome(run.first("call")))
+    print("   a db_* result is scanned before it reaches the model: the address in it is redacted")
+    sql = "select plan from customers where email = 'jane.doe@example.com'"
+    run = procs.run_py_client(MCP_URL, "call", "db_query", json.dumps({"sql": sql}), headers=alice, no_validate=True)
+    show("python-sdk", "tools/call db_query (result with an email)", sdk_outcome(run.first("call")))
 
     print("\n3. The CI bot (API key): only echo and whoami")
     for name, args in (("echo", '{"text": "build 42 ok"}'), ("db_query", '{"sql": "select 1"}')):

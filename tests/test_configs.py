@@ -37,7 +37,7 @@ def test_envoy_accepts_config(path: Path) -> None:
 
 STATS_TAGS = [
     {"tag_name": f"mcp_{label}", "regex": f"(\\.mcp_{label}=([^.]+))"}
-    for label in ("method", "tool", "decision", "reason", "provider", "result")
+    for label in ("method", "tool", "decision", "reason", "provider", "result", "detector")
 ]
 
 

@@ -31,6 +31,9 @@ def test_demo_walk_shows_decisions(rmcp_client_bin: object) -> None:
     session_replicas = {line.split()[-1] for line in out.splitlines() if line.strip().startswith("rmcp") and "tools/call whoami" in line}
     assert len(session_replicas) == 1 and session_replicas <= {'"replica-a"', '"replica-b"'}, out
     assert 'ALLOWED   "db: 3 rows for select * from orders"' in out, out
+    # A db_* result reaches the caller with the email address in it redacted.
+    assert "ALLOWED   \"db: 3 rows for select plan from customers where email = '[REDACTED:email]'\"" in out, out
+    assert "jane.doe@example.com" not in out, out
     for refused in (
         'REFUSED   403 -32003: tool "delete_file" is denied by rule "no-destruction"',
         'REFUSED   403 -32003: tool "db_drop_table" is denied by rule "no-destruction"',
@@ -62,9 +65,11 @@ def test_demo_walk_shows_decisions(rmcp_client_bin: object) -> None:
         'mcp_guard_requests{mcp_method="tools_call",mcp_tool="echo",mcp_decision="denied_limit"} 1',
         'mcp_guard_requests{mcp_method="tools_call",mcp_tool="echo",mcp_decision="allowed"} 4',
         'mcp_guard_requests{mcp_method="tools_call",mcp_tool="delete_file",mcp_decision="denied_policy"} 5',
+        'mcp_guard_result_matches{mcp_tool="db_query",mcp_detector="email"} 2',
+        'mcp_guard_result_redacted{mcp_tool="db_query"} 1',
     ):
         assert expected in series, out
     assert not [s for s in series if s.endswith(" 0") or "_bucket{" in s], series
     # rmcp: initialize, tools/list, whoami, echo, whoami, DELETE; Python SDK: whoami twice,
-    # db_query (alice) and echo (CI bot); raw HTTP: the CI bot's echo twice before its limit.
-    assert out.count("ALLOWED") == 12, out
+    # db_query twice (alice) and echo (CI bot); raw HTTP: the CI bot's echo twice before its limit.
+    assert out.count("ALLOWED") == 13, out

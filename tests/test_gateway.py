@@ -299,11 +299,3 @@ def test_bad_config_is_refused_with_its_path(mcp_server: procs.McpServer, log_di
     log = gw.refusal(mcp_server.port, {"policy": {"deny": {"tools": ["["]}}}, name="envoy-bad-config", log_dir=log_dir)
     assert 'mcp-guard: invalid configuration: policy.deny.tools[0]: invalid pattern "["' in log
 
-
-def test_contracts_the_filter_does_not_enforce_are_refused_at_load(mcp_server: procs.McpServer, log_dir: Path) -> None:
-    """`contracts.results` is applied by `mcp-guard scan` only so far: the filter refuses a
-    configuration that asks for it rather than skip a policy it would not apply (argument
-    rules are enforced: tests/test_tool_contracts.py)."""
-    contracts = {"contracts": {"results": [{"detectors": ["secrets"], "action": "redact"}]}}
-    log = gw.refusal(mcp_server.port, contracts, name="envoy-contracts", log_dir=log_dir)
-    assert "mcp-guard: invalid configuration: contracts.results: result scanning is not enforced by the filter yet" in log

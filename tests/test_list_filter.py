@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,14 +117,9 @@ class _FakeUpstream(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def fake_gateway(_alpha: procs.McpServer, log_dir: Path) -> Iterator[gw.Gateway]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeUpstream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     config = {**CONFIG, "endpoints": ["/fake/*"]}
-    port, admin = procs.free_port(), procs.free_port()
-    g = gw.start_gateway(_alpha.port, config, extra_routes={"/fake/": server.server_address[1]}, name="envoy-lists-fake", log_dir=log_dir)
-    yield g
-    g.stop()
-    server.shutdown()
+    with gw.with_fake_upstream(_FakeUpstream, _alpha.port, config, name="envoy-lists-fake", log_dir=log_dir) as g:
+        yield g
 
 
 @pytest.mark.parametrize(

@@ -120,14 +120,15 @@ impl Contracts {
             .map(|(_, rule)| rule)
     }
 
-    /// Whether some answers are scanned (`results` rules).
+    /// Whether some `tools/call` answers may be scanned: their calls then carry their
+    /// request id and go upstream without `Accept-Encoding`.
     pub fn scans_results(&self) -> bool {
         !self.results.is_empty()
     }
 
     /// Whether the section does anything: calls then need their route's cluster.
     pub fn is_active(&self) -> bool {
-        self.validates_arguments() || !self.results.is_empty()
+        self.validates_arguments() || self.scans_results()
     }
 
     /// Whether some answers are redacted, so calls are checked for written-back markers.

@@ -20,12 +20,12 @@ use super::detect::{find_all, Detector};
 /// refused ([`carries_marker`]): a redacted value must not be written back as data.
 pub const MARKER_PREFIX: &str = "[REDACTED:";
 
-/// What a results rule does with matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a results rule does with matches, from the mildest to the strictest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Action {
+    Log,
     Redact,
     Block,
-    Log,
 }
 
 /// A compiled `contracts.results` entry's scanning part.
@@ -57,6 +57,27 @@ struct Walk {
 }
 
 impl ResultRule {
+    /// The strictest combination of `rules`, for a batch whose answers come as one body:
+    /// every detector of any of them, the strictest action (block, then redact, then log)
+    /// and the smallest `max_bytes`. `None` when `rules` is empty.
+    pub fn strictest(rules: &[&ResultRule]) -> Option<ResultRule> {
+        let (first, rest) = rules.split_first()?;
+        let mut merged = (*first).clone();
+        for rule in rest {
+            for detector in &rule.detectors {
+                if !merged.detectors.iter().any(|d| d.name() == detector.name()) {
+                    merged.detectors.push(detector.clone());
+                }
+            }
+            merged.action = merged.action.max(rule.action);
+            merged.max_bytes = match (merged.max_bytes, rule.max_bytes) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Some(merged)
+    }
+
     /// Scans one JSON-RPC message (`tool` only names it in a block reason).
     pub fn scan(&self, tool: &str, message: &[u8]) -> Scan<'_> {
         let mut scan = Scan {

@@ -543,6 +543,66 @@ fn sse_event_with_data_split_over_lines_is_scanned_and_rewritten() {
     assert_eq!(scan_event(&r, "t", b": keep-alive\n\n").body, None);
 }
 
+/// What a client receives when `stream` passes through the framer in the given chunks,
+/// each complete event scanned as it completes.
+fn scanned_stream(r: &ResultRule, chunks: &[&[u8]]) -> Vec<u8> {
+    let mut framer = crate::response::sse::SseFramer::default();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        for event in framer.push(chunk) {
+            out.extend(scan_event(r, "t", &event).body.unwrap_or(event));
+        }
+    }
+    out.extend(framer.finish());
+    out
+}
+
+#[test]
+fn a_secret_split_across_chunks_at_every_byte_and_inside_escapes_is_found() {
+    // The key is partly \u-escaped and the message spans two data lines, after a
+    // progress notification: wherever the chunks are cut, the result is the same.
+    let stream: &[u8] = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n\
+        event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":4,\r\ndata: \"result\":{\"content\":[{\"type\":\"text\",\"text\":\"k=\\u0041KIA\\u0049OSFODNN7EXAMPLE\"}]}}\r\n\r\n";
+    let r = rule(&[Builtin::AwsKey], Action::Redact, None);
+    let whole = scanned_stream(&r, &[stream]);
+    let text = String::from_utf8(whole.clone()).unwrap();
+    assert!(text.contains(r#""text":"k=[REDACTED:aws_key]""#), "{text}");
+    assert!(text.starts_with("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\""));
+    for cut in 0..=stream.len() {
+        let (a, b) = stream.split_at(cut);
+        assert_eq!(scanned_stream(&r, &[a, b]), whole, "cut at {cut}");
+    }
+    let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+    assert_eq!(scanned_stream(&r, &bytes), whole);
+}
+
+#[test]
+fn a_batch_is_scanned_by_the_strictest_of_its_rules() {
+    let redact = rule(&[Builtin::Email], Action::Redact, Some(100));
+    let block = rule(&[Builtin::AwsKey, Builtin::Email], Action::Block, None);
+    let log = rule(&[Builtin::Phone], Action::Log, Some(50));
+    let merged = ResultRule::strictest(&[&redact, &log, &block]).unwrap();
+    let names: Vec<&str> = merged.detectors.iter().map(Detector::name).collect();
+    assert_eq!(names, ["email", "phone", "aws_key"]);
+    assert_eq!((merged.action, merged.max_bytes), (Action::Block, Some(50)));
+    let only = ResultRule::strictest(&[&redact, &log]).unwrap();
+    assert_eq!((only.action, only.max_bytes), (Action::Redact, Some(50)));
+    assert!(ResultRule::strictest(&[]).is_none());
+}
+
+#[test]
+fn the_documented_crm_rule_redacts_what_the_docs_say() {
+    let c = Config::from_json(br#"{"contracts":{"results":[{"upstreams":["crm"],"tools":["customer_*"],"detectors":["email","phone","payment_card","iban","secrets"],"action":"redact"}]}}"#).unwrap();
+    let r = c.contracts.result_rule("crm", "customer_get").unwrap();
+    assert!(c.contracts.result_rule("vault", "customer_get").is_none());
+    let answer = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"Jane, jane@acme.example, +44 20 7946 0958"}]}}"#;
+    let v: Value = serde_json::from_slice(&r.scan("customer_get", answer).body.unwrap()).unwrap();
+    assert_eq!(
+        v["result"]["content"][0]["text"],
+        "Jane, [REDACTED:email], [REDACTED:phone]"
+    );
+}
+
 #[test]
 fn custom_detectors_from_the_configuration() {
     let c = Config::from_json(br#"{"contracts":{"results":[{"tools":["db_*"],"detectors":["pii"],"custom":[{"name":"ticket","pattern":"TCK-[0-9]{6}"}],"action":"redact"}]}}"#).unwrap();

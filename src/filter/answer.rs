@@ -1,10 +1,13 @@
-//! The answer to an approved list request (`tools/list`, `prompts/list`, `resources/list`,
-//! `resources/templates/list`), filtered for its caller: a JSON answer is held to its end
-//! and spliced; an SSE answer is framed event by event and only the answer's event changes.
+//! The answer to an approved request that the filter rewrites: a list request (`tools/list`,
+//! `prompts/list`, `resources/list`, `resources/templates/list`) filtered for its caller, a
+//! `tools/call` whose result a `contracts.results` rule scans, or any answer whose task ids
+//! are sealed. A JSON answer is held to its end and spliced; an SSE answer is framed event
+//! by event and each event rewritten as it completes (nothing waits for the stream's end).
 //! When the configuration learns tools, every tool of a `tools/list` answer is learned
 //! first (annotations, definition hash: see [`crate::catalog::toolstate`]; its inputSchema
 //! for call checks: [`crate::catalog::schemas`]); a tool whose pin refuses it, or whose
-//! `x-mcp-header`s are invalid, is left out for every caller.
+//! `x-mcp-header`s are invalid, is left out for every caller. An answer the filter cannot
+//! read (encoded, of another media type, too large) is refused, never passed on unread.
 
 use std::rc::Rc;
 
@@ -13,10 +16,12 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
 use super::host;
 use super::log;
+use super::report;
 use super::shared::Shared;
 use crate::catalog::tooldef::{Hints, ToolDef};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
+use crate::contract::{Action as Verdict, ResultRule};
 use crate::identity::ownership::seal_task_ids;
 use crate::identity::Identity;
 use crate::report::reject::{Code, Rejection};
@@ -24,8 +29,9 @@ use crate::response::cachescope::privatize_cache_scope;
 use crate::response::listfilter::{filter_list, visible, ListKind, ListRequest};
 use crate::response::sse::{rewrite_event, SseFramer};
 
-/// Largest list answer held for filtering; a larger one is refused (fail closed).
-const MAX_LIST_BYTES: usize = 8 << 20;
+/// Largest answer held for rewriting, unless a results rule sets its own `max_bytes`; a
+/// larger one is refused (fail closed).
+const MAX_HELD_BYTES: usize = 8 << 20;
 
 /// What happens to the answer of a list request.
 #[derive(Debug, Default)]
@@ -54,9 +60,23 @@ enum Rewrite {
     /// Any message of the answer (the result, task status notifications): its task ids
     /// sealed to the caller (`ownership.tasks`).
     Tasks,
+    /// Every message of a `tools/call` answer, scanned by its results rule.
+    Result(Box<Scanned>),
 }
 
-pub struct ListAnswer {
+/// What scans a `tools/call` answer.
+pub struct Scanned {
+    /// The tool, for metrics and reasons (in a batch, the first call a rule covers).
+    pub tool: String,
+    /// The call's rule (in a batch, [`ResultRule::strictest`] of its calls' rules).
+    pub rule: ResultRule,
+    /// Task ids are sealed too (`ownership.tasks`), after the scan.
+    pub seal: bool,
+    /// The request's `x-request-id`, for the audit line.
+    pub request_id: Option<String>,
+}
+
+pub struct Answer {
     shared: Rc<Shared>,
     rewrite: Rewrite,
     /// The request's id as JSON text, for the error that replaces an unreadable answer.
@@ -67,14 +87,14 @@ pub struct ListAnswer {
     response: Response,
 }
 
-impl ListAnswer {
+impl Answer {
     pub fn new(
         shared: Rc<Shared>,
         list: ListRequest,
         identity: Identity,
         upstream: String,
-    ) -> ListAnswer {
-        ListAnswer {
+    ) -> Answer {
+        Answer {
             shared,
             id: list.id.clone(),
             rewrite: Rewrite::List(list),
@@ -85,10 +105,22 @@ impl ListAnswer {
     }
 
     /// The answer to a request whose answer may carry task ids (`id`: the request's id).
-    pub fn tasks(shared: Rc<Shared>, id: String, identity: Identity) -> ListAnswer {
-        ListAnswer {
+    pub fn tasks(shared: Rc<Shared>, id: String, identity: Identity) -> Answer {
+        Answer {
             shared,
             rewrite: Rewrite::Tasks,
+            id,
+            identity,
+            upstream: String::new(),
+            response: Response::Untouched,
+        }
+    }
+
+    /// The answer to a `tools/call` (`id`: the request's id) scanned as `scanned` says.
+    pub fn result(shared: Rc<Shared>, id: String, identity: Identity, scanned: Scanned) -> Answer {
+        Answer {
+            shared,
+            rewrite: Rewrite::Result(Box::new(scanned)),
             id,
             identity,
             upstream: String::new(),
@@ -101,6 +133,18 @@ impl ListAnswer {
         match self.rewrite {
             Rewrite::List(_) => "the list answer",
             Rewrite::Tasks => "the answer",
+            Rewrite::Result(_) => "the tool result",
+        }
+    }
+
+    /// The most the filter holds of the answer (or of one event); over it the answer is
+    /// refused: a results rule's `max_bytes`, else [`MAX_HELD_BYTES`].
+    fn limit(&self) -> usize {
+        match &self.rewrite {
+            Rewrite::Result(scanned) => scanned.rule.max_bytes.map_or(MAX_HELD_BYTES, |max| {
+                usize::try_from(max).unwrap_or(usize::MAX)
+            }),
+            _ => MAX_HELD_BYTES,
         }
     }
 
@@ -170,14 +214,15 @@ impl ListAnswer {
     }
 
     pub fn on_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let limit = self.limit();
         match &mut self.response {
             Response::Untouched => Action::Continue,
             Response::Replaced => Action::Pause,
             Response::Dropping => replace_chunk(body_size, b""),
             Response::Buffering { size, .. } => {
                 *size = body_size;
-                if body_size > MAX_LIST_BYTES {
-                    let reason = format!("{} exceeds {MAX_LIST_BYTES} bytes", self.what());
+                if body_size > limit {
+                    let reason = format!("{} exceeds {limit} bytes", self.what());
                     return self.refuse_buffered(body_size, reason);
                 }
                 if !end_of_stream {
@@ -216,15 +261,14 @@ impl ListAnswer {
                 }
                 // An event that never ends could be the answer: it is not held without bound.
                 drop(transform);
-                let oversized = !done && framer.pending() > MAX_LIST_BYTES;
+                let oversized = !done && framer.pending() > limit;
                 // After the answer (or at the end), the rest passes as received.
                 let finished = done || end_of_stream;
                 if finished && !oversized {
                     out.extend_from_slice(&framer.finish());
                 }
                 if oversized {
-                    let reason =
-                        format!("an event of {} exceeds {MAX_LIST_BYTES} bytes", self.what());
+                    let reason = format!("an event of {} exceeds {limit} bytes", self.what());
                     return self.drop_stream(body_size, &out, reason, true);
                 }
                 if finished {
@@ -240,7 +284,7 @@ impl ListAnswer {
 
     /// Fails closed before the answer's head went out: a 502 JSON-RPC error replaces it.
     fn refuse(&mut self, reason: String) -> Action {
-        log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
+        self.report_refusal(&reason);
         self.response = Response::Replaced;
         let id = Some(self.id.as_str());
         host::send_rejection(&Rejection::new(Code::BadGateway, reason).with_id(id));
@@ -258,7 +302,7 @@ impl ListAnswer {
         reason: String,
         sse: bool,
     ) -> Action {
-        log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
+        self.report_refusal(&reason);
         self.response = Response::Dropping;
         let id = Some(self.id.as_str());
         let error = Rejection::new(Code::BadGateway, reason)
@@ -281,6 +325,25 @@ impl ListAnswer {
                 headers_sent: true, ..
             } => self.drop_stream(size, b"", reason, false),
             _ => self.refuse(reason),
+        }
+    }
+
+    /// Logs why the answer is refused; a tool result refused unread counts as blocked.
+    fn report_refusal(&self, reason: &str) {
+        log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
+        if let Rewrite::Result(scanned) = &self.rewrite {
+            let shared = &self.shared;
+            let request_id = scanned.request_id.as_deref();
+            let (metrics, config, tool) = (&shared.metrics, &shared.config, &scanned.tool);
+            report::result(
+                metrics,
+                config,
+                request_id,
+                tool,
+                "blocked",
+                &[],
+                Some(reason),
+            );
         }
     }
 
@@ -351,15 +414,53 @@ fn transform<'a>(
 ) -> impl FnMut(&[u8]) -> Option<Vec<u8>> + 'a {
     let mut keep = match rewrite {
         Rewrite::List(list) => Some(keeper(shared, list.kind, identity, upstream)),
-        Rewrite::Tasks => None,
+        Rewrite::Tasks | Rewrite::Result(_) => None,
     };
     move |data: &[u8]| match (rewrite, keep.as_mut()) {
         (Rewrite::List(list), Some(keep)) => for_caller(data, list, keep),
-        _ => {
-            let ownership = shared.config.ownership.as_ref()?;
-            seal_task_ids(data, &ownership.sealer, identity)
+        (Rewrite::Result(scanned), _) => {
+            let scanned_data = scan(shared, scanned, data);
+            if !scanned.seal {
+                return scanned_data;
+            }
+            seal(shared, identity, scanned_data.as_deref().unwrap_or(data)).or(scanned_data)
         }
+        _ => seal(shared, identity, data),
     }
+}
+
+/// A message with its task ids sealed to the caller (`ownership.tasks`); `None`: unchanged.
+fn seal(shared: &Shared, identity: &Identity, data: &[u8]) -> Option<Vec<u8>> {
+    let ownership = shared.config.ownership.as_ref()?;
+    seal_task_ids(data, &ownership.sealer, identity)
+}
+
+/// A message of a tool's answer after its results rule's scan (`None`: unchanged); what
+/// the scan found is counted and audited, never the matched text.
+fn scan(shared: &Shared, scanned: &Scanned, data: &[u8]) -> Option<Vec<u8>> {
+    let scan = scanned.rule.scan(&scanned.tool, data);
+    let what = match (&scan.blocked, scanned.rule.action) {
+        _ if scan.counts.is_empty() && scan.blocked.is_none() => return scan.body,
+        (Some(reason), _) => {
+            log(LogLevel::Warn, &format!("mcp-guard: {reason}"));
+            "blocked"
+        }
+        (None, Verdict::Redact) => "redacted",
+        (None, _) => "logged",
+    };
+    let request_id = scanned.request_id.as_deref();
+    let (counts, reason) = (&scan.counts, scan.blocked.as_deref());
+    let (metrics, config) = (&shared.metrics, &shared.config);
+    report::result(
+        metrics,
+        config,
+        request_id,
+        &scanned.tool,
+        what,
+        counts,
+        reason,
+    );
+    scan.body
 }
 
 /// A list answer as its caller may see it: the elements it may not see dropped, and, since

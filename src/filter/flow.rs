@@ -25,8 +25,10 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 
 /// The session header, sealed on the way out and unsealed on the way in (`ownership`).
 const SESSION_HEADER: &str = "mcp-session-id";
+/// The method whose answers `contracts.results` rules scan.
+const CALL: &str = "tools/call";
 
-use super::answer::ListAnswer;
+use super::answer::{Answer, Scanned};
 use super::host;
 use super::listen::ListenStream;
 use super::log;
@@ -35,7 +37,7 @@ use super::report::{self, Report};
 use super::shared::{Resumable, Shared};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
-use crate::contract::{CallCheck, Mode};
+use crate::contract::{CallCheck, Mode, ResultRule};
 use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead, TaskRequest};
 use crate::identity::challenge::{AuthStep, Peer};
 use crate::identity::ownership::{blank_task_id, unseal_task_id, IdKind, UnsealError};
@@ -77,7 +79,7 @@ pub struct Flow {
     headers_released: bool,
     state: State,
     /// Set when an approved single list request's answer is to be filtered for the caller.
-    answer: Option<ListAnswer>,
+    answer: Option<Answer>,
     /// Set when an approved `subscriptions/listen` stream is to be filtered for the caller.
     listen: Option<ListenStream>,
     /// An approved single `tools/call`: its duration histogram and when the filter let it go.
@@ -224,17 +226,19 @@ impl Flow {
         }
         self.inject();
         // Unless `Mcp-Method` (checked against the body later) names another method.
-        let may_list = match &self.head.routing.method {
-            Header::One(method) => ListKind::of_method(method).is_some(),
+        let may = |is: &dyn Fn(&str) -> bool| match &self.head.routing.method {
+            Header::One(method) => is(method),
             _ => true,
         };
+        let may_list = may(&|method| ListKind::of_method(method).is_some());
+        let may_scan = self.shared.config.contracts.scans_results() && may(&|m| m == CALL);
         let seals_tasks = self
             .shared
             .config
             .ownership
             .as_ref()
             .is_some_and(|o| o.tasks);
-        if may_list || seals_tasks {
+        if may_list || may_scan || seals_tasks {
             self.ask_for_identity_encoding();
         }
         self.headers_released = true;
@@ -656,21 +660,27 @@ impl Flow {
         if !self.headers_released {
             self.inject();
         }
-        if (approved.list.is_some() || approved.tasks.is_some()) && !self.headers_released {
+        let upstream = self.head.upstream.clone().unwrap_or_default();
+        let scanned = self.scanned(&approved, &upstream);
+        let rewrites = approved.list.is_some() || approved.tasks.is_some() || scanned.is_some();
+        if rewrites && !self.headers_released {
             self.ask_for_identity_encoding();
         }
-        let upstream = self.head.upstream.clone().unwrap_or_default();
-        self.answer = match (approved.list, approved.tasks, self.identity.clone()) {
-            (Some(list), _, Some(identity)) => Some(ListAnswer::new(
-                self.shared.clone(),
-                list,
-                identity,
-                upstream,
-            )),
-            (None, Some(_), Some(identity)) => {
-                let id = approved.id.unwrap_or_else(|| "null".into());
-                Some(ListAnswer::tasks(self.shared.clone(), id, identity))
+        let id = approved.id.unwrap_or_else(|| "null".into());
+        let shared = self.shared.clone();
+        self.answer = match (
+            approved.list,
+            scanned,
+            approved.tasks,
+            self.identity.clone(),
+        ) {
+            (Some(list), _, _, Some(identity)) => {
+                Some(Answer::new(shared, list, identity, upstream))
             }
+            (None, Some(scanned), _, Some(identity)) => {
+                Some(Answer::result(shared, id, identity, scanned))
+            }
+            (None, None, Some(_), Some(identity)) => Some(Answer::tasks(shared, id, identity)),
             _ => None,
         };
         if approved.listen {
@@ -796,6 +806,38 @@ impl Flow {
                 &held.pending,
             );
         }
+    }
+
+    /// How the answer of an approved request's `tools/call`s is scanned, if a results rule
+    /// covers any of them: a batch's answers (one body) by the strictest of their rules.
+    fn scanned(&self, approved: &Approved<'_>, upstream: &str) -> Option<Scanned> {
+        let contracts = &self.shared.config.contracts;
+        if !contracts.scans_results() {
+            return None;
+        }
+        let calls: Vec<(&str, &ResultRule)> = approved
+            .decisions
+            .iter()
+            .filter(|(seen, _)| seen.method.as_deref() == Some(CALL))
+            .filter_map(|(seen, _)| match &seen.target {
+                Some(Target::Tool(tool)) => {
+                    Some((tool.as_ref(), contracts.result_rule(upstream, tool)?))
+                }
+                _ => None,
+            })
+            .collect();
+        let rules: Vec<&ResultRule> = calls.iter().map(|(_, rule)| *rule).collect();
+        Some(Scanned {
+            tool: calls.first()?.0.to_owned(),
+            rule: ResultRule::strictest(&rules)?,
+            seal: approved.tasks.is_some(),
+            request_id: self
+                .head
+                .values("x-request-id")
+                .next()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned),
+        })
     }
 
     /// A list answer is filtered: the request goes on without `Accept-Encoding`, so the answer

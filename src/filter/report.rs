@@ -14,7 +14,7 @@ use super::log;
 use crate::config::Config;
 use crate::gate::RequestHead;
 use crate::identity::{Identity, IdentityKind};
-use crate::protocol::jsonrpc::Seen;
+use crate::protocol::jsonrpc::{Seen, Target};
 use crate::report::observe::{AuditRecord, Observe, Outcome, RequestLabels};
 
 /// Metric ids by name, defined on first use: `define_metric` is a host call, so each name
@@ -67,8 +67,12 @@ impl Metrics {
     }
 
     pub fn count(&self, name: String) {
+        self.count_by(name, 1);
+    }
+
+    pub fn count_by(&self, name: String, n: u64) {
         if let Some(id) = self.id(MetricType::Counter, name) {
-            let _ = hostcalls::increment_metric(id, 1);
+            let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 
@@ -170,6 +174,7 @@ pub fn message(
             .arguments
             .filter(|_| audit.arguments)
             .and_then(|raw| audit.redacted(raw)),
+        result: None,
     };
     log(
         LogLevel::Info,
@@ -187,4 +192,47 @@ pub fn message(
             let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
         }
     }
+}
+
+/// What scanning a tool's result found or did (`what`: `redacted`, `blocked` or `logged`),
+/// by detector: counted and, with the audit log on, noted in a line of its own for the
+/// call (`request_id`); never with the matched text.
+pub fn result(
+    metrics: &Metrics,
+    config: &Config,
+    request_id: Option<&str>,
+    tool: &str,
+    what: &'static str,
+    counts: &[(&str, u32)],
+    reason: Option<&str>,
+) {
+    let observe = &config.observe;
+    for (detector, n) in counts {
+        let name = observe.result_metric("matches", tool, Some(detector));
+        metrics.count_by(name, u64::from(*n));
+    }
+    if what != "logged" {
+        metrics.count(observe.result_metric(what, tool, None));
+    }
+    if observe.audit.is_none() {
+        return;
+    }
+    let mut note = String::from(what);
+    for (detector, n) in counts {
+        note.push_str(&format!(" {detector}={n}"));
+    }
+    let target = Target::Tool(tool.into());
+    let record = AuditRecord {
+        time_ms: host::now_ms(),
+        request_id,
+        method: Some("tools/call"),
+        target: Some(&target),
+        reason,
+        result: Some(&note),
+        ..AuditRecord::default()
+    };
+    log(
+        LogLevel::Info,
+        &format!("mcp-guard.audit {}", record.to_line()),
+    );
 }

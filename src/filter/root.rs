@@ -91,18 +91,6 @@ impl RootContext for Root {
             }
         };
         match Config::from_json(&bytes) {
-            // Argument contracts are enforced; results are scanned only by `mcp-guard scan`
-            // so far, and a policy the filter would not enforce is refused rather than
-            // silently skipped.
-            Ok(config) if config.contracts.scans_results() => {
-                log(
-                    LogLevel::Critical,
-                    "mcp-guard: invalid configuration: contracts.results: result scanning is \
-                     not enforced by the filter yet (only by `mcp-guard scan`); remove the \
-                     results rules (contracts.arguments is enforced)",
-                );
-                false
-            }
             Ok(config) => {
                 if state::reserve(&host::HostStore).is_err() {
                     log(

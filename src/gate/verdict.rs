@@ -37,7 +37,7 @@ pub struct Approved<'p> {
     pub tasks: Option<TaskRequest>,
     pub charges: Vec<Charge>,
     /// The single request's `id` as JSON text, for a refusal after the policy's (only with
-    /// rate-limit charges, sealed tasks, or call checks).
+    /// rate-limit charges, sealed tasks, call checks or scanned results).
     pub id: Option<String>,
 }
 

@@ -278,6 +278,22 @@ impl Observe {
         name
     }
 
+    /// A counter of scanned tool results: `mcp_guard.result_<what>.mcp_tool=…` (`what`:
+    /// `blocked` or `redacted`), or with a `detector`, `mcp_guard.result_matches.mcp_tool=
+    /// ….mcp_detector=…` (detector names are bounded by the configuration).
+    pub fn result_metric(&self, what: &str, tool: &str, detector: Option<&str>) -> String {
+        let mut name = String::with_capacity(64);
+        name.push_str("mcp_guard.result_");
+        name.push_str(detector.map_or(what, |_| "matches"));
+        name.push_str(".mcp_tool=");
+        self.push_tool(&mut name, self.tool(Some(&Target::Tool(tool.into()))));
+        if let Some(detector) = detector {
+            name.push_str(".mcp_detector=");
+            push_label(&mut name, detector);
+        }
+        name
+    }
+
     /// The counter of argument checks by outcome (`valid`, `refused`, `shadow`,
     /// `uncompilable`): `mcp_guard.contract_arguments.mcp_tool=….mcp_result=…`.
     pub fn contract_arguments_metric(&self, tool: &str, outcome: &str) -> String {
@@ -348,6 +364,9 @@ pub struct AuditRecord<'a> {
     pub upstream: Option<&'a str>,
     /// The call's arguments as JSON text, already redacted.
     pub arguments: Option<String>,
+    /// What scanning the call's result found (`redacted`, `blocked` or `logged`, then
+    /// `detector=count` pairs), never the matched text.
+    pub result: Option<&'a str>,
 }
 
 impl AuditRecord<'_> {
@@ -380,6 +399,7 @@ impl AuditRecord<'_> {
         field("limit", self.limit);
         field("reason", self.reason);
         field("upstream", self.upstream);
+        field("result", self.result);
         if let Some(arguments) = &self.arguments {
             out.push_str(",\"arguments\":");
             out.push_str(arguments);
@@ -461,6 +481,19 @@ mod tests {
             },
             tools.iter().map(|t| t.to_string()),
         )
+    }
+
+    #[test]
+    fn result_metrics_name_tool_and_detector() {
+        let o = observe(&["db.query"]);
+        assert_eq!(
+            o.result_metric("matches", "db.query", Some("aws_key")),
+            "mcp_guard.result_matches.mcp_tool=db_query.mcp_detector=aws_key"
+        );
+        assert_eq!(
+            o.result_metric("blocked", "anything", None),
+            "mcp_guard.result_blocked.mcp_tool=other"
+        );
     }
 
     #[test]

@@ -9,8 +9,11 @@ exactly what the shipped configurations use. `load_shipped` runs a shipped confi
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import http.server
 import json
+import threading
 import os
 import tempfile
 import time
@@ -353,6 +356,22 @@ def start_gateway(
     wait_ready(proc, admin_port, timeout)
     hold = json.loads(filter_config) if isinstance(filter_config, str) else filter_config
     return Gateway(proc, port, admin_port, proc.stdout_path.with_suffix(".yaml"), tls=tls is not None, hold=hold.get("hold", "body"))
+
+
+@contextlib.contextmanager
+def with_fake_upstream(
+    handler: type[http.server.BaseHTTPRequestHandler], upstream_port: int, filter_config: dict[str, Any], *, name: str, log_dir: Path
+) -> Iterator[Gateway]:
+    """A gateway whose `/fake/` paths go to an in-process HTTP server answering with
+    `handler` (answers a real server would not give); every other path to `upstream_port`."""
+    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    g = start_gateway(upstream_port, filter_config, extra_routes={"/fake/": server.server_address[1]}, name=name, log_dir=log_dir)
+    try:
+        yield g
+    finally:
+        g.stop()
+        server.shutdown()
 
 
 def start_shipped(
