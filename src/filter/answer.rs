@@ -18,7 +18,7 @@ use super::host;
 use super::log;
 use super::report;
 use super::shared::Shared;
-use crate::catalog::tooldef::{Hints, ToolDef};
+use crate::catalog::tooldef::Hints;
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
 use crate::contract::{Action as Verdict, ResultRule};
@@ -494,13 +494,14 @@ fn keeper<'a>(
         if !learning {
             return visible(&rules, kind, name, &Hints::UNKNOWN.effective());
         }
-        let def = ToolDef::parse(element).ok().filter(|d| d.name == name);
-        let learned = tools.learn_def(name, def.as_ref());
+        let def = shared.defs.borrow_mut().read(element);
+        let def = def.as_deref().filter(|d| d.name == name);
+        let learned = tools.learn_def(name, def);
         if learned.drifted_now {
             shared.report_drift(upstream, name);
         }
         // A tool whose `x-mcp-header`s are invalid is one clients must exclude.
-        let usable = match &def {
+        let usable = match def {
             Some(def) if shared.config.schema_checks.any() => {
                 shared.learn_listed_schema(upstream, def)
             }

@@ -14,6 +14,7 @@ use super::host;
 use super::log;
 use super::ratelimit::Limiter;
 use super::report::Metrics;
+use crate::catalog::defmemo::DefMemo;
 use crate::catalog::schemas::SharedSchemas;
 use crate::catalog::tooldef::ToolDef;
 use crate::config::Config;
@@ -22,6 +23,11 @@ use crate::identity::key_store::{FetchPolicy, KeyStore};
 use crate::identity::shared_tokens::{Layered, SharedTokens};
 use crate::identity::{KeySet, TokenCache};
 use crate::report::observe;
+
+/// Bounds of the remembered tool definitions: a worker keeps at most this many list
+/// elements (and this many bytes of them and their schemas) read already.
+const DEF_MEMO_ENTRIES: usize = 1024;
+const DEF_MEMO_BYTES: usize = 1 << 20;
 
 /// A request its flow holds, as the per-VM state sees it: the root's tick and JWKS answers
 /// resume or refuse it through this, so this module never depends on the flow.
@@ -55,6 +61,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Schemas compiled for `Mcp-Param-*` and argument checks, by definition hash.
     pub schemas: RefCell<Compiled>,
+    /// The tool definitions this worker has read from list answers.
+    pub defs: RefCell<DefMemo>,
     waiters: RefCell<Vec<Waiter>>,
     /// `hold: request`: requests held for a body not delivered yet (see
     /// [`Resumable::check_body_delivery`]).
@@ -75,6 +83,7 @@ impl Shared {
             cache: RefCell::new(TokenCache::default()),
             metrics: Metrics::new(),
             schemas: RefCell::new(Compiled::new(config.contracts.max_schemas)),
+            defs: RefCell::new(DefMemo::new(DEF_MEMO_ENTRIES, DEF_MEMO_BYTES)),
             waiters: RefCell::new(Vec::new()),
             awaiting_body: RefCell::new(Vec::new()),
             limiter: Limiter::new(&config.rate_limits),

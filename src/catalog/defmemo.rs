@@ -1,0 +1,111 @@
+//! A worker's memory of the tool definitions it has read: the same element of a
+//! `tools/list` answer comes back on every list, and reading it (canonical form, SHA-256)
+//! costs more than the rest of filtering the list. Keyed by the element's exact bytes, so
+//! a remembered definition is exactly what reading those bytes again would give.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::tooldef::ToolDef;
+
+/// Elements longer than this are read every time (a huge definition is rare, and keeping
+/// it would crowd out the usual ones).
+const MAX_ELEMENT_BYTES: usize = 16 * 1024;
+
+/// Remembered elements, bounded by count and by bytes; at a bound it starts over empty,
+/// which keeps the memory predictable and costs one more read per element.
+pub struct DefMemo {
+    defs: HashMap<Box<[u8]>, Rc<ToolDef>>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl DefMemo {
+    pub fn new(max_entries: usize, max_bytes: usize) -> DefMemo {
+        DefMemo {
+            defs: HashMap::new(),
+            bytes: 0,
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    /// The definition `element` holds (`None`: unreadable, see [`ToolDef::parse`]).
+    pub fn read(&mut self, element: &[u8]) -> Option<Rc<ToolDef>> {
+        if let Some(def) = self.defs.get(element) {
+            return Some(def.clone());
+        }
+        let def = Rc::new(ToolDef::parse(element).ok()?);
+        if element.len() <= MAX_ELEMENT_BYTES {
+            let size = element.len() + def.input_schema.as_ref().map_or(0, String::len);
+            if self.defs.len() >= self.max_entries || self.bytes + size > self.max_bytes {
+                self.defs.clear();
+                self.bytes = 0;
+            }
+            self.bytes += size;
+            self.defs.insert(element.into(), def.clone());
+        }
+        Some(def)
+    }
+
+    /// Entries and bytes held.
+    #[cfg(test)]
+    fn usage(&self) -> (usize, usize) {
+        (self.defs.len(), self.bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ECHO: &[u8] = br#"{"name":"echo","inputSchema":{"type":"object"}}"#;
+    const ADD: &[u8] = br#"{"name":"add","annotations":{"readOnlyHint":true}}"#;
+
+    #[test]
+    fn a_remembered_element_reads_as_parsing_it_again() {
+        let mut memo = DefMemo::new(8, 1 << 20);
+        for element in [ECHO, ADD, ECHO, ADD] {
+            assert_eq!(
+                *memo.read(element).unwrap(),
+                ToolDef::parse(element).unwrap()
+            );
+        }
+        assert_eq!(memo.usage().0, 2);
+    }
+
+    #[test]
+    fn a_changed_byte_is_another_element() {
+        let mut memo = DefMemo::new(8, 1 << 20);
+        let a = memo.read(ECHO).unwrap();
+        let other = br#"{"name":"echo","inputSchema":{"type":"string"}}"#;
+        let b = memo.read(other).unwrap();
+        assert_ne!(a.sha256, b.sha256);
+    }
+
+    #[test]
+    fn unreadable_elements_are_not_remembered() {
+        let mut memo = DefMemo::new(8, 1 << 20);
+        assert!(memo.read(br#"{"name":"x","name":"y"}"#).is_none());
+        assert_eq!(memo.usage(), (0, 0));
+    }
+
+    #[test]
+    fn it_starts_over_at_its_bounds() {
+        let mut memo = DefMemo::new(1, 1 << 20);
+        memo.read(ECHO);
+        memo.read(ADD);
+        assert_eq!(memo.usage().0, 1);
+        let mut memo = DefMemo::new(8, ECHO.len() + 20);
+        memo.read(ECHO);
+        memo.read(ADD);
+        assert!(memo.usage().1 <= ECHO.len() + 20);
+        let huge = format!(
+            r#"{{"name":"big","description":"{}"}}"#,
+            "x".repeat(MAX_ELEMENT_BYTES)
+        );
+        assert!(memo.read(huge.as_bytes()).is_some());
+        assert!(memo.usage().1 <= ECHO.len() + 20);
+    }
+}
