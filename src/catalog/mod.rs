@@ -7,6 +7,7 @@
 //! argument contracts.
 
 pub(crate) mod config;
+pub mod fetch;
 pub mod schemas;
 pub mod tooldef;
 pub mod toolstate;

@@ -33,6 +33,7 @@ use super::log;
 use super::ratelimit::{Pending, Start};
 use super::report::{self, Report};
 use super::shared::{Resumable, Shared};
+use crate::catalog::fetch::{needs_list, unavailable, unlisted_call, ListFetch};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
 use crate::contract::{CallCheck, Mode};
@@ -43,6 +44,7 @@ use crate::identity::Identity;
 use crate::policy::Decision;
 use crate::protocol::jsonrpc::{Seen, Target};
 use crate::protocol::revision::Header;
+use crate::protocol::revisions::{requires_routing_headers, Revision};
 use crate::report::observe::{self, Outcome};
 use crate::report::reject::{Code, Rejection};
 use crate::response::listfilter::ListKind;
@@ -61,6 +63,8 @@ enum State {
 pub struct Flow {
     shared: Rc<Shared>,
     context_id: u32,
+    /// This flow as the per-VM state holds it while it waits (weakly).
+    this: Weak<RefCell<Flow>>,
     head: RequestHead,
     rule: Option<BodyRule>,
     /// The caller, once authenticated.
@@ -84,6 +88,13 @@ pub struct Flow {
     call: Option<(String, u64)>,
     /// An approved request held for the Rate Limit Service.
     limiting: Option<Held>,
+    /// A request held for the upstream's `tools/list` (a cold gateway): the body to judge
+    /// again, and the id its refusal carries.
+    listing: Option<(BodyRule, Vec<u8>, Option<String>)>,
+    /// The upstream's `tools/list` was learned for this request.
+    listed: bool,
+    /// The client's session as the upstream knows it (unsealed), once authenticated.
+    upstream_session: Option<String>,
 }
 
 /// A request held for the Rate Limit Service: its calls, the body to judge again (without
@@ -96,10 +107,11 @@ struct Held {
 }
 
 impl Flow {
-    pub fn new(shared: Rc<Shared>, context_id: u32) -> Flow {
+    pub fn new(shared: Rc<Shared>, context_id: u32, this: Weak<RefCell<Flow>>) -> Flow {
         Flow {
             shared,
             context_id,
+            this,
             head: RequestHead::default(),
             rule: None,
             identity: None,
@@ -114,6 +126,9 @@ impl Flow {
             listen: None,
             call: None,
             limiting: None,
+            listing: None,
+            listed: false,
+            upstream_session: None,
         }
     }
 
@@ -318,9 +333,12 @@ impl Flow {
                     .remove
                     .retain(|name| self.head.values(name).next().is_some());
                 self.unseal_task_header(&identity, &mut edits);
-                if let Err(rejection) = self.unseal_session(&identity, &mut edits) {
-                    self.reject(&rejection);
-                    return;
+                match self.unseal_session(&identity, &mut edits) {
+                    Ok(session) => self.upstream_session = session,
+                    Err(rejection) => {
+                        self.reject(&rejection);
+                        return;
+                    }
                 }
                 host::apply(&edits);
                 self.identity = Some(identity);
@@ -354,25 +372,26 @@ impl Flow {
     }
 
     /// With sealed sessions, the client's `Mcp-Session-Id` goes upstream as the session the
-    /// upstream issued, and only when `identity` owns it.
+    /// upstream issued, and only when `identity` owns it. Returns the session as it goes
+    /// upstream.
     fn unseal_session(
         &self,
         identity: &Identity,
         edits: &mut HeaderEdits,
-    ) -> Result<(), Rejection> {
-        let Some(ownership) = self.shared.config.ownership.as_ref().filter(|o| o.sessions) else {
-            return Ok(());
-        };
+    ) -> Result<Option<String>, Rejection> {
         let Some(visible) = self.head.values(SESSION_HEADER).next() else {
-            return Ok(());
+            return Ok(None);
         };
         let visible = std::str::from_utf8(visible).unwrap_or_default();
+        let Some(ownership) = self.shared.config.ownership.as_ref().filter(|o| o.sessions) else {
+            return Ok(Some(visible.to_owned()));
+        };
         let upstream = ownership
             .sealer
             .unseal(IdKind::Session, visible, identity)
             .map_err(|e| e.rejection(IdKind::Session, None))?;
-        edits.set.push((SESSION_HEADER.into(), upstream));
-        Ok(())
+        edits.set.push((SESSION_HEADER.into(), upstream.clone()));
+        Ok(Some(upstream))
     }
 
     /// With sealed tasks, the client's task id in the held body goes upstream as the id the
@@ -547,6 +566,9 @@ impl Flow {
         let shared = self.shared.clone();
         let config = &shared.config;
         let gate = Gate { config };
+        let header_revision = self.head.routing.revision().and_then(Revision::parse);
+        // Set when the request is to wait for the upstream's `tools/list`.
+        let mut list = None;
         let verdict = gate.parse(rule, &self.head, &body).and_then(|parsed| {
             if limit {
                 // The cluster of the route Envoy chose for the request as it arrived: Envoy
@@ -565,7 +587,35 @@ impl Flow {
                 config: &config.tools,
                 upstream: self.head.upstream.as_deref().unwrap_or_default(),
             };
+            if limit && config.learns_tools {
+                let messages = parsed.messages();
+                if self.listed || shared.recently_listed(tools.upstream, host::now_ms()) {
+                    if let Some(rejection) = unlisted_call(messages, &tools) {
+                        return Err(rejection);
+                    }
+                } else if !tools.upstream.is_empty()
+                    && needs_list(
+                        messages,
+                        &tools,
+                        &config.contracts,
+                        config.schema_checks.params,
+                        header_revision,
+                    )
+                {
+                    let stateless = messages.iter().any(|m| {
+                        m.meta_protocol_version
+                            .as_deref()
+                            .and_then(Revision::parse)
+                            .or(header_revision)
+                            .is_some_and(requires_routing_headers)
+                    });
+                    let id = messages.iter().find_map(|m| m.id).map(str::to_owned);
+                    list = Some((stateless, id));
+                    return Ok(None);
+                }
+            }
             gate.judge(&parsed, &self.head, identity, &body, &tools)
+                .map(Some)
         });
         if let Some(start) = timed {
             shared
@@ -573,7 +623,8 @@ impl Flow {
                 .record_decision_time(report::now_us().saturating_sub(start));
         }
         let mut approved = match verdict {
-            Ok(approved) => approved,
+            Ok(Some(approved)) => approved,
+            Ok(None) => return self.hold_for_list(rule, body, list),
             Err(rejection) => return self.reject(&rejection),
         };
         // Judged once: a request judged again after the Rate Limit Service passed them.
@@ -675,6 +726,48 @@ impl Flow {
         }
         self.state = State::Passing;
         Action::Continue
+    }
+
+    /// Holds the request until its upstream's `tools/list` is learned (`list`: whether it
+    /// goes stateless, the id a refusal carries). The list is the gateway's own, sent with
+    /// the gateway's credentials for the cluster and, for a client with a session, in the
+    /// upstream session the client's unseals to.
+    fn hold_for_list(
+        &mut self,
+        rule: BodyRule,
+        body: Vec<u8>,
+        list: Option<(bool, Option<String>)>,
+    ) -> Action {
+        let (Some((stateless, id)), Some(cluster)) = (list, self.head.upstream.clone()) else {
+            return self.internal("a request held for its upstream's tools lost its state");
+        };
+        let credentials = self.shared.config.upstream.inject_edits(&cluster).set;
+        let mut fetch = ListFetch::for_request(&self.head.headers, stateless, credentials);
+        if fetch.session.is_some() {
+            fetch.session.clone_from(&self.upstream_session);
+        }
+        self.listing = Some((rule, body, id));
+        let shared = self.shared.clone();
+        let this: Weak<dyn Resumable> = self.this.clone();
+        shared.await_list(&cluster, fetch, self.context_id, this);
+        Action::Pause
+    }
+
+    /// The upstream's `tools/list` this request waited for was learned (or not: it is
+    /// refused, 503): the request is judged again.
+    pub fn retry_after_list(this: &Rc<RefCell<Flow>>, result: Result<(), String>) {
+        let mut flow = this.borrow_mut();
+        let Some((rule, body, id)) = flow.listing.take() else {
+            return;
+        };
+        if let Err(why) = result {
+            flow.reject(&unavailable(&why, id.as_deref()));
+            return;
+        }
+        flow.listed = true;
+        if flow.decide(rule, body, true) == Action::Continue {
+            resume(hostcalls::resume_http_request());
+        }
     }
 
     /// The checks of approved `tools/call` messages against their tool's learned schema
@@ -886,5 +979,9 @@ impl Resumable for RefCell<Flow> {
 
     fn check_body_delivery(self: Rc<Self>) -> bool {
         Flow::check_body_delivery(&self)
+    }
+
+    fn retry_after_list(self: Rc<Self>, result: Result<(), String>) {
+        Flow::retry_after_list(&self, result);
     }
 }

@@ -1,9 +1,11 @@
 //! Per-VM state shared by the root context and every request of one Envoy worker: the
 //! compiled configuration, the signing keys and their fetches, the verified-token cache,
-//! the requests waiting for keys, the report of tools drifting from their pins, and the
-//! tools' schemas compiled for the checks of their calls.
+//! the requests waiting for keys, the report of tools drifting from their pins, the
+//! tools' schemas compiled for the checks of their calls, and the `tools/list`s a cold
+//! gateway sends for calls it cannot judge yet ([`crate::catalog::fetch`]).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -14,14 +16,17 @@ use super::host;
 use super::log;
 use super::ratelimit::Limiter;
 use super::report::Metrics;
+use crate::catalog::fetch::{ListFetch, RELIST_AFTER_MS};
 use crate::catalog::schemas::SharedSchemas;
 use crate::catalog::tooldef::ToolDef;
+use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Config;
 use crate::contract::calls::{Compiled, SchemaNews};
 use crate::identity::key_store::{FetchPolicy, KeyStore};
 use crate::identity::shared_tokens::{Layered, SharedTokens};
 use crate::identity::{KeySet, TokenCache};
 use crate::report::observe;
+use crate::response::listfilter::filter_list;
 
 /// A request its flow holds, as the per-VM state sees it: the root's tick and JWKS answers
 /// resume or refuse it through this, so this module never depends on the flow.
@@ -31,6 +36,9 @@ pub trait Resumable {
     fn retry_authentication(self: Rc<Self>, timed_out: bool);
     /// Whether to keep watching it for a body Envoy has not delivered (`hold: request`).
     fn check_body_delivery(self: Rc<Self>) -> bool;
+    /// The upstream's `tools/list` it waits for was learned (`Err`: why it could not be).
+    /// Called with the request's context made effective.
+    fn retry_after_list(self: Rc<Self>, result: Result<(), String>);
 }
 
 /// Signatures checked (token cache misses in this worker and in shared data).
@@ -46,6 +54,22 @@ pub struct Waiter {
     pub deadline_ms: u64,
 }
 
+/// A request waiting for the `tools/list` of `cluster`.
+struct ListWaiter {
+    cluster: String,
+    context_id: u32,
+    flow: Weak<dyn Resumable>,
+}
+
+/// This worker's `tools/list` in flight to one cluster (at most one per cluster).
+struct Listing {
+    cluster: String,
+    /// The host's token for the page in flight.
+    token: u32,
+    fetch: ListFetch,
+    deadline_ms: u64,
+}
+
 pub struct Shared {
     pub config: Config,
     pub keys: RefCell<KeyStore>,
@@ -59,6 +83,11 @@ pub struct Shared {
     /// `hold: request`: requests held for a body not delivered yet (see
     /// [`Resumable::check_body_delivery`]).
     awaiting_body: RefCell<Vec<(u32, Weak<dyn Resumable>)>>,
+    listings: RefCell<Vec<Listing>>,
+    list_waiters: RefCell<Vec<ListWaiter>>,
+    /// Cluster → when this worker last learned its complete `tools/list` (one entry per
+    /// cluster the routes name).
+    listed: RefCell<HashMap<String, u64>>,
 }
 
 impl Shared {
@@ -77,6 +106,9 @@ impl Shared {
             schemas: RefCell::new(Compiled::new(config.contracts.max_schemas)),
             waiters: RefCell::new(Vec::new()),
             awaiting_body: RefCell::new(Vec::new()),
+            listings: RefCell::new(Vec::new()),
+            list_waiters: RefCell::new(Vec::new()),
+            listed: RefCell::new(HashMap::new()),
             limiter: Limiter::new(&config.rate_limits),
             config,
         }
@@ -285,6 +317,7 @@ impl Shared {
         }
         self.wake(|w| w.deadline_ms <= now_ms, true);
         self.check_bodies();
+        self.expire_listings(now_ms);
     }
 
     /// Watches a request held (`hold: request`) for a body it has not been handed yet.
@@ -325,3 +358,167 @@ impl Shared {
         }
     }
 }
+
+impl Shared {
+    /// A host answer to a call this worker dispatched: a page of a `tools/list`, or JWKS.
+    pub fn on_http_call(&self, token: u32, body_size: usize) {
+        let listing = {
+            let mut listings = self.listings.borrow_mut();
+            let index = listings.iter().position(|l| l.token == token);
+            index.map(|i| listings.swap_remove(i))
+        };
+        match listing {
+            Some(listing) => self.on_list_page(listing, body_size),
+            None => self.on_fetched(token, body_size),
+        }
+    }
+
+    /// Whether this worker learned the complete `tools/list` of `cluster` a moment ago.
+    pub fn recently_listed(&self, cluster: &str, now_ms: u64) -> bool {
+        self.listed
+            .borrow()
+            .get(cluster)
+            .is_some_and(|at| now_ms.saturating_sub(*at) < RELIST_AFTER_MS)
+    }
+
+    /// Holds a request (`flow`, in `context_id`) until the `tools/list` of `cluster` is
+    /// learned; starts that list with `fetch` unless one is in flight. The answer comes
+    /// back to the current context's `on_http_call_response`.
+    pub fn await_list(
+        &self,
+        cluster: &str,
+        fetch: ListFetch,
+        context_id: u32,
+        flow: Weak<dyn Resumable>,
+    ) {
+        let now_ms = host::now_ms();
+        let deadline_ms = now_ms + self.config.tools.fetch_timeout_ms;
+        self.list_waiters.borrow_mut().push(ListWaiter {
+            cluster: cluster.to_owned(),
+            context_id,
+            flow,
+        });
+        if self.listings.borrow().iter().any(|l| l.cluster == cluster) {
+            return;
+        }
+        self.request_page(cluster.to_owned(), fetch, deadline_ms, now_ms);
+    }
+
+    /// Sends the current page of `fetch`, with what is left of the time.
+    fn request_page(&self, cluster: String, fetch: ListFetch, deadline_ms: u64, now_ms: u64) {
+        let timeout = Duration::from_millis(deadline_ms.saturating_sub(now_ms).max(1));
+        let body = fetch.body();
+        match hostcalls::dispatch_http_call(&cluster, fetch.headers(), Some(&body), vec![], timeout)
+        {
+            Ok(token) => self.listings.borrow_mut().push(Listing {
+                cluster,
+                token,
+                fetch,
+                deadline_ms,
+            }),
+            Err(status) => self.listed_or_not(&cluster, Err(format!("cannot send it: {status:?}"))),
+        }
+    }
+
+    /// Takes one page's answer: learns it as a client's list answer is learned, then asks
+    /// for the next page or ends the list.
+    fn on_list_page(&self, mut listing: Listing, body_size: usize) {
+        let header = |name: &str| {
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+                .ok()
+                .flatten()
+        };
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let page = listing.fetch.read(
+            header(":status").as_deref(),
+            &header("content-type").unwrap_or_default(),
+            &body,
+        );
+        let more = page.and_then(|page| {
+            self.learn_list(&listing.cluster, &listing.fetch, &page.answer);
+            listing.fetch.advance(page.next_cursor)
+        });
+        match more {
+            Ok(true) => {
+                let now_ms = host::now_ms();
+                if now_ms >= listing.deadline_ms {
+                    return self.listed_or_not(&listing.cluster, Err("timed out".into()));
+                }
+                self.request_page(listing.cluster, listing.fetch, listing.deadline_ms, now_ms);
+            }
+            Ok(false) => {
+                let cluster = listing.cluster;
+                self.listed
+                    .borrow_mut()
+                    .insert(cluster.clone(), host::now_ms());
+                self.listed_or_not(&cluster, Ok(()));
+            }
+            Err(e) => self.listed_or_not(&listing.cluster, Err(e)),
+        }
+    }
+
+    /// Learns every tool of one page of `cluster`'s list, exactly as a client's list
+    /// answer's tools are learned.
+    fn learn_list(&self, cluster: &str, fetch: &ListFetch, answer: &[u8]) {
+        let tools = UpstreamTools {
+            store: &host::HostStore,
+            config: &self.config.tools,
+            upstream: cluster,
+        };
+        filter_list(answer, &fetch.list_request(), &mut |name, element| {
+            self.learn_listed_tool(&tools, name, element);
+            true
+        });
+    }
+
+    /// Fails the lists whose time is up (a page that never answered: the host's own
+    /// timeout should come first, this one is the backstop).
+    fn expire_listings(&self, now_ms: u64) {
+        let expired: Vec<String> = {
+            let mut listings = self.listings.borrow_mut();
+            let (expired, kept) = listings
+                .drain(..)
+                .partition(|l: &Listing| l.deadline_ms + TICK_SLACK_MS <= now_ms);
+            *listings = kept;
+            expired.into_iter().map(|l| l.cluster).collect()
+        };
+        for cluster in expired {
+            self.listed_or_not(&cluster, Err("timed out".into()));
+        }
+    }
+
+    /// The list of `cluster` ended (`Err`: failed): counts it, and every request waiting
+    /// for it is judged again or refused.
+    fn listed_or_not(&self, cluster: &str, result: Result<(), String>) {
+        if let Err(e) = &result {
+            log(
+                LogLevel::Warn,
+                &format!("mcp-guard: cannot list the tools of upstream {cluster:?}: {e}"),
+            );
+        }
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        self.metrics
+            .count(format!("mcp_guard.tools_fetches.mcp_result={outcome}"));
+        let woken: Vec<ListWaiter> = {
+            let mut waiters = self.list_waiters.borrow_mut();
+            let (woken, kept) = waiters.drain(..).partition(|w| w.cluster == cluster);
+            *waiters = kept;
+            woken
+        };
+        for waiter in woken {
+            let Some(flow) = waiter.flow.upgrade() else {
+                continue; // the client went away
+            };
+            if hostcalls::set_effective_context(waiter.context_id).is_ok() {
+                flow.retry_after_list(result.clone());
+            }
+        }
+    }
+}
+
+/// A list's deadline is checked on the root's tick, after the host's own timeout had its
+/// chance to answer.
+const TICK_SLACK_MS: u64 = 500;
