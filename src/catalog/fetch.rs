@@ -33,15 +33,25 @@ pub const RELIST_AFTER_MS: u64 = 5_000;
 /// The `Retry-After` of a refusal because the list could not be fetched.
 const RETRY_AFTER_SECONDS: &str = "1";
 
+/// What the configuration judges calls by, beyond pins: what makes a tool never learned
+/// worth listing for.
+#[derive(Debug, Clone, Copy)]
+pub struct Wants<'a> {
+    /// Argument contracts (they need the tool's schema).
+    pub contracts: &'a Contracts,
+    /// The `Mcp-Param-*` check (it needs the schema, for a revision that has the headers).
+    pub params: bool,
+    /// Rules that test annotations (they need the tool's hints).
+    pub annotations: bool,
+}
+
 /// Whether judging `messages` needs tools this gateway has not learned from `tools`' upstream:
-/// a `tools/call` of a pinned tool never seen, or of a tool whose schema a check needs
-/// (an argument contract covers it; or `params`, the `Mcp-Param-*` check, for a request of
-/// a revision that has those headers).
+/// a `tools/call` of a pinned tool never seen, or of a tool never learned whose hints or
+/// schema `wants` needs. A cold gateway so judges like a warm one.
 pub fn needs_list<S: SharedStore>(
     messages: &[Message<'_>],
     tools: &UpstreamTools<'_, S>,
-    contracts: &Contracts,
-    params: bool,
+    wants: Wants<'_>,
     header_revision: Option<Revision>,
 ) -> bool {
     messages.iter().any(|m| {
@@ -52,9 +62,10 @@ pub fn needs_list<S: SharedStore>(
         if tools.status(tool).pin == PinState::Unverified {
             return true;
         }
-        let schema = contracts.argument_mode(tools.upstream, tool) != Mode::Off
-            || (params && revision(m, header_revision).is_some_and(requires_routing_headers));
-        schema && tools.live(tool).is_none()
+        let wanted = wants.annotations
+            || wants.contracts.argument_mode(tools.upstream, tool) != Mode::Off
+            || (wants.params && revision(m, header_revision).is_some_and(requires_routing_headers));
+        wanted && tools.live(tool).is_none()
     })
 }
 

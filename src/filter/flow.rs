@@ -33,7 +33,7 @@ use super::log;
 use super::ratelimit::{Pending, Start};
 use super::report::{self, Report};
 use super::shared::{Resumable, Shared};
-use crate::catalog::fetch::{needs_list, unavailable, unlisted_call, ListFetch};
+use crate::catalog::fetch::{needs_list, unavailable, unlisted_call, ListFetch, Wants};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
 use crate::contract::{CallCheck, Mode};
@@ -589,18 +589,17 @@ impl Flow {
             };
             if limit && config.learns_tools {
                 let messages = parsed.messages();
+                let wants = Wants {
+                    contracts: &config.contracts,
+                    params: config.schema_checks.params,
+                    annotations: config.policy.uses_annotations(),
+                };
                 if self.listed || shared.recently_listed(tools.upstream, host::now_ms()) {
                     if let Some(rejection) = unlisted_call(messages, &tools) {
                         return Err(rejection);
                     }
                 } else if !tools.upstream.is_empty()
-                    && needs_list(
-                        messages,
-                        &tools,
-                        &config.contracts,
-                        config.schema_checks.params,
-                        header_revision,
-                    )
+                    && needs_list(messages, &tools, wants, header_revision)
                 {
                     let stateless = messages.iter().any(|m| {
                         m.meta_protocol_version

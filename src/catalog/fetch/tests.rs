@@ -27,13 +27,28 @@ fn call(tool: &str, meta: &str) -> Vec<u8> {
 const STATELESS: &str = r#","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}"#;
 
 fn needs(config: &ToolsConfig, contracts: &Contracts, store: &MemoryStore, body: &[u8]) -> bool {
+    needs_for(config, contracts, false, store, body)
+}
+
+fn needs_for(
+    config: &ToolsConfig,
+    contracts: &Contracts,
+    annotations: bool,
+    store: &MemoryStore,
+    body: &[u8],
+) -> bool {
     let tools = UpstreamTools {
         store,
         config,
         upstream: "svc",
     };
     let parsed = parse_body(body).unwrap();
-    needs_list(parsed.messages(), &tools, contracts, true, None)
+    let wants = Wants {
+        contracts,
+        params: true,
+        annotations,
+    };
+    needs_list(parsed.messages(), &tools, wants, None)
 }
 
 #[test]
@@ -77,6 +92,8 @@ fn a_schema_check_needs_the_list_for_an_unknown_tool() {
         .unwrap()
         .contracts;
     assert!(needs(&config, &enforce, &store, &call("add", "")));
+    // Rules on annotations judge a cold gateway's call by the tool's own hints too.
+    assert!(needs_for(&config, &none, true, &store, &call("add", "")));
 }
 
 #[test]
