@@ -69,6 +69,14 @@ pub fn needs_list<S: SharedStore>(
     })
 }
 
+/// Whether the gateway's list for `messages` goes stateless: one of them is a 2026-07-28
+/// request.
+pub fn goes_stateless(messages: &[Message<'_>], header_revision: Option<Revision>) -> bool {
+    messages
+        .iter()
+        .any(|m| revision(m, header_revision).is_some_and(requires_routing_headers))
+}
+
 /// The revision a message declares (its `_meta`, else the request's header).
 fn revision(message: &Message<'_>, header_revision: Option<Revision>) -> Option<Revision> {
     message

@@ -33,7 +33,9 @@ use super::log;
 use super::ratelimit::{Pending, Start};
 use super::report::{self, Report};
 use super::shared::{Resumable, Shared};
-use crate::catalog::fetch::{needs_list, unavailable, unlisted_call, ListFetch, Wants};
+use crate::catalog::fetch::{
+    goes_stateless, needs_list, unavailable, unlisted_call, ListFetch, Wants,
+};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
 use crate::contract::{CallCheck, Mode};
@@ -44,7 +46,7 @@ use crate::identity::Identity;
 use crate::policy::Decision;
 use crate::protocol::jsonrpc::{Seen, Target};
 use crate::protocol::revision::Header;
-use crate::protocol::revisions::{requires_routing_headers, Revision};
+use crate::protocol::revisions::Revision;
 use crate::report::observe::{self, Outcome};
 use crate::report::reject::{Code, Rejection};
 use crate::response::listfilter::ListKind;
@@ -601,13 +603,7 @@ impl Flow {
                 } else if !tools.upstream.is_empty()
                     && needs_list(messages, &tools, wants, header_revision)
                 {
-                    let stateless = messages.iter().any(|m| {
-                        m.meta_protocol_version
-                            .as_deref()
-                            .and_then(Revision::parse)
-                            .or(header_revision)
-                            .is_some_and(requires_routing_headers)
-                    });
+                    let stateless = goes_stateless(messages, header_revision);
                     let id = messages.iter().find_map(|m| m.id).map(str::to_owned);
                     list = Some((stateless, id));
                     return Ok(None);

@@ -97,6 +97,20 @@ fn a_schema_check_needs_the_list_for_an_unknown_tool() {
 }
 
 #[test]
+fn a_list_goes_stateless_for_a_2026_request() {
+    let old = call("add", "");
+    let new = call("add", STATELESS);
+    let parsed = parse_body(&old).unwrap();
+    assert!(!goes_stateless(parsed.messages(), None));
+    assert!(goes_stateless(
+        parsed.messages(),
+        Some(Revision::R2026_07_28)
+    ));
+    let parsed = parse_body(&new).unwrap();
+    assert!(goes_stateless(parsed.messages(), None));
+}
+
+#[test]
 fn after_a_complete_list_a_pinned_tool_still_missing_is_unknown() {
     let (config, store) = (pinned(), MemoryStore::reserved());
     let tools = UpstreamTools {
