@@ -112,13 +112,13 @@ def test_a_cold_gateway_lists_the_tools_on_demand(deployer: procs.McpServer, two
     assert two_workers  # the first process has learned the schema already
     cold = gw.start_gateway(deployer.port, CONFIG, name="envoy-contracts-cold", log_dir=log_dir)
     try:
-        before = len(deployer.seen())
+        before = len(deployer.seen(own_lists=True))
         with httpx.Client() as client:
             resp = call(client, cold.url, {"region": "eu-west"}, {"mcp-param-region": "us-east"}, id=3)
             assert_refused(resp, 400, -32020, "Mcp-Param-Region", id=3)
             resp = call(client, cold.url, {"region": "eu-west"}, {"mcp-param-region": "eu-west"}, id=4)
             assert resp.status_code == 200, resp.text
-        seen = deployer.seen()[before:]
+        seen = deployer.seen(own_lists=True)[before:]
         methods = [json.loads(r["body"])["method"] for r in seen]
         assert methods == ["tools/list", "tools/call"], methods
         listed = seen[0]

@@ -535,7 +535,8 @@ impl Flow {
             State::Rejected => return Action::Pause,
             State::Holding => {}
         }
-        if self.identity.is_none() || !self.body_complete || self.limiting.is_some() {
+        let waiting = self.limiting.is_some() || self.listing.is_some();
+        if self.identity.is_none() || !self.body_complete || waiting {
             return Action::Pause;
         }
         let Some(rule) = self.rule else {
@@ -741,10 +742,15 @@ impl Flow {
         if fetch.session.is_some() {
             fetch.session.clone_from(&self.upstream_session);
         }
-        self.listing = Some((rule, body, id));
-        let shared = self.shared.clone();
         let this: Weak<dyn Resumable> = self.this.clone();
-        shared.await_list(&cluster, fetch, self.context_id, this);
+        if let Err(why) = self
+            .shared
+            .await_list(&cluster, fetch, self.context_id, this)
+        {
+            self.shared.count_list(false);
+            return self.reject(&unavailable(&why, id.as_deref()));
+        }
+        self.listing = Some((rule, body, id));
         Action::Pause
     }
 

@@ -4,7 +4,7 @@
 //! tools' schemas compiled for the checks of their calls, and the `tools/list`s a cold
 //! gateway sends for calls it cannot judge yet ([`crate::catalog::fetch`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -54,15 +54,16 @@ pub struct Waiter {
     pub deadline_ms: u64,
 }
 
-/// A request waiting for the `tools/list` of `cluster`.
+/// A request waiting for a `tools/list` (`listing`: its [`Listing::id`]).
 struct ListWaiter {
-    cluster: String,
+    listing: u64,
     context_id: u32,
     flow: Weak<dyn Resumable>,
 }
 
 /// This worker's `tools/list` in flight to one cluster (at most one per cluster).
 struct Listing {
+    id: u64,
     cluster: String,
     /// The host's token for the page in flight.
     token: u32,
@@ -84,6 +85,8 @@ pub struct Shared {
     /// [`Resumable::check_body_delivery`]).
     awaiting_body: RefCell<Vec<(u32, Weak<dyn Resumable>)>>,
     listings: RefCell<Vec<Listing>>,
+    /// The id of the next list.
+    next_listing: Cell<u64>,
     list_waiters: RefCell<Vec<ListWaiter>>,
     /// Cluster → when this worker last learned its complete `tools/list` (one entry per
     /// cluster the routes name).
@@ -107,6 +110,7 @@ impl Shared {
             waiters: RefCell::new(Vec::new()),
             awaiting_body: RefCell::new(Vec::new()),
             listings: RefCell::new(Vec::new()),
+            next_listing: Cell::new(0),
             list_waiters: RefCell::new(Vec::new()),
             listed: RefCell::new(HashMap::new()),
             limiter: Limiter::new(&config.rate_limits),
@@ -383,41 +387,61 @@ impl Shared {
 
     /// Holds a request (`flow`, in `context_id`) until the `tools/list` of `cluster` is
     /// learned; starts that list with `fetch` unless one is in flight. The answer comes
-    /// back to the current context's `on_http_call_response`.
+    /// back to the current context's `on_http_call_response`. `Err`: the list cannot be
+    /// sent (nothing waits then).
     pub fn await_list(
         &self,
         cluster: &str,
         fetch: ListFetch,
         context_id: u32,
         flow: Weak<dyn Resumable>,
-    ) {
-        let now_ms = host::now_ms();
-        let deadline_ms = now_ms + self.config.tools.fetch_timeout_ms;
+    ) -> Result<(), String> {
+        // With a Rate Limit Service, a request judged again calls it, and the SDK delivers
+        // the answer to the context whose callback made the call: each request then waits
+        // on its own list, answered in its own context.
+        let shared = self.config.rate_limits.service.is_none();
+        let in_flight = self
+            .listings
+            .borrow()
+            .iter()
+            .find(|l| shared && l.cluster == cluster)
+            .map(|l| l.id);
+        let listing = match in_flight {
+            Some(id) => id,
+            None => {
+                let id = self.next_listing.get();
+                self.next_listing.set(id.wrapping_add(1));
+                let now_ms = host::now_ms();
+                let deadline_ms = now_ms + self.config.tools.fetch_timeout_ms;
+                let listing = Listing {
+                    id,
+                    cluster: cluster.to_owned(),
+                    token: 0,
+                    fetch,
+                    deadline_ms,
+                };
+                self.request_page(listing, now_ms)?;
+                id
+            }
+        };
         self.list_waiters.borrow_mut().push(ListWaiter {
-            cluster: cluster.to_owned(),
+            listing,
             context_id,
             flow,
         });
-        if self.listings.borrow().iter().any(|l| l.cluster == cluster) {
-            return;
-        }
-        self.request_page(cluster.to_owned(), fetch, deadline_ms, now_ms);
+        Ok(())
     }
 
-    /// Sends the current page of `fetch`, with what is left of the time.
-    fn request_page(&self, cluster: String, fetch: ListFetch, deadline_ms: u64, now_ms: u64) {
-        let timeout = Duration::from_millis(deadline_ms.saturating_sub(now_ms).max(1));
-        let body = fetch.body();
-        match hostcalls::dispatch_http_call(&cluster, fetch.headers(), Some(&body), vec![], timeout)
-        {
-            Ok(token) => self.listings.borrow_mut().push(Listing {
-                cluster,
-                token,
-                fetch,
-                deadline_ms,
-            }),
-            Err(status) => self.listed_or_not(&cluster, Err(format!("cannot send it: {status:?}"))),
-        }
+    /// Sends the current page of `listing`, with what is left of its time.
+    fn request_page(&self, mut listing: Listing, now_ms: u64) -> Result<(), String> {
+        let timeout = Duration::from_millis(listing.deadline_ms.saturating_sub(now_ms).max(1));
+        let body = listing.fetch.body();
+        let headers = listing.fetch.headers();
+        listing.token =
+            hostcalls::dispatch_http_call(&listing.cluster, headers, Some(&body), vec![], timeout)
+                .map_err(|status| format!("cannot send it: {status:?}"))?;
+        self.listings.borrow_mut().push(listing);
+        Ok(())
     }
 
     /// Takes one page's answer: learns it as a client's list answer is learned, then asks
@@ -441,22 +465,28 @@ impl Shared {
             self.learn_list(&listing.cluster, &listing.fetch, &page.answer);
             listing.fetch.advance(page.next_cursor)
         });
-        match more {
+        let (id, cluster) = (listing.id, listing.cluster.clone());
+        let ended = match more {
             Ok(true) => {
                 let now_ms = host::now_ms();
                 if now_ms >= listing.deadline_ms {
-                    return self.listed_or_not(&listing.cluster, Err("timed out".into()));
+                    Err("timed out".into())
+                } else {
+                    self.request_page(listing, now_ms).map(|()| false)
                 }
-                self.request_page(listing.cluster, listing.fetch, listing.deadline_ms, now_ms);
             }
             Ok(false) => {
-                let cluster = listing.cluster;
                 self.listed
                     .borrow_mut()
                     .insert(cluster.clone(), host::now_ms());
-                self.listed_or_not(&cluster, Ok(()));
+                Ok(true)
             }
-            Err(e) => self.listed_or_not(&listing.cluster, Err(e)),
+            Err(e) => Err(e),
+        };
+        match ended {
+            Ok(false) => {}
+            Ok(true) => self.listed_or_not(id, &cluster, Ok(())),
+            Err(e) => self.listed_or_not(id, &cluster, Err(e)),
         }
     }
 
@@ -477,34 +507,39 @@ impl Shared {
     /// Fails the lists whose time is up (a page that never answered: the host's own
     /// timeout should come first, this one is the backstop).
     fn expire_listings(&self, now_ms: u64) {
-        let expired: Vec<String> = {
+        let expired: Vec<Listing> = {
             let mut listings = self.listings.borrow_mut();
             let (expired, kept) = listings
                 .drain(..)
                 .partition(|l: &Listing| l.deadline_ms + TICK_SLACK_MS <= now_ms);
             *listings = kept;
-            expired.into_iter().map(|l| l.cluster).collect()
+            expired
         };
-        for cluster in expired {
-            self.listed_or_not(&cluster, Err("timed out".into()));
+        for listing in expired {
+            self.listed_or_not(listing.id, &listing.cluster, Err("timed out".into()));
         }
     }
 
-    /// The list of `cluster` ended (`Err`: failed): counts it, and every request waiting
-    /// for it is judged again or refused.
-    fn listed_or_not(&self, cluster: &str, result: Result<(), String>) {
+    /// Counts one list of a cold gateway, by result.
+    pub fn count_list(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.metrics
+            .count(format!("mcp_guard.tools_fetches.mcp_result={outcome}"));
+    }
+
+    /// The list `listing` of `cluster` ended (`Err`: failed): counts it, and every request
+    /// waiting for it is judged again or refused.
+    fn listed_or_not(&self, listing: u64, cluster: &str, result: Result<(), String>) {
         if let Err(e) = &result {
             log(
                 LogLevel::Warn,
                 &format!("mcp-guard: cannot list the tools of upstream {cluster:?}: {e}"),
             );
         }
-        let outcome = if result.is_ok() { "ok" } else { "failed" };
-        self.metrics
-            .count(format!("mcp_guard.tools_fetches.mcp_result={outcome}"));
+        self.count_list(result.is_ok());
         let woken: Vec<ListWaiter> = {
             let mut waiters = self.list_waiters.borrow_mut();
-            let (woken, kept) = waiters.drain(..).partition(|w| w.cluster == cluster);
+            let (woken, kept) = waiters.drain(..).partition(|w| w.listing == listing);
             *waiters = kept;
             woken
         };
