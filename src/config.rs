@@ -354,7 +354,8 @@ mod tests {
             (r#"{"tools":{"pins":{"mcp":{"echo":"abc"}}}}"#, r#"tools.pins.mcp.echo: "abc" is neither a SHA-256 (64 hex digits) nor "trust_on_first_use""#),
             (&format!(r#"{{"tools":{{"pins":{{"*":{{"echo":"{}"}}}}}}}}"#, "g".repeat(64)), &format!(r#"tools.pins.*.echo: "{}" is neither a SHA-256 (64 hex digits) nor "trust_on_first_use""#, "g".repeat(64))),
             (r#"{"tools":{"pins":{"*":{"echo":"tofu"}}}}"#, r#"tools.pins.*.echo: "tofu" is neither a SHA-256 (64 hex digits) nor "trust_on_first_use""#),
-            (r#"{"tools":{"pin":{}}}"#, "tools.pin: unknown field `pin`, expected one of `max_tools_per_upstream`, `pins`, `validate_mcp_param` at line 1 column 15"),
+            (r#"{"tools":{"pin":{}}}"#, "tools.pin: unknown field `pin`, expected one of `max_tools_per_upstream`, `pins`, `validate_mcp_param`, `fetch_timeout_ms` at line 1 column 15"),
+            (r#"{"tools":{"fetch_timeout_ms":0}}"#, "tools.fetch_timeout_ms: 0 is outside 1..=60000"),
             (r#"{"policy":{"rule":[]}}"#, "policy.rule: unknown field `rule`, expected one of `shadow`, `allow`, `deny`, `rules`, `arguments` at line 1 column 17"),
         ];
         for (json, want) in cases {
@@ -374,6 +375,7 @@ mod tests {
         .unwrap();
         assert!(c.learns_tools);
         assert_eq!(c.tools.max_tools_per_upstream, 256);
+        assert_eq!(c.tools.fetch_timeout_ms, 2000);
         assert_eq!(c.tools.pin("mcp", "echo"), Some(Pin::Sha256([0xab; 32])));
         assert_eq!(c.tools.pin("mcp", "add"), Some(Pin::TrustOnFirstUse));
         assert_eq!(c.tools.pin("other", "echo"), None);

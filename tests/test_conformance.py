@@ -103,9 +103,12 @@ CONFIGS = {"permissive": PERMISSIVE, "all-features": ALL_FEATURES}
 
 # Checks that succeed directly but not through the gateway today, as
 # "<revision> <config> <scenario>/<check id>": reason. A fix removes its entries.
-# Most pass directly only because the server answers a call to a tool it lacks with an
-# isError result or "not found"; the gateway's own refusal comes first.
-PIN = "trust_on_first_use pin: the tool was never listed, so the gateway refuses the call (403 -32003 not verified yet)"
+# They pass directly only because the server answers a call to a tool it does not list with
+# an isError result (so the check goes on, vacuously). With every tool pinned, the gateway
+# lists the upstream's tools itself (a cold gateway, a stateless client) and answers a call
+# to a tool the fresh list lacks as the spec says: unknown tool, -32602. Forwarding it
+# instead would let a server run a tool no pin can verify, so these stay lost.
+PIN = "trust_on_first_use pin: the server does not list the tool, so the gateway answers the call as an unknown tool (-32602)"
 KNOWN_GATEWAY_LOSSES: dict[str, str] = {
     "2026-07-28 all-features server-stateless/sep-2575-http-server-no-independent-requests-on-stream": PIN,
     "2026-07-28 all-features server-stateless/sep-2575-server-no-log-without-loglevel": PIN,

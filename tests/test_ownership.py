@@ -87,13 +87,19 @@ class Upstream(http.server.BaseHTTPRequestHandler):
     lock = threading.Lock()
 
     def do_POST(self) -> None:
-        with self.lock:
-            Upstream.heads.append(self.path)
         length = int(self.headers.get("content-length", "0"))
         raw = self.rfile.read(length)
-        if len(raw) < length or not raw:
+        request = json.loads(raw) if raw and len(raw) == length else {}
+        if str(request.get("id")).startswith("mcp-guard-tools-"):
+            # The gateway's own list (a cold gateway checks a 2026-07-28 call's Mcp-Param-*
+            # headers against the tool's schema): answered, not recorded.
+            tools = {"tools": [{"name": "slow", "inputSchema": {"type": "object"}}]}
+            answer = {"jsonrpc": "2.0", "id": request["id"], "result": tools}
+            return self.write("application/json", json.dumps(answer).encode())
+        with self.lock:
+            Upstream.heads.append(self.path)
+        if not request:
             return  # a stream reset before its body: the request never arrived
-        request = json.loads(raw)
         with self.lock:
             Upstream.bodies.append(request)
             Upstream.names.append(self.headers.get("mcp-name"))

@@ -155,10 +155,13 @@ class FakeUpstream(http.server.BaseHTTPRequestHandler):
 
     def tasks(self, body: bytes) -> None:
         """A tools/call creates task t-123 (announced by a status notification first, over
-        SSE when the path ends in /sse); tasks/get echoes the id it was sent."""
+        SSE when the path ends in /sse); tasks/get echoes the id it was sent; tools/list (the
+        gateway's own, to check the call's Mcp-Param-* headers) has the one tool."""
         FakeUpstream.received.append(body)
         request = json.loads(body)
-        if request["method"] == "tools/call":
+        if request["method"] == "tools/list":
+            result = {"tools": [{"name": "slow", "inputSchema": {"type": "object"}}]}
+        elif request["method"] == "tools/call":
             result = {"task": {"taskId": "t-123", "status": "working"}}
         else:
             FakeUpstream.names.append(self.headers.get("mcp-name"))

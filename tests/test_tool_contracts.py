@@ -2,8 +2,8 @@
 official Python SDK server and client: `Mcp-Param-*` headers must agree with the arguments
 (SEP-2243), and argument contracts (`contracts.arguments`) refuse calls that violate the
 schema. The schema is learned from a tools/list answer on one Envoy worker and used by the
-other (shared data); a second Envoy process that never saw a list knows nothing (a cold
-gateway): it refuses enforced calls until its tools are listed through it."""
+other (shared data); a second Envoy process that never saw a list (a cold gateway) lists the
+upstream's tools itself before it judges the call, and fails closed when it cannot."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from harness import gateway as gw
 from harness import procs
 from harness.http import assert_refused
 from harness.rpc import rpc_message, stateless
-from test_tool_definitions import start_balanced_gateway, worker_connections
+from test_tool_definitions import fetch_count, start_balanced_gateway, worker_connections
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -104,22 +104,76 @@ def test_the_official_client_mirrors_the_header_and_passes(two_workers: gw.Gatew
     assert not line["ok"] and line["error"]["code"] == -32602, line
 
 
-def test_a_cold_gateway_refuses_enforced_calls_until_it_lists(deployer: procs.McpServer, two_workers: gw.Gateway, log_dir: Path) -> None:
-    """A second Envoy process shares nothing with the first: its first call finds no schema
-    (enforce with `uncompilable: refuse` fails closed), and a list through it teaches it."""
+def test_a_cold_gateway_lists_the_tools_on_demand(deployer: procs.McpServer, two_workers: gw.Gateway, log_dir: Path) -> None:
+    """A second Envoy process shares nothing with the first: its first call finds no schema,
+    so the gateway lists the upstream's tools itself (stateless, like the client), learns
+    them, and checks the call: a mismatched header is refused, a good call passes, and the
+    server saw one list and only the good call."""
     assert two_workers  # the first process has learned the schema already
     cold = gw.start_gateway(deployer.port, CONFIG, name="envoy-contracts-cold", log_dir=log_dir)
     try:
+        before = len(deployer.seen(own_lists=True))
         with httpx.Client() as client:
-            resp = call(client, cold.url, {"region": "eu-west"}, {"mcp-param-region": "eu-west"}, id=3)
-            assert_refused(resp, 403, -32003, "is not known: list the tools through the gateway first", id=3)
-            assert "deploy" in list_tools(client, cold.url)
-            resp = call(client, cold.url, {"region": "eu-west"}, {"mcp-param-region": "us-east"}, id=4)
-            assert_refused(resp, 400, -32020, "Mcp-Param-Region", id=4)
+            resp = call(client, cold.url, {"region": "eu-west"}, {"mcp-param-region": "us-east"}, id=3)
+            assert_refused(resp, 400, -32020, "Mcp-Param-Region", id=3)
             resp = call(client, cold.url, {"region": "eu-west"}, {"mcp-param-region": "eu-west"}, id=4)
             assert resp.status_code == 200, resp.text
+        seen = deployer.seen(own_lists=True)[before:]
+        methods = [json.loads(r["body"])["method"] for r in seen]
+        assert methods == ["tools/list", "tools/call"], methods
+        listed = seen[0]
+        assert listed["headers"].get("mcp-method") == "tools/list", listed
+        assert fetch_count(cold) == {"ok": 1}
     finally:
         cold.stop()
+
+
+def test_concurrent_cold_calls_share_one_list(deployer: procs.McpServer, log_dir: Path) -> None:
+    """Calls that arrive while the list is in flight wait on it: one list for all of them."""
+    cold = gw.start_gateway(deployer.port, CONFIG, name="envoy-contracts-concurrent", log_dir=log_dir)
+    try:
+        def one(i: int) -> int:
+            with httpx.Client() as client:
+                return call(client, cold.url, {"region": "eu-west"}, {"mcp-param-region": "eu-west"}, id=10 + i).status_code
+
+        results: list[int] = []
+        threads = [threading.Thread(target=lambda i=i: results.append(one(i))) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == [200] * 8, results
+        assert fetch_count(cold) == {"ok": 1}
+    finally:
+        cold.stop()
+
+
+class SlowUpstream(http.server.BaseHTTPRequestHandler):
+    """Answers nothing in time."""
+
+    def do_POST(self) -> None:
+        threading.Event().wait(3)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_list_that_does_not_come_fails_closed(deployer: procs.McpServer, log_dir: Path) -> None:
+    """The upstream does not answer the gateway's list in tools.fetch_timeout_ms: the call is
+    refused with 503 and Retry-After, carrying its id, and never forwarded."""
+    server = http.server.ThreadingHTTPServer((procs.LOOPBACK, 0), SlowUpstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = {**CONFIG, "hold": "request", "tools": {"fetch_timeout_ms": 300}}
+    g = gw.start_gateway(server.server_address[1], config, name="envoy-contracts-slow", log_dir=log_dir)
+    try:
+        with httpx.Client() as client:
+            resp = call(client, g.url, {"region": "eu-west"}, {"mcp-param-region": "eu-west"}, id=6)
+            assert_refused(resp, 503, -32603, "could not be listed", id=6)
+            assert resp.headers["retry-after"] == "1"
+        assert fetch_count(g) == {"failed": 1}
+    finally:
+        g.stop()
+        server.shutdown()
 
 
 class InvalidHeaderUpstream(http.server.BaseHTTPRequestHandler):

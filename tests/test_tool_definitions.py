@@ -62,6 +62,12 @@ def called(url: str, tool: str, headers: dict[str, str] | None = None) -> tuple[
     return error["http_status"], error["data"]["reason"]
 
 
+def fetch_count(g: gw.Gateway) -> dict[str, int]:
+    """The gateway's own tools/list fetches (a cold gateway's), by result."""
+    prefix = "mcp_guard.tools_fetches.mcp_result="
+    return {k.split(prefix)[1]: v for k, v in g.stats("tools_fetches").items() if prefix in k}
+
+
 def worker_connections(g: gw.Gateway) -> dict[str, int]:
     """Connections each Envoy worker accepted on the listener."""
     return {k: v for k, v in g.stats("downstream_cx_total").items() if ".worker_" in k and k.startswith("listener.")}
@@ -83,8 +89,10 @@ def annotations_gateway(_alpha: procs.McpServer, log_dir: Path) -> Iterator[gw.G
 
 def test_only_admins_call_destructive_tools_learned_on_another_worker(annotations_gateway: gw.Gateway) -> None:
     url = annotations_gateway.url
-    # Nothing learned yet: every tool counts as destructive (the MCP defaults), so only admins pass.
-    assert called(url, "echo", DEV) == (403, 'no rule allows tool "echo"')
+    # Nothing learned yet: the 2026-07-28 call needs echo's schema (Mcp-Param-* checks), so the
+    # gateway lists the tools itself first, and echo's own annotations (read-only) let it pass.
+    assert called(url, "echo", DEV) == (200, "")
+    assert fetch_count(annotations_gateway) == {"ok": 1}
 
     async def learn_on_one_worker_call_on_the_other() -> list[Any]:
         out: list[Any] = []
@@ -155,8 +163,9 @@ def make_pin(server: procs.McpServer) -> dict[str, Any]:
 
 def drift_and_recover(g: gw.Gateway, server: procs.McpServer, rmcp_client_bin: Path | None) -> None:
     url = g.url
-    unverified = 'tool "echo" is pinned and its definition was not verified yet: list the tools through the gateway first'
-    assert called(url, "echo") == (403, unverified)
+    # Never listed through this gateway: it lists the tools itself, pins echo, and calls it.
+    assert called(url, "echo") == (200, "")
+    assert fetch_count(g) == {"ok": 1}
     assert listed(url) == ALL_TOOLS
     assert called(url, "echo") == (200, "")
     old = server.mutate("echo", CHANGED)

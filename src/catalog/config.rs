@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::fetch::{DEFAULT_FETCH_TIMEOUT_MS, MAX_FETCH_TIMEOUT_MS};
 use super::toolstate::{Pin, ToolsConfig, DEFAULT_MAX_TOOLS, MAX_MAX_TOOLS};
 use crate::section::ConfigError;
 
@@ -18,6 +19,9 @@ pub(crate) struct ToolsDto {
     /// Check `Mcp-Param-*` headers against the arguments of calls to tools whose
     /// `inputSchema` was learned (default true).
     validate_mcp_param: Option<bool>,
+    /// How long a cold gateway waits for the upstream's `tools/list` (all its pages) when
+    /// a call needs a tool it has not seen (default 2000).
+    fetch_timeout_ms: Option<u64>,
 }
 
 /// The pin value that pins the first definition seen.
@@ -30,6 +34,13 @@ impl ToolsDto {
             return Err(ConfigError {
                 path: "tools.max_tools_per_upstream".into(),
                 message: format!("{max} is outside 1..={MAX_MAX_TOOLS}"),
+            });
+        }
+        let fetch_timeout_ms = self.fetch_timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS);
+        if !(1..=MAX_FETCH_TIMEOUT_MS).contains(&fetch_timeout_ms) {
+            return Err(ConfigError {
+                path: "tools.fetch_timeout_ms".into(),
+                message: format!("{fetch_timeout_ms} is outside 1..={MAX_FETCH_TIMEOUT_MS}"),
             });
         }
         let mut pins = std::collections::HashMap::new();
@@ -50,6 +61,7 @@ impl ToolsDto {
             max_tools_per_upstream: max,
             pins,
             validate_mcp_param: self.validate_mcp_param.unwrap_or(true),
+            fetch_timeout_ms,
         })
     }
 }

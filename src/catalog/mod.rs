@@ -8,6 +8,7 @@
 
 pub(crate) mod config;
 pub mod defmemo;
+pub mod fetch;
 pub mod schemas;
 pub mod tooldef;
 pub mod toolstate;

@@ -38,6 +38,8 @@ pub struct ToolsConfig {
     pub pins: HashMap<String, HashMap<String, Pin>>,
     /// `validate_mcp_param`.
     pub validate_mcp_param: bool,
+    /// `fetch_timeout_ms`: the on-demand `tools/list` of a cold gateway.
+    pub fetch_timeout_ms: u64,
 }
 
 impl ToolsConfig {

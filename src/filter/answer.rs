@@ -27,6 +27,7 @@ use crate::identity::Identity;
 use crate::report::reject::{Code, Rejection};
 use crate::response::cachescope::privatize_cache_scope;
 use crate::response::listfilter::{filter_list, visible, ListKind, ListRequest};
+use crate::response::media_type;
 use crate::response::sse::{rewrite_event, SseFramer};
 
 /// Largest answer held for rewriting, unless a results rule sets its own `max_bytes`; a
@@ -171,13 +172,7 @@ impl Answer {
                 self.what()
             ));
         }
-        let content_type = header("content-type");
-        let media = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let media = media_type(&header("content-type"));
         let (response, action) = match media.as_str() {
             "application/json" => match self.shared.config.hold {
                 Hold::Request => (
@@ -494,21 +489,37 @@ fn keeper<'a>(
         if !learning {
             return visible(&rules, kind, name, &Hints::UNKNOWN.effective());
         }
-        let def = shared.defs.borrow_mut().read(element);
+        match shared.learn_listed_tool(&tools, name, element) {
+            Some(hints) => visible(&rules, kind, name, &hints.effective()),
+            None => false,
+        }
+    }
+}
+
+impl Shared {
+    /// Learns one element named `name` of a `tools/list` answer of `tools`' upstream (its
+    /// record, its schema), whoever asked for the list. `Some`: its hints, for a tool
+    /// callers may see; `None`: every caller must be kept from it (its pin refuses it, or
+    /// its `x-mcp-header`s are invalid).
+    pub fn learn_listed_tool(
+        &self,
+        tools: &UpstreamTools<'_, host::HostStore>,
+        name: &str,
+        element: &[u8],
+    ) -> Option<Hints> {
+        let def = self.defs.borrow_mut().read(element);
         let def = def.as_deref().filter(|d| d.name == name);
         let learned = tools.learn_def(name, def);
         if learned.drifted_now {
-            shared.report_drift(upstream, name);
+            self.report_drift(tools.upstream, name);
         }
         // A tool whose `x-mcp-header`s are invalid is one clients must exclude.
         let usable = match def {
-            Some(def) if shared.config.schema_checks.any() => {
-                shared.learn_listed_schema(upstream, def)
+            Some(def) if self.config.schema_checks.any() => {
+                self.learn_listed_schema(tools.upstream, def)
             }
             _ => true,
         };
-        usable
-            && learned.status.pin.refusal().is_none()
-            && visible(&rules, kind, name, &learned.status.hints.effective())
+        (usable && learned.status.pin.refusal().is_none()).then_some(learned.status.hints)
     }
 }

@@ -35,6 +35,9 @@ use super::log;
 use super::ratelimit::{Pending, Start};
 use super::report::{self, Report};
 use super::shared::{Resumable, Shared};
+use crate::catalog::fetch::{
+    goes_stateless, needs_list, unavailable, unlisted_call, ListFetch, Wants,
+};
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
 use crate::contract::{CallCheck, Mode, ResultRule};
@@ -45,6 +48,7 @@ use crate::identity::Identity;
 use crate::policy::Decision;
 use crate::protocol::jsonrpc::{Seen, Target};
 use crate::protocol::revision::Header;
+use crate::protocol::revisions::Revision;
 use crate::report::observe::{self, Outcome};
 use crate::report::reject::{Code, Rejection};
 use crate::response::listfilter::ListKind;
@@ -63,6 +67,8 @@ enum State {
 pub struct Flow {
     shared: Rc<Shared>,
     context_id: u32,
+    /// This flow as the per-VM state holds it while it waits (weakly).
+    this: Weak<RefCell<Flow>>,
     head: RequestHead,
     rule: Option<BodyRule>,
     /// The caller, once authenticated.
@@ -86,6 +92,13 @@ pub struct Flow {
     call: Option<(String, u64)>,
     /// An approved request held for the Rate Limit Service.
     limiting: Option<Held>,
+    /// A request held for the upstream's `tools/list` (a cold gateway): the body to judge
+    /// again, and the id its refusal carries.
+    listing: Option<(BodyRule, Vec<u8>, Option<String>)>,
+    /// The upstream's `tools/list` was learned for this request.
+    listed: bool,
+    /// The client's session as the upstream knows it (unsealed), once authenticated.
+    upstream_session: Option<String>,
 }
 
 /// A request held for the Rate Limit Service: its calls, the body to judge again (without
@@ -98,10 +111,11 @@ struct Held {
 }
 
 impl Flow {
-    pub fn new(shared: Rc<Shared>, context_id: u32) -> Flow {
+    pub fn new(shared: Rc<Shared>, context_id: u32, this: Weak<RefCell<Flow>>) -> Flow {
         Flow {
             shared,
             context_id,
+            this,
             head: RequestHead::default(),
             rule: None,
             identity: None,
@@ -116,6 +130,9 @@ impl Flow {
             listen: None,
             call: None,
             limiting: None,
+            listing: None,
+            listed: false,
+            upstream_session: None,
         }
     }
 
@@ -328,9 +345,12 @@ impl Flow {
                     .remove
                     .retain(|name| self.head.values(name).next().is_some());
                 self.unseal_task_header(&identity, &mut edits);
-                if let Err(rejection) = self.unseal_session(&identity, &mut edits) {
-                    self.reject(&rejection);
-                    return;
+                match self.unseal_session(&identity, &mut edits) {
+                    Ok(session) => self.upstream_session = session,
+                    Err(rejection) => {
+                        self.reject(&rejection);
+                        return;
+                    }
                 }
                 host::apply(&edits);
                 self.identity = Some(identity);
@@ -364,25 +384,26 @@ impl Flow {
     }
 
     /// With sealed sessions, the client's `Mcp-Session-Id` goes upstream as the session the
-    /// upstream issued, and only when `identity` owns it.
+    /// upstream issued, and only when `identity` owns it. Returns the session as it goes
+    /// upstream.
     fn unseal_session(
         &self,
         identity: &Identity,
         edits: &mut HeaderEdits,
-    ) -> Result<(), Rejection> {
-        let Some(ownership) = self.shared.config.ownership.as_ref().filter(|o| o.sessions) else {
-            return Ok(());
-        };
+    ) -> Result<Option<String>, Rejection> {
         let Some(visible) = self.head.values(SESSION_HEADER).next() else {
-            return Ok(());
+            return Ok(None);
         };
         let visible = std::str::from_utf8(visible).unwrap_or_default();
+        let Some(ownership) = self.shared.config.ownership.as_ref().filter(|o| o.sessions) else {
+            return Ok(Some(visible.to_owned()));
+        };
         let upstream = ownership
             .sealer
             .unseal(IdKind::Session, visible, identity)
             .map_err(|e| e.rejection(IdKind::Session, None))?;
-        edits.set.push((SESSION_HEADER.into(), upstream));
-        Ok(())
+        edits.set.push((SESSION_HEADER.into(), upstream.clone()));
+        Ok(Some(upstream))
     }
 
     /// With sealed tasks, the client's task id in the held body goes upstream as the id the
@@ -524,7 +545,8 @@ impl Flow {
             State::Rejected => return Action::Pause,
             State::Holding => {}
         }
-        if self.identity.is_none() || !self.body_complete || self.limiting.is_some() {
+        let waiting = self.limiting.is_some() || self.listing.is_some();
+        if self.identity.is_none() || !self.body_complete || waiting {
             return Action::Pause;
         }
         let Some(rule) = self.rule else {
@@ -557,6 +579,9 @@ impl Flow {
         let shared = self.shared.clone();
         let config = &shared.config;
         let gate = Gate { config };
+        let header_revision = self.head.routing.revision().and_then(Revision::parse);
+        // Set when the request is to wait for the upstream's `tools/list`.
+        let mut list = None;
         let verdict = gate.parse(rule, &self.head, &body).and_then(|parsed| {
             if limit {
                 // The cluster of the route Envoy chose for the request as it arrived: Envoy
@@ -575,7 +600,28 @@ impl Flow {
                 config: &config.tools,
                 upstream: self.head.upstream.as_deref().unwrap_or_default(),
             };
+            if limit && config.learns_tools {
+                let messages = parsed.messages();
+                let wants = Wants {
+                    contracts: &config.contracts,
+                    params: config.schema_checks.params,
+                    annotations: config.policy.uses_annotations(),
+                };
+                if self.listed || shared.recently_listed(tools.upstream, host::now_ms()) {
+                    if let Some(rejection) = unlisted_call(messages, &tools) {
+                        return Err(rejection);
+                    }
+                } else if !tools.upstream.is_empty()
+                    && needs_list(messages, &tools, wants, header_revision)
+                {
+                    let stateless = goes_stateless(messages, header_revision);
+                    let id = messages.iter().find_map(|m| m.id).map(str::to_owned);
+                    list = Some((stateless, id));
+                    return Ok(None);
+                }
+            }
             gate.judge(&parsed, &self.head, identity, &body, &tools)
+                .map(Some)
         });
         if let Some(start) = timed {
             shared
@@ -583,7 +629,8 @@ impl Flow {
                 .record_decision_time(report::now_us().saturating_sub(start));
         }
         let mut approved = match verdict {
-            Ok(approved) => approved,
+            Ok(Some(approved)) => approved,
+            Ok(None) => return self.hold_for_list(rule, body, list),
             Err(rejection) => return self.reject(&rejection),
         };
         // Judged once: a request judged again after the Rate Limit Service passed them.
@@ -691,6 +738,53 @@ impl Flow {
         }
         self.state = State::Passing;
         Action::Continue
+    }
+
+    /// Holds the request until its upstream's `tools/list` is learned (`list`: whether it
+    /// goes stateless, the id a refusal carries). The list is the gateway's own, sent with
+    /// the gateway's credentials for the cluster and, for a client with a session, in the
+    /// upstream session the client's unseals to.
+    fn hold_for_list(
+        &mut self,
+        rule: BodyRule,
+        body: Vec<u8>,
+        list: Option<(bool, Option<String>)>,
+    ) -> Action {
+        let (Some((stateless, id)), Some(cluster)) = (list, self.head.upstream.clone()) else {
+            return self.internal("a request held for its upstream's tools lost its state");
+        };
+        let credentials = self.shared.config.upstream.inject_edits(&cluster).set;
+        let mut fetch = ListFetch::for_request(&self.head.headers, stateless, credentials);
+        if fetch.session.is_some() {
+            fetch.session.clone_from(&self.upstream_session);
+        }
+        let this: Weak<dyn Resumable> = self.this.clone();
+        if let Err(why) = self
+            .shared
+            .await_list(&cluster, fetch, self.context_id, this)
+        {
+            self.shared.count_list(false);
+            return self.reject(&unavailable(&why, id.as_deref()));
+        }
+        self.listing = Some((rule, body, id));
+        Action::Pause
+    }
+
+    /// The upstream's `tools/list` this request waited for was learned (or not: it is
+    /// refused, 503): the request is judged again.
+    pub fn retry_after_list(this: &Rc<RefCell<Flow>>, result: Result<(), String>) {
+        let mut flow = this.borrow_mut();
+        let Some((rule, body, id)) = flow.listing.take() else {
+            return;
+        };
+        if let Err(why) = result {
+            flow.reject(&unavailable(&why, id.as_deref()));
+            return;
+        }
+        flow.listed = true;
+        if flow.decide(rule, body, true) == Action::Continue {
+            resume(hostcalls::resume_http_request());
+        }
     }
 
     /// The checks of approved `tools/call` messages against their tool's learned schema
@@ -934,5 +1028,9 @@ impl Resumable for RefCell<Flow> {
 
     fn check_body_delivery(self: Rc<Self>) -> bool {
         Flow::check_body_delivery(&self)
+    }
+
+    fn retry_after_list(self: Rc<Self>, result: Result<(), String>) {
+        Flow::retry_after_list(&self, result);
     }
 }

@@ -17,14 +17,16 @@ pub struct Request {
 impl Request {
     pub fn new(shared: Rc<Shared>, context_id: u32) -> Request {
         Request {
-            flow: Rc::new(RefCell::new(Flow::new(shared.clone(), context_id))),
+            flow: Rc::new_cyclic(|this| {
+                RefCell::new(Flow::new(shared.clone(), context_id, this.clone()))
+            }),
             shared,
         }
     }
 }
 
 impl Context for Request {
-    /// A JWKS fetch this request started has answered.
+    /// A JWKS fetch or a `tools/list` page this request started has answered.
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -32,7 +34,7 @@ impl Context for Request {
         body_size: usize,
         _trailers: usize,
     ) {
-        self.shared.on_fetched(token_id, body_size);
+        self.shared.on_http_call(token_id, body_size);
     }
 
     /// The stream ends; a request still held for the Rate Limit Service gives its local

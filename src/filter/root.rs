@@ -55,7 +55,7 @@ impl Context for Root {
         _trailers: usize,
     ) {
         if let Some(shared) = &self.shared {
-            shared.on_fetched(token_id, body_size);
+            shared.on_http_call(token_id, body_size);
         }
     }
 }

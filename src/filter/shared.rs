@@ -1,9 +1,11 @@
 //! Per-VM state shared by the root context and every request of one Envoy worker: the
 //! compiled configuration, the signing keys and their fetches, the verified-token cache,
-//! the requests waiting for keys, the report of tools drifting from their pins, and the
-//! tools' schemas compiled for the checks of their calls.
+//! the requests waiting for keys, the report of tools drifting from their pins, the
+//! tools' schemas compiled for the checks of their calls, and the `tools/list`s a cold
+//! gateway sends for calls it cannot judge yet ([`crate::catalog::fetch`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -15,14 +17,17 @@ use super::log;
 use super::ratelimit::Limiter;
 use super::report::Metrics;
 use crate::catalog::defmemo::DefMemo;
+use crate::catalog::fetch::{ListFetch, RELIST_AFTER_MS};
 use crate::catalog::schemas::SharedSchemas;
 use crate::catalog::tooldef::ToolDef;
+use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Config;
 use crate::contract::calls::{Compiled, SchemaNews};
 use crate::identity::key_store::{FetchPolicy, KeyStore};
 use crate::identity::shared_tokens::{Layered, SharedTokens};
 use crate::identity::{KeySet, TokenCache};
 use crate::report::observe;
+use crate::response::listfilter::filter_list;
 
 /// Bounds of the remembered tool definitions: a worker keeps at most this many list
 /// elements (and this many bytes of them and their schemas) read already.
@@ -37,6 +42,9 @@ pub trait Resumable {
     fn retry_authentication(self: Rc<Self>, timed_out: bool);
     /// Whether to keep watching it for a body Envoy has not delivered (`hold: request`).
     fn check_body_delivery(self: Rc<Self>) -> bool;
+    /// The upstream's `tools/list` it waits for was learned (`Err`: why it could not be).
+    /// Called with the request's context made effective.
+    fn retry_after_list(self: Rc<Self>, result: Result<(), String>);
 }
 
 /// Signatures checked (token cache misses in this worker and in shared data).
@@ -50,6 +58,23 @@ pub struct Waiter {
     pub context_id: u32,
     pub flow: Weak<dyn Resumable>,
     pub deadline_ms: u64,
+}
+
+/// A request waiting for a `tools/list` (`listing`: its [`Listing::id`]).
+struct ListWaiter {
+    listing: u64,
+    context_id: u32,
+    flow: Weak<dyn Resumable>,
+}
+
+/// This worker's `tools/list` in flight to one cluster (at most one per cluster).
+struct Listing {
+    id: u64,
+    cluster: String,
+    /// The host's token for the page in flight.
+    token: u32,
+    fetch: ListFetch,
+    deadline_ms: u64,
 }
 
 pub struct Shared {
@@ -67,6 +92,13 @@ pub struct Shared {
     /// `hold: request`: requests held for a body not delivered yet (see
     /// [`Resumable::check_body_delivery`]).
     awaiting_body: RefCell<Vec<(u32, Weak<dyn Resumable>)>>,
+    listings: RefCell<Vec<Listing>>,
+    /// The id of the next list.
+    next_listing: Cell<u64>,
+    list_waiters: RefCell<Vec<ListWaiter>>,
+    /// Cluster → when this worker last learned its complete `tools/list` (one entry per
+    /// cluster the routes name).
+    listed: RefCell<HashMap<String, u64>>,
 }
 
 impl Shared {
@@ -86,6 +118,10 @@ impl Shared {
             defs: RefCell::new(DefMemo::new(DEF_MEMO_ENTRIES, DEF_MEMO_BYTES)),
             waiters: RefCell::new(Vec::new()),
             awaiting_body: RefCell::new(Vec::new()),
+            listings: RefCell::new(Vec::new()),
+            next_listing: Cell::new(0),
+            list_waiters: RefCell::new(Vec::new()),
+            listed: RefCell::new(HashMap::new()),
             limiter: Limiter::new(&config.rate_limits),
             config,
         }
@@ -294,6 +330,7 @@ impl Shared {
         }
         self.wake(|w| w.deadline_ms <= now_ms, true);
         self.check_bodies();
+        self.expire_listings(now_ms);
     }
 
     /// Watches a request held (`hold: request`) for a body it has not been handed yet.
@@ -334,3 +371,198 @@ impl Shared {
         }
     }
 }
+
+impl Shared {
+    /// A host answer to a call this worker dispatched: a page of a `tools/list`, or JWKS.
+    pub fn on_http_call(&self, token: u32, body_size: usize) {
+        let listing = {
+            let mut listings = self.listings.borrow_mut();
+            let index = listings.iter().position(|l| l.token == token);
+            index.map(|i| listings.swap_remove(i))
+        };
+        match listing {
+            Some(listing) => self.on_list_page(listing, body_size),
+            None => self.on_fetched(token, body_size),
+        }
+    }
+
+    /// Whether this worker learned the complete `tools/list` of `cluster` a moment ago.
+    pub fn recently_listed(&self, cluster: &str, now_ms: u64) -> bool {
+        self.listed
+            .borrow()
+            .get(cluster)
+            .is_some_and(|at| now_ms.saturating_sub(*at) < RELIST_AFTER_MS)
+    }
+
+    /// Holds a request (`flow`, in `context_id`) until the `tools/list` of `cluster` is
+    /// learned; starts that list with `fetch` unless one is in flight. The answer comes
+    /// back to the current context's `on_http_call_response`. `Err`: the list cannot be
+    /// sent (nothing waits then).
+    pub fn await_list(
+        &self,
+        cluster: &str,
+        fetch: ListFetch,
+        context_id: u32,
+        flow: Weak<dyn Resumable>,
+    ) -> Result<(), String> {
+        // With a Rate Limit Service, a request judged again calls it, and the SDK delivers
+        // the answer to the context whose callback made the call: each request then waits
+        // on its own list, answered in its own context.
+        let shared = self.config.rate_limits.service.is_none();
+        let in_flight = self
+            .listings
+            .borrow()
+            .iter()
+            .find(|l| shared && l.cluster == cluster)
+            .map(|l| l.id);
+        let listing = match in_flight {
+            Some(id) => id,
+            None => {
+                let id = self.next_listing.get();
+                self.next_listing.set(id.wrapping_add(1));
+                let now_ms = host::now_ms();
+                let deadline_ms = now_ms + self.config.tools.fetch_timeout_ms;
+                let listing = Listing {
+                    id,
+                    cluster: cluster.to_owned(),
+                    token: 0,
+                    fetch,
+                    deadline_ms,
+                };
+                self.request_page(listing, now_ms)?;
+                id
+            }
+        };
+        self.list_waiters.borrow_mut().push(ListWaiter {
+            listing,
+            context_id,
+            flow,
+        });
+        Ok(())
+    }
+
+    /// Sends the current page of `listing`, with what is left of its time.
+    fn request_page(&self, mut listing: Listing, now_ms: u64) -> Result<(), String> {
+        let timeout = Duration::from_millis(listing.deadline_ms.saturating_sub(now_ms).max(1));
+        let body = listing.fetch.body();
+        let headers = listing.fetch.headers();
+        listing.token =
+            hostcalls::dispatch_http_call(&listing.cluster, headers, Some(&body), vec![], timeout)
+                .map_err(|status| format!("cannot send it: {status:?}"))?;
+        self.listings.borrow_mut().push(listing);
+        Ok(())
+    }
+
+    /// Takes one page's answer: learns it as a client's list answer is learned, then asks
+    /// for the next page or ends the list.
+    fn on_list_page(&self, mut listing: Listing, body_size: usize) {
+        let header = |name: &str| {
+            hostcalls::get_map_value(MapType::HttpCallResponseHeaders, name)
+                .ok()
+                .flatten()
+        };
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let page = listing.fetch.read(
+            header(":status").as_deref(),
+            &header("content-type").unwrap_or_default(),
+            &body,
+        );
+        let more = page.and_then(|page| {
+            self.learn_list(&listing.cluster, &listing.fetch, &page.answer);
+            listing.fetch.advance(page.next_cursor)
+        });
+        let (id, cluster) = (listing.id, listing.cluster.clone());
+        let ended = match more {
+            Ok(true) => {
+                let now_ms = host::now_ms();
+                if now_ms >= listing.deadline_ms {
+                    Err("timed out".into())
+                } else {
+                    self.request_page(listing, now_ms).map(|()| false)
+                }
+            }
+            Ok(false) => {
+                self.listed
+                    .borrow_mut()
+                    .insert(cluster.clone(), host::now_ms());
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        };
+        match ended {
+            Ok(false) => {}
+            Ok(true) => self.listed_or_not(id, &cluster, Ok(())),
+            Err(e) => self.listed_or_not(id, &cluster, Err(e)),
+        }
+    }
+
+    /// Learns every tool of one page of `cluster`'s list, exactly as a client's list
+    /// answer's tools are learned.
+    fn learn_list(&self, cluster: &str, fetch: &ListFetch, answer: &[u8]) {
+        let tools = UpstreamTools {
+            store: &host::HostStore,
+            config: &self.config.tools,
+            upstream: cluster,
+        };
+        filter_list(answer, &fetch.list_request(), &mut |name, element| {
+            self.learn_listed_tool(&tools, name, element);
+            true
+        });
+    }
+
+    /// Fails the lists whose time is up (a page that never answered: the host's own
+    /// timeout should come first, this one is the backstop).
+    fn expire_listings(&self, now_ms: u64) {
+        let expired: Vec<Listing> = {
+            let mut listings = self.listings.borrow_mut();
+            let (expired, kept) = listings
+                .drain(..)
+                .partition(|l: &Listing| l.deadline_ms + TICK_SLACK_MS <= now_ms);
+            *listings = kept;
+            expired
+        };
+        for listing in expired {
+            self.listed_or_not(listing.id, &listing.cluster, Err("timed out".into()));
+        }
+    }
+
+    /// Counts one list of a cold gateway, by result.
+    pub fn count_list(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.metrics
+            .count(format!("mcp_guard.tools_fetches.mcp_result={outcome}"));
+    }
+
+    /// The list `listing` of `cluster` ended (`Err`: failed): counts it, and every request
+    /// waiting for it is judged again or refused.
+    fn listed_or_not(&self, listing: u64, cluster: &str, result: Result<(), String>) {
+        if let Err(e) = &result {
+            log(
+                LogLevel::Warn,
+                &format!("mcp-guard: cannot list the tools of upstream {cluster:?}: {e}"),
+            );
+        }
+        self.count_list(result.is_ok());
+        let woken: Vec<ListWaiter> = {
+            let mut waiters = self.list_waiters.borrow_mut();
+            let (woken, kept) = waiters.drain(..).partition(|w| w.listing == listing);
+            *waiters = kept;
+            woken
+        };
+        for waiter in woken {
+            let Some(flow) = waiter.flow.upgrade() else {
+                continue; // the client went away
+            };
+            if hostcalls::set_effective_context(waiter.context_id).is_ok() {
+                flow.retry_after_list(result.clone());
+            }
+        }
+    }
+}
+
+/// A list's deadline is checked on the root's tick, after the host's own timeout had its
+/// chance to answer.
+const TICK_SLACK_MS: u64 = 500;

@@ -7,3 +7,13 @@
 pub mod cachescope;
 pub mod listfilter;
 pub mod sse;
+
+/// The media type of a `Content-Type` value, lower case, without its parameters.
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}

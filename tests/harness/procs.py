@@ -176,9 +176,12 @@ class McpServer:
         """Legacy HTTP+SSE endpoint (GET)."""
         return f"{self.base}/sse"
 
-    def seen(self) -> list[dict[str, Any]]:
-        """Every HTTP request that reached the server: method, path, headers (dict), header_list, body, time."""
-        return http_json("GET", f"{self.base}/__seen")
+    def seen(self, own_lists: bool = False) -> list[dict[str, Any]]:
+        """Every HTTP request that reached the server: method, path, headers (dict), header_list, body, time.
+        The gateway's own tools/list requests (a cold gateway lists the tools to judge a call; their
+        ids start with "mcp-guard-tools-") are left out unless `own_lists`."""
+        seen = http_json("GET", f"{self.base}/__seen")
+        return [r for r in seen if own_lists or '"id":"mcp-guard-tools-' not in r["body"]]
 
     def reset(self) -> None:
         http_json("POST", f"{self.base}/__reset")
