@@ -187,7 +187,10 @@ class _FakeUpstream(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # the answers are chunked
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        self.rfile.read(int(self.headers["content-length"]))
+        request = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        if request.get("method") == "tools/list":  # the gateway's own list of a cold upstream
+            self._answer_list(request["id"])
+            return
         _FakeUpstream.seen_encodings.append(self.headers.get("accept-encoding"))
         answer = json.dumps({"jsonrpc": "2.0", "id": 9, "result": {"content": [{"type": "text", "text": AWS}]}}).encode()
         kind = self.path.rsplit("/", 1)[-1]
@@ -213,6 +216,15 @@ class _FakeUpstream(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
+
+    def _answer_list(self, id_: object) -> None:
+        tools = [{"name": "echo", "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}}]
+        body = json.dumps({"jsonrpc": "2.0", "id": id_, "result": {"tools": tools}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
         pass

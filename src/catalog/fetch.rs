@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use super::toolstate::{PinState, ToolLookup, UpstreamTools};
+use super::toolstate::{Pin, PinState, ToolLookup, ToolStatus, UpstreamTools};
 use crate::contract::{Contracts, Mode};
 use crate::protocol::jsonrpc::{Message, Target};
 use crate::protocol::revisions::{requires_routing_headers, Revision};
@@ -86,12 +86,38 @@ fn revision(message: &Message<'_>, header_revision: Option<Revision>) -> Option<
         .or(header_revision)
 }
 
-/// After a complete list: the first call of a pinned tool the list did not have. Calling
-/// a tool the server does not list is an unknown tool (JSON-RPC -32602), answered here so
-/// that no call to a tool the pins cannot verify reaches the server.
+/// How calls are judged after a complete list of `tools`' upstream. A tool the list did
+/// not have has no definition to pin: under a trust-on-first-use pin it is judged as not
+/// pinned, and the server answers for a tool it does not list as it would without the
+/// gateway (the pin takes the first definition a later list shows). A SHA-256 pin stays
+/// unverified, and so does every tool of an upstream at its bound, which may have listed
+/// it without the gateway keeping it.
+pub struct AfterList<'a, 'b, S: SharedStore> {
+    pub tools: &'b UpstreamTools<'a, S>,
+}
+
+impl<S: SharedStore> ToolLookup for AfterList<'_, '_, S> {
+    fn status(&self, tool: &str) -> ToolStatus {
+        let status = self.tools.status(tool);
+        let first_use =
+            self.tools.config.pin(self.tools.upstream, tool) == Some(Pin::TrustOnFirstUse);
+        if status.pin == PinState::Unverified && first_use && self.tools.below_bound() {
+            return ToolStatus {
+                pin: PinState::NotPinned,
+                ..status
+            };
+        }
+        status
+    }
+}
+
+/// After a complete list: the first call of a pinned tool the list did not have and no
+/// definition can verify ([`AfterList`]). Calling a tool the server does not list is an
+/// unknown tool (JSON-RPC -32602), answered here so that no call a pin cannot verify
+/// reaches the server.
 pub fn unlisted_call<S: SharedStore>(
     messages: &[Message<'_>],
-    tools: &UpstreamTools<'_, S>,
+    tools: &AfterList<'_, '_, S>,
 ) -> Option<Rejection> {
     messages.iter().find_map(|m| {
         let (Some("tools/call"), Some(Target::Tool(tool))) = (m.method.as_deref(), &m.target)

@@ -303,6 +303,19 @@ impl<S: SharedStore> UpstreamTools<'_, S> {
             .filter(|hash| *hash != UNREADABLE)
     }
 
+    /// Whether every tool the upstream lists gets a record: it holds fewer than its bound
+    /// (at the bound, a tool without a record may be listed but not kept).
+    pub fn below_bound(&self) -> bool {
+        let count = match self.store.get(&self.count_key()) {
+            Some((bytes, _)) => match <[u8; 4]>::try_from(bytes.as_slice()) {
+                Ok(b) => u32::from_le_bytes(b),
+                Err(_) => return false,
+            },
+            None => 0,
+        };
+        count < self.config.max_tools_per_upstream
+    }
+
     /// Takes one of the upstream's entry slots; `false` at the bound.
     fn take_slot(&self) -> bool {
         self.add_to_count(1)

@@ -36,7 +36,7 @@ use super::ratelimit::{Pending, Start};
 use super::report::{self, Report};
 use super::shared::{Resumable, Shared};
 use crate::catalog::fetch::{
-    goes_stateless, needs_list, unavailable, unlisted_call, ListFetch, Wants,
+    goes_stateless, needs_list, unavailable, unlisted_call, AfterList, ListFetch, Wants,
 };
 use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
@@ -608,9 +608,13 @@ impl Flow {
                     annotations: config.policy.uses_annotations(),
                 };
                 if self.listed || shared.recently_listed(tools.upstream, host::now_ms()) {
-                    if let Some(rejection) = unlisted_call(messages, &tools) {
+                    let after = AfterList { tools: &tools };
+                    if let Some(rejection) = unlisted_call(messages, &after) {
                         return Err(rejection);
                     }
+                    return gate
+                        .judge(&parsed, &self.head, identity, &body, &after)
+                        .map(Some);
                 } else if !tools.upstream.is_empty()
                     && needs_list(messages, &tools, wants, header_revision)
                 {

@@ -1,5 +1,6 @@
 use super::*;
-use crate::catalog::toolstate::{Pin, ToolsConfig};
+use crate::catalog::tooldef::Hints;
+use crate::catalog::toolstate::{Pin, PinState, ToolLookup, ToolsConfig};
 use crate::config::Config;
 use crate::protocol::jsonrpc::parse_body;
 use crate::state::MemoryStore;
@@ -110,25 +111,71 @@ fn a_list_goes_stateless_for_a_2026_request() {
     assert!(goes_stateless(parsed.messages(), None));
 }
 
+/// `tool`'s call after a complete list of upstream "svc" that did not have it.
+fn after_list(config: &ToolsConfig, store: &MemoryStore, tool: &str) -> (PinState, Option<String>) {
+    let tools = UpstreamTools {
+        store,
+        config,
+        upstream: "svc",
+    };
+    let after = AfterList { tools: &tools };
+    let body = call(tool, "");
+    let parsed = parse_body(&body).unwrap();
+    let refusal = unlisted_call(parsed.messages(), &after).map(|r| r.to_json());
+    (after.status(tool).pin, refusal)
+}
+
 #[test]
-fn after_a_complete_list_a_pinned_tool_still_missing_is_unknown() {
-    let (config, store) = (pinned(), MemoryStore::reserved());
+fn after_a_complete_list_an_unlisted_tool_has_nothing_to_pin_on_first_use() {
+    let store = MemoryStore::reserved();
+    // The server answers for it, as it would without the gateway.
+    assert_eq!(
+        after_list(&pinned(), &store, "echo"),
+        (PinState::NotPinned, None)
+    );
+    assert_eq!(
+        after_list(&pinned(), &store, "add"),
+        (PinState::NotPinned, None)
+    );
+    // A definition the list had is pinned as usual.
+    let config = pinned();
     let tools = UpstreamTools {
         store: &store,
         config: &config,
         upstream: "svc",
     };
-    let body = call("echo", "");
-    let parsed = parse_body(&body).unwrap();
-    let refusal = unlisted_call(parsed.messages(), &tools).unwrap();
-    assert_eq!(refusal.code, Code::InvalidParams);
+    tools.learn("echo", Hints::UNKNOWN, [1; 32]);
     assert_eq!(
-        refusal.to_json(),
-        r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"Invalid params","data":{"reason":"Unknown tool: echo"}}}"#
+        after_list(&config, &store, "echo"),
+        (PinState::Verified, None)
     );
-    let other = call("add", "");
-    let parsed = parse_body(&other).unwrap();
-    assert!(unlisted_call(parsed.messages(), &tools).is_none());
+    tools.learn("echo", Hints::UNKNOWN, [2; 32]);
+    assert_eq!(after_list(&config, &store, "echo").0, PinState::Drifted);
+}
+
+#[test]
+fn after_a_complete_list_a_pin_no_definition_verifies_refuses_the_call_as_unknown() {
+    let unknown = r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"Invalid params","data":{"reason":"Unknown tool: echo"}}}"#;
+    let mut hashed = pinned();
+    hashed
+        .pins
+        .entry("svc".into())
+        .or_default()
+        .insert("echo".into(), Pin::Sha256([1; 32]));
+    let store = MemoryStore::reserved();
+    assert_eq!(
+        after_list(&hashed, &store, "echo"),
+        (PinState::Unverified, Some(unknown.to_owned()))
+    );
+    // An upstream at its bound may have listed the tool without the gateway keeping it.
+    let full = ToolsConfig {
+        max_tools_per_upstream: 0,
+        ..pinned()
+    };
+    assert_eq!(
+        after_list(&full, &store, "echo"),
+        (PinState::Unverified, Some(unknown.to_owned()))
+    );
 }
 
 /// A client's request headers, as the filter reads them.
