@@ -17,6 +17,7 @@ import pytest
 
 from harness import gateway as gw
 from harness import procs
+from harness.http import answer_json
 from harness.rpc import rpc_message, stateless
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
@@ -219,12 +220,7 @@ class _FakeUpstream(http.server.BaseHTTPRequestHandler):
 
     def _answer_list(self, id_: object) -> None:
         tools = [{"name": "echo", "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}}]
-        body = json.dumps({"jsonrpc": "2.0", "id": id_, "result": {"tools": tools}}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        answer_json(self, {"jsonrpc": "2.0", "id": id_, "result": {"tools": tools}})
 
     def log_message(self, *args: object) -> None:
         pass

@@ -26,7 +26,7 @@ import pytest
 
 from harness import gateway as gw
 from harness import procs
-from harness.http import assert_refused
+from harness.http import answer_json, assert_refused
 from harness.rpc import rpc_message, stateless
 
 pytestmark = pytest.mark.timeout(90)
@@ -146,12 +146,7 @@ class FakeUpstream(http.server.BaseHTTPRequestHandler):
         answer = {"jsonrpc": "2.0", "id": 5, "result": {
             "resources": [{"uri": "file:///project/readme", "name": "readme"}, {"uri": "file:///project/secret.env", "name": "secret"}],
             "ttlMs": 60000, "cacheScope": "public"}}
-        body = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        answer_json(self, answer)
 
     def tasks(self, body: bytes) -> None:
         """A tools/call creates task t-123 (announced by a status notification first, over

@@ -21,7 +21,7 @@ import pytest
 from clients.py_client import call_tool
 from harness import gateway as gw
 from harness import procs
-from harness.http import assert_refused
+from harness.http import answer_json, assert_refused
 from harness.rpc import rpc_message, stateless
 from test_tool_definitions import fetch_count, start_balanced_gateway, worker_connections
 
@@ -187,12 +187,7 @@ class InvalidHeaderUpstream(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers.get("content-length", "0"))))
-        body = json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": {"tools": self.TOOLS}}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        answer_json(self, {"jsonrpc": "2.0", "id": request["id"], "result": {"tools": self.TOOLS}})
 
     def log_message(self, *args: object) -> None:
         pass

@@ -4,6 +4,8 @@ response reading off a socket."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import socket
 from typing import Any
 
@@ -13,6 +15,16 @@ import h2.events
 import httpx
 
 from . import procs
+
+
+def answer_json(handler: http.server.BaseHTTPRequestHandler, message: Any) -> None:
+    """Answers the request an in-process upstream's `handler` serves with `message` as JSON."""
+    body = json.dumps(message).encode()
+    handler.send_response(200)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 def post(url: str, body: bytes | str, headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
