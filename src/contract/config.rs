@@ -174,7 +174,7 @@ impl ResultsRuleDto {
                 other => match Builtin::from_name(other) {
                     Some(b) => vec![b],
                     None => {
-                        let known: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
+                        let known: Vec<&str> = Builtin::all().map(Builtin::name).collect();
                         return Err(error(
                             format!("{path}.detectors[{i}]"),
                             format!(

@@ -33,22 +33,6 @@ pub enum Builtin {
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 13] = [
-        Builtin::PrivateKey,
-        Builtin::AwsKey,
-        Builtin::GithubToken,
-        Builtin::SlackToken,
-        Builtin::StripeKey,
-        Builtin::GoogleApiKey,
-        Builtin::OpenaiKey,
-        Builtin::Jwt,
-        Builtin::BearerToken,
-        Builtin::Email,
-        Builtin::PaymentCard,
-        Builtin::Iban,
-        Builtin::Phone,
-    ];
-
     /// Credentials: what `"secrets"` names in a configuration.
     pub const SECRETS: &'static [Builtin] = &[
         Builtin::PrivateKey,
@@ -89,8 +73,13 @@ impl Builtin {
         }
     }
 
+    /// Every built-in detector: the credentials, then the personal data.
+    pub fn all() -> impl Iterator<Item = Builtin> {
+        Builtin::SECRETS.iter().chain(Builtin::PII).copied()
+    }
+
     pub fn from_name(name: &str) -> Option<Builtin> {
-        Builtin::ALL.into_iter().find(|b| b.name() == name)
+        Builtin::all().find(|b| b.name() == name)
     }
 
     /// Appends the spans this detector finds in `text`, for detectors not anchored on a
