@@ -11,6 +11,9 @@
 //!   unless the entry's version is `cas`; on an absent key it always succeeds;
 //! - keys are never deleted, and there is no TTL: callers must bound their key space.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
 /// Why a set failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreError {
@@ -85,6 +88,92 @@ pub fn add_to_count(store: &impl SharedStore, key: &str, delta: i64, max: u32) -
     false
 }
 
+impl<T: SharedStore> SharedStore for &T {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        (**self).get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        (**self).set(key, value, cas)
+    }
+}
+
+/// A value and its version, as [`SharedStore::get`] returns them.
+type Entry = (Vec<u8>, u32);
+
+/// Entries a worker's [`ReadMemo`] holds; past it, it starts over.
+const MEMO_ENTRIES: usize = 4096;
+
+/// What one worker last read of a family of keys, each entry with the family's version
+/// at the time ([`Versioned`]).
+#[derive(Debug, Default)]
+pub struct ReadMemo {
+    entries: HashMap<String, (Option<u32>, Option<Entry>)>,
+}
+
+/// A family of keys read far more often than written (the tools learned of one upstream),
+/// with a version entry every write bumps: a worker answers reads from its [`ReadMemo`]
+/// while the version is the one it read them under, so a warm read costs the one read of
+/// the version per instance (make one per decision). A write lands before its bump, and a
+/// read memoises under the version read before it, so a memoised value is never older
+/// than the version it is kept under. Every write of the family must go through here.
+pub struct Versioned<'a, S: SharedStore> {
+    store: &'a S,
+    memo: &'a RefCell<ReadMemo>,
+    version_key: String,
+    /// The version key's `cas` as this instance read it (`Some(None)`: never written).
+    version: Cell<Option<Option<u32>>>,
+}
+
+impl<'a, S: SharedStore> Versioned<'a, S> {
+    pub fn new(store: &'a S, memo: &'a RefCell<ReadMemo>, version_key: String) -> Self {
+        Versioned {
+            store,
+            memo,
+            version_key,
+            version: Cell::new(None),
+        }
+    }
+
+    fn version(&self) -> Option<u32> {
+        if let Some(version) = self.version.get() {
+            return version;
+        }
+        let version = self.store.get(&self.version_key).map(|(_, cas)| cas);
+        self.version.set(Some(version));
+        version
+    }
+}
+
+impl<S: SharedStore> SharedStore for Versioned<'_, S> {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        let version = self.version();
+        if let Some((at, value)) = self.memo.borrow().entries.get(key) {
+            if *at == version {
+                return value.clone();
+            }
+        }
+        let value = self.store.get(key);
+        let mut memo = self.memo.borrow_mut();
+        if memo.entries.len() >= MEMO_ENTRIES {
+            memo.entries.clear();
+        }
+        memo.entries
+            .insert(key.to_owned(), (version, value.clone()));
+        value
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        let result = self.store.set(key, value, cas);
+        // Whatever happened, the next read of `key` asks the store (a CAS loop must see
+        // the entry that beat it).
+        self.memo.borrow_mut().entries.remove(key);
+        result?;
+        self.version.set(None);
+        self.store.set(&self.version_key, b"", None)
+    }
+}
+
 /// An in-memory [`SharedStore`] with the host's semantics, for tests.
 #[cfg(test)]
 #[derive(Default)]
@@ -149,6 +238,38 @@ mod tests {
             Err(StoreError::CasMismatch)
         );
         assert_eq!(store.get("k").unwrap().0, b"first");
+    }
+
+    #[test]
+    fn versioned_reads_stay_current_across_workers() {
+        let store = MemoryStore::reserved();
+        let (memo_a, memo_b) = (RefCell::default(), RefCell::default());
+        let worker = |memo| Versioned::new(&store, memo, "v".into());
+        store.set("k", b"1", None).unwrap();
+        assert_eq!(worker(&memo_a).get("k").unwrap().0, b"1");
+        // Written behind the memo's back (no bump): a worker keeps what it read.
+        store.set("k", b"stale", None).unwrap();
+        assert_eq!(worker(&memo_a).get("k").unwrap().0, b"1");
+        // Written through another worker's family: every worker reads it afresh.
+        let b = worker(&memo_b);
+        let (_, cas) = b.get("k").unwrap();
+        b.set("k", b"2", Some(cas)).unwrap();
+        assert_eq!(worker(&memo_a).get("k").unwrap().0, b"2");
+        assert_eq!(worker(&memo_a).get("absent"), None);
+        worker(&memo_b).set("absent", b"3", None).unwrap();
+        assert_eq!(worker(&memo_a).get("absent").unwrap().0, b"3");
+    }
+
+    #[test]
+    fn a_failed_compare_and_swap_reads_the_winner_next() {
+        let store = MemoryStore::reserved();
+        let memo = RefCell::default();
+        let a = Versioned::new(&store, &memo, "v".into());
+        insert_new(&a, "k", b"1").unwrap();
+        let (_, cas) = a.get("k").unwrap();
+        store.set("k", b"other", None).unwrap();
+        assert_eq!(a.set("k", b"2", Some(cas)), Err(StoreError::CasMismatch));
+        assert_eq!(a.get("k").unwrap().0, b"other");
     }
 
     #[test]

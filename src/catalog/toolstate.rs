@@ -174,9 +174,13 @@ impl ToolLookup for NoTools {
     }
 }
 
-/// The tools of one upstream in shared data.
+/// The tools of one upstream in shared data. The glue's `store` is a [`Versioned`] one
+/// under [`version_key`], so that a worker reads a tool's record once per change, not once
+/// per call or list.
+///
+/// [`Versioned`]: crate::state::Versioned
 pub struct UpstreamTools<'a, S: SharedStore> {
-    pub store: &'a S,
+    pub store: S,
     pub config: &'a ToolsConfig,
     pub upstream: &'a str,
 }
@@ -197,6 +201,11 @@ impl<S: SharedStore> ToolLookup for UpstreamTools<'_, S> {
             .and_then(|(bytes, _)| Record::decode(&bytes));
         self.judge(tool, record.as_ref())
     }
+}
+
+/// The key every write of `upstream`'s tool entries bumps (see [`UpstreamTools`]).
+pub fn version_key(upstream: &str) -> String {
+    format!("mcp-guard/tools-version/{}:{upstream}", upstream.len())
 }
 
 impl<S: SharedStore> UpstreamTools<'_, S> {
@@ -252,7 +261,7 @@ impl<S: SharedStore> UpstreamTools<'_, S> {
                         return unknown(self);
                     }
                     let record = Record::first_seen(hints, hash);
-                    let result = insert_new(self.store, &key, &record.encode());
+                    let result = insert_new(&self.store, &key, &record.encode());
                     if result.is_err() {
                         self.release_slot();
                     }
@@ -328,7 +337,7 @@ impl<S: SharedStore> UpstreamTools<'_, S> {
     /// Moves the entry count by `delta` within `0..=max`; `false` if it cannot.
     fn add_to_count(&self, delta: i64) -> bool {
         add_to_count(
-            self.store,
+            &self.store,
             &self.count_key(),
             delta,
             self.config.max_tools_per_upstream,
@@ -351,7 +360,7 @@ mod tests {
         store: &'a MemoryStore,
         config: &'a ToolsConfig,
         name: &'a str,
-    ) -> UpstreamTools<'a, MemoryStore> {
+    ) -> UpstreamTools<'a, &'a MemoryStore> {
         UpstreamTools {
             store,
             config,

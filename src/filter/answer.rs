@@ -17,9 +17,9 @@ use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use super::host;
 use super::log;
 use super::report;
+use super::shared::Catalog;
 use super::shared::Shared;
 use crate::catalog::tooldef::Hints;
-use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
 use crate::contract::{Action as Verdict, ResultRule};
 use crate::identity::ownership::seal_task_ids;
@@ -154,25 +154,33 @@ impl Answer {
         if end_of_stream {
             return Action::Continue;
         }
-        let header = |name: &str| {
-            hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
+        // One read of the whole map: each host call costs more than the lookups.
+        let headers = match hostcalls::get_map_bytes(MapType::HttpResponseHeaders) {
+            Ok(headers) => headers,
+            Err(status) => {
+                return self.refuse(format!("cannot read the answer's headers: {status:?}"))
+            }
         };
-        if header(":status") != "200" {
+        let values = |name: &'static str| {
+            headers
+                .iter()
+                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| String::from_utf8_lossy(v))
+        };
+        if !values(":status").eq(["200"]) {
             return Action::Continue;
         }
         // The request went upstream without Accept-Encoding, so an encoded answer is one
-        // the filter cannot read: refused rather than shown unfiltered.
-        let encoding = header("content-encoding");
-        if !encoding.is_empty() && !encoding.trim().eq_ignore_ascii_case("identity") {
+        // the filter cannot read: refused rather than shown unfiltered (every value).
+        let encoding = values("content-encoding").collect::<Vec<_>>().join(", ");
+        let identity = |coding: &str| coding.trim().eq_ignore_ascii_case("identity");
+        if !encoding.is_empty() && !encoding.split(',').all(identity) {
             return self.refuse(format!(
                 "{} has Content-Encoding {encoding:?} and cannot be filtered",
                 self.what()
             ));
         }
-        let media = media_type(&header("content-type"));
+        let media = media_type(&values("content-type").next().unwrap_or_default());
         let (response, action) = match media.as_str() {
             "application/json" => match self.shared.config.hold {
                 Hold::Request => (
@@ -199,10 +207,12 @@ impl Answer {
             }
         };
         // The body may change length: it goes on without one.
-        if let Err(status) =
-            hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", None)
-        {
-            return self.refuse(format!("cannot remove content-length: {status:?}"));
+        if values("content-length").next().is_some() {
+            if let Err(status) =
+                hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", None)
+            {
+                return self.refuse(format!("cannot remove content-length: {status:?}"));
+            }
         }
         self.response = response;
         action
@@ -480,11 +490,7 @@ fn keeper<'a>(
 ) -> impl FnMut(&str, &[u8]) -> bool + 'a {
     let rules = shared.config.policy.applicable(identity);
     let learning = kind == ListKind::Tools && shared.config.learns_tools;
-    let tools = UpstreamTools {
-        store: &host::HostStore,
-        config: &shared.config.tools,
-        upstream,
-    };
+    let tools = shared.catalog(upstream);
     move |name, element| {
         if !learning {
             return visible(&rules, kind, name, &Hints::UNKNOWN.effective());
@@ -503,7 +509,7 @@ impl Shared {
     /// its `x-mcp-header`s are invalid).
     pub fn learn_listed_tool(
         &self,
-        tools: &UpstreamTools<'_, host::HostStore>,
+        tools: &Catalog<'_>,
         name: &str,
         element: &[u8],
     ) -> Option<Hints> {

@@ -34,11 +34,10 @@ use super::listen::ListenStream;
 use super::log;
 use super::ratelimit::{Pending, Start};
 use super::report::{self, Report};
-use super::shared::{Resumable, Shared};
+use super::shared::{Catalog, Resumable, Shared};
 use crate::catalog::fetch::{
     goes_stateless, needs_list, unavailable, unlisted_call, AfterList, ListFetch, Wants,
 };
-use crate::catalog::toolstate::UpstreamTools;
 use crate::config::Hold;
 use crate::contract::{CallCheck, Mode, ResultRule};
 use crate::gate::{Approved, BodyRule, Gate, HeadVerdict, RequestHead, TaskRequest};
@@ -574,32 +573,28 @@ impl Flow {
         };
         // One decision in a few is timed; a held request judged again after the Rate Limit
         // Service is not a new decision.
-        let timed = (limit && self.shared.metrics.time_this_decision()).then(report::now_us);
+        let now = host::Now::default();
+        let timed = (limit && self.shared.metrics.time_this_decision()).then(|| now.us());
         // The decisions borrow the configuration, not the flow, which they update below.
         let shared = self.shared.clone();
         let config = &shared.config;
         let gate = Gate { config };
         let header_revision = self.head.routing.revision().and_then(Revision::parse);
+        // The cluster of the route Envoy chose for the request as it arrived: Envoy re-picks
+        // the route after the routing headers, but a filter cannot read that choice before
+        // the router runs (the host's route info stays stale).
+        if limit && config.needs_upstream && self.head.upstream.is_none() {
+            self.head.upstream = host::property(&["xds", "cluster_name"]);
+        }
+        let upstream = self.head.upstream.clone().unwrap_or_default();
+        // Looked up only when the configuration learns tools (`Gate::decide`).
+        let tools = shared.catalog(&upstream);
         // Set when the request is to wait for the upstream's `tools/list`.
         let mut list = None;
         let verdict = gate.parse(rule, &self.head, &body).and_then(|parsed| {
-            if limit {
-                // The cluster of the route Envoy chose for the request as it arrived: Envoy
-                // re-picks the route after the routing headers, but a filter cannot read
-                // that choice before the router runs (the host's route info stays stale).
-                if config.needs_upstream && self.head.upstream.is_none() {
-                    self.head.upstream = host::property(&["xds", "cluster_name"]);
-                }
-                if config.upstream.routes() {
-                    host::apply(&config.upstream.routing_edits(parsed.messages()));
-                }
+            if limit && config.upstream.routes() {
+                host::apply(&config.upstream.routing_edits(parsed.messages()));
             }
-            // Looked up only when the configuration learns tools (`Gate::decide`).
-            let tools = UpstreamTools {
-                store: &host::HostStore,
-                config: &config.tools,
-                upstream: self.head.upstream.as_deref().unwrap_or_default(),
-            };
             if limit && config.learns_tools {
                 let messages = parsed.messages();
                 let wants = Wants {
@@ -607,7 +602,7 @@ impl Flow {
                     params: config.schema_checks.params,
                     annotations: config.policy.uses_annotations(),
                 };
-                if self.listed || shared.recently_listed(tools.upstream, host::now_ms()) {
+                if self.listed || shared.recently_listed(tools.upstream, || now.ms()) {
                     let after = AfterList { tools: &tools };
                     if let Some(rejection) = unlisted_call(messages, &after) {
                         return Err(rejection);
@@ -630,7 +625,7 @@ impl Flow {
         if let Some(start) = timed {
             shared
                 .metrics
-                .record_decision_time(report::now_us().saturating_sub(start));
+                .record_decision_time(host::now_us().saturating_sub(start));
         }
         let mut approved = match verdict {
             Ok(Some(approved)) => approved,
@@ -639,14 +634,14 @@ impl Flow {
         };
         // Judged once: a request judged again after the Rate Limit Service passed them.
         if limit {
-            if let Err(rejection) = self.check_calls(&approved, &body) {
+            if let Err(rejection) = self.check_calls(&approved, &body, &tools) {
                 return self.reject(&rejection);
             }
         }
         if let (true, Some(limiter)) = (limit && !approved.charges.is_empty(), &shared.limiter) {
             let charges = std::mem::take(&mut approved.charges);
             let id = approved.id.clone();
-            match limiter.start(&shared.metrics, &config.rate_limits, charges, id) {
+            match limiter.start(&shared.metrics, &config.rate_limits, charges, id, now.ms()) {
                 Start::Pass => {}
                 Start::Refuse(rejection, limit) => {
                     return self.refuse_limited(rejection, limit, first_seen(&approved));
@@ -705,13 +700,12 @@ impl Flow {
             _,
         )] = approved.decisions.as_slice()
         {
-            let started = timed.unwrap_or_else(report::now_us);
+            let started = timed.unwrap_or_else(|| now.us());
             self.call = Some((config.observe.call_duration_metric(tool), started));
         }
         if !self.headers_released {
             self.inject();
         }
-        let upstream = self.head.upstream.clone().unwrap_or_default();
         let scanned = self.scanned(&approved, &upstream);
         let rewrites = approved.list.is_some() || approved.tasks.is_some() || scanned.is_some();
         if rewrites && !self.headers_released {
@@ -794,18 +788,18 @@ impl Flow {
     /// The checks of approved `tools/call` messages against their tool's learned schema
     /// (its `Mcp-Param-*` headers, for a single call; its argument contract) and the
     /// write-back guard. One refusal refuses the request, as the policy's does.
-    fn check_calls(&self, approved: &Approved<'_>, body: &[u8]) -> Result<(), Rejection> {
+    fn check_calls(
+        &self,
+        approved: &Approved<'_>,
+        body: &[u8],
+        tools: &Catalog<'_>,
+    ) -> Result<(), Rejection> {
         let shared = &self.shared;
         let config = &shared.config;
         if !config.schema_checks.any() && !config.contracts.guards_write_back() {
             return Ok(());
         }
-        let upstream = self.head.upstream.as_deref().unwrap_or_default();
-        let tools = UpstreamTools {
-            store: &host::HostStore,
-            config: &config.tools,
-            upstream,
-        };
+        let upstream = tools.upstream;
         // Headers mirror one call: a batch member's arguments have none.
         let headers = (approved.decisions.len() == 1).then_some(self.head.headers.as_slice());
         for (seen, _) in &approved.decisions {
@@ -960,7 +954,7 @@ impl Flow {
     /// The stream ended: an approved tool call's duration is recorded.
     pub fn on_log(&mut self) {
         if let Some((metric, started_us)) = self.call.take() {
-            let ms = report::now_us().saturating_sub(started_us) / 1000;
+            let ms = host::now_us().saturating_sub(started_us) / 1000;
             self.shared.metrics.record(metric, ms);
         }
     }

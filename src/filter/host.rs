@@ -1,6 +1,7 @@
 //! Small wrappers over `proxy_wasm::hostcalls` that never panic on an `Err` and log what
 //! failed, so callers stay about decisions.
 
+use std::cell::Cell;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
@@ -12,13 +13,38 @@ use crate::report::reject::Rejection;
 use crate::state::{SharedStore, StoreError};
 use crate::upstream::HeaderEdits;
 
-/// Milliseconds since the Unix epoch by the host's clock (0 if it cannot tell).
-pub fn now_ms() -> u64 {
+/// Microseconds since the Unix epoch by the host's clock (0 if it cannot tell).
+pub fn now_us() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .unwrap_or(Duration::ZERO)
-        .as_millis() as u64
+        .as_micros() as u64
+}
+
+/// Milliseconds since the Unix epoch by the host's clock (0 if it cannot tell).
+pub fn now_ms() -> u64 {
+    now_us() / 1000
+}
+
+/// The host's clock read at most once, for what one callback does at one moment (a
+/// decision's rate limits, the start of the call it approves): each read is a host call.
+#[derive(Default)]
+pub struct Now(Cell<Option<u64>>);
+
+impl Now {
+    pub fn us(&self) -> u64 {
+        if let Some(us) = self.0.get() {
+            return us;
+        }
+        let us = now_us();
+        self.0.set(Some(us));
+        us
+    }
+
+    pub fn ms(&self) -> u64 {
+        self.us() / 1000
+    }
 }
 
 /// Sends a JSON-RPC rejection as the local reply of the current stream.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel};
 
-use super::host::{self, HostStore};
+use super::host::HostStore;
 use super::log;
 use super::report::Metrics;
 use crate::config::Access;
@@ -74,15 +74,16 @@ impl Limiter {
         count(metrics, CONTENTION, failed);
     }
 
-    /// Takes the local charges, then asks the service about the global ones.
+    /// Takes the local charges (at `now_ms`), then asks the service about the global ones.
     pub fn start(
         &self,
         metrics: &Metrics,
         limits: &RateLimits,
         charges: Vec<Charge>,
         id: Option<String>,
+        now_ms: u64,
     ) -> Start {
-        let outcome = local::take_all(&HostStore, limits, &charges, host::now_ms());
+        let outcome = local::take_all(&HostStore, limits, &charges, now_ms);
         count(metrics, CONTENTION, outcome.contention);
         count(metrics, OVERFLOW, outcome.overflowed);
         if outcome.overflowed > 0 && !self.overflow_logged.replace(true) {

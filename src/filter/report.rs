@@ -4,7 +4,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
@@ -108,14 +107,6 @@ impl Metrics {
             let _ = hostcalls::record_metric(id, value);
         }
     }
-}
-
-/// Microseconds by the host's clock, for durations.
-pub fn now_us() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// One message's decision, as reported.

@@ -20,7 +20,7 @@ use crate::catalog::defmemo::DefMemo;
 use crate::catalog::fetch::{ListFetch, RELIST_AFTER_MS};
 use crate::catalog::schemas::SharedSchemas;
 use crate::catalog::tooldef::ToolDef;
-use crate::catalog::toolstate::UpstreamTools;
+use crate::catalog::toolstate::{version_key, UpstreamTools};
 use crate::config::Config;
 use crate::contract::calls::{Compiled, SchemaNews};
 use crate::identity::key_store::{FetchPolicy, KeyStore};
@@ -28,6 +28,7 @@ use crate::identity::shared_tokens::{Layered, SharedTokens};
 use crate::identity::{KeySet, TokenCache};
 use crate::report::observe;
 use crate::response::listfilter::filter_list;
+use crate::state::{ReadMemo, Versioned};
 
 /// Bounds of the remembered tool definitions: a worker keeps at most this many list
 /// elements (and this many bytes of them and their schemas) read already.
@@ -88,6 +89,8 @@ pub struct Shared {
     pub schemas: RefCell<Compiled>,
     /// The tool definitions this worker has read from list answers.
     pub defs: RefCell<DefMemo>,
+    /// The tool records this worker has read from shared data (see [`Shared::catalog`]).
+    catalog_memo: RefCell<ReadMemo>,
     waiters: RefCell<Vec<Waiter>>,
     /// `hold: request`: requests held for a body not delivered yet (see
     /// [`Resumable::check_body_delivery`]).
@@ -101,7 +104,22 @@ pub struct Shared {
     listed: RefCell<HashMap<String, u64>>,
 }
 
+/// The tools of one upstream as the glue reads and writes them: every access goes through
+/// this worker's memo, which one read of the upstream's version keeps current.
+pub type Catalog<'a> = UpstreamTools<'a, Versioned<'a, host::HostStore>>;
+
 impl Shared {
+    /// The tools of `upstream`, for one decision or one list answer: the first record read
+    /// reads the upstream's version, and records unchanged since this worker last read
+    /// them cost nothing more.
+    pub fn catalog<'a>(&'a self, upstream: &'a str) -> Catalog<'a> {
+        UpstreamTools {
+            store: Versioned::new(&host::HostStore, &self.catalog_memo, version_key(upstream)),
+            config: &self.config.tools,
+            upstream,
+        }
+    }
+
     pub fn new(config: Config) -> Shared {
         let policies = config.auth.iter().flat_map(|a| &a.providers).map(|p| {
             p.remote_jwks.as_ref().map(|r| FetchPolicy {
@@ -116,6 +134,7 @@ impl Shared {
             metrics: Metrics::new(),
             schemas: RefCell::new(Compiled::new(config.contracts.max_schemas)),
             defs: RefCell::new(DefMemo::new(DEF_MEMO_ENTRIES, DEF_MEMO_BYTES)),
+            catalog_memo: RefCell::default(),
             waiters: RefCell::new(Vec::new()),
             awaiting_body: RefCell::new(Vec::new()),
             listings: RefCell::new(Vec::new()),
@@ -387,11 +406,12 @@ impl Shared {
     }
 
     /// Whether this worker learned the complete `tools/list` of `cluster` a moment ago.
-    pub fn recently_listed(&self, cluster: &str, now_ms: u64) -> bool {
+    pub fn recently_listed(&self, cluster: &str, now_ms: impl FnOnce() -> u64) -> bool {
+        // The clock is read only for a cluster this worker listed.
         self.listed
             .borrow()
             .get(cluster)
-            .is_some_and(|at| now_ms.saturating_sub(*at) < RELIST_AFTER_MS)
+            .is_some_and(|at| now_ms().saturating_sub(*at) < RELIST_AFTER_MS)
     }
 
     /// Holds a request (`flow`, in `context_id`) until the `tools/list` of `cluster` is
@@ -502,11 +522,7 @@ impl Shared {
     /// Learns every tool of one page of `cluster`'s list, exactly as a client's list
     /// answer's tools are learned.
     fn learn_list(&self, cluster: &str, fetch: &ListFetch, answer: &[u8]) {
-        let tools = UpstreamTools {
-            store: &host::HostStore,
-            config: &self.config.tools,
-            upstream: cluster,
-        };
+        let tools = self.catalog(cluster);
         filter_list(answer, &fetch.list_request(), &mut |name, element| {
             self.learn_listed_tool(&tools, name, element);
             true

@@ -10,8 +10,9 @@ them all), so the entries are the same for any Rust filter; what a filter contro
 asks of the host inside them.
 
 The answers are the bench upstream's (a small JSON result; the tools/list answer of
-envoy/bench/upstream.yaml). Counts are per request once the VM is warm (the second request of a
-kind: the first one defines metrics and fills caches).
+envoy/bench/upstream.yaml). Counts are per request once the VM is warm (the third request of a
+kind: the first one defines metrics, fills caches and records what it learns; the second reads
+those records back once).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class Host:
         linker = wasmtime.Linker(engine)
         linker.define_wasi()
         self.calls: collections.Counter[str] = collections.Counter()
+        self.trace: list[str] | None = None
+        self.entry = ""
         self.shared: dict[bytes, tuple[bytes, int]] = {}
         self.metrics: dict[bytes, int] = {}
         self.configuration = configuration.encode()
@@ -70,7 +73,16 @@ class Host:
             raise RuntimeError("the filter refused its configuration")
 
     def call(self, name: str, *args: int) -> int:
+        if name != "proxy_on_memory_allocate":
+            self.entry = name.removeprefix("proxy_on_")
         return self.ex[name](self.store, *args)
+
+    def _detail(self, name: str, args: tuple) -> str:
+        """What a traced call asked for: the key, property path or header name it names."""
+        if name in ("proxy_get_shared_data", "proxy_set_shared_data", "proxy_get_property") or "header_map_value" in name:
+            ptr, size = (args[0], args[1]) if "shared" in name or "property" in name else (args[1], args[2])
+            return self.read(ptr, size).replace(b"\0", b".").decode(errors="replace")
+        return ""
 
     # memory helpers
     def read(self, ptr: int, size: int) -> bytes:
@@ -90,6 +102,8 @@ class Host:
 
         def f(_caller, *args):
             self.calls[name] += 1
+            if self.trace is not None:
+                self.trace.append(f"  {self.entry}: {name.removeprefix('proxy_')} {self._detail(name, args)}")
             if impl is not None:
                 return impl(*args)
             return 0 if results else None
@@ -234,6 +248,7 @@ def kinds(token: str) -> dict[str, tuple[list[tuple[str, str]], bytes, tuple[lis
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--gateways", default="T,C,C-full", help="bench gateway keys, comma-separated")
+    ap.add_argument("--trace", action="store_true", help="list each host call of a warm request, by callback")
     ap.add_argument("--wasm", type=Path, help="another mcp_guard.wasm (default: the release build)")
     args = ap.parse_args()
     token = bench_token()
@@ -244,10 +259,14 @@ def main() -> int:
         module = args.wasm if args.wasm and spec.module == run.gw.WASM else spec.module
         host = Host(module, configuration(key))
         for ctx, (kind, (head, body, answer)) in enumerate(kinds(token).items(), start=2):
-            host.request(ctx * 100, head, body, answer)  # warm: metrics defined, caches filled
-            r = host.request(ctx * 100 + 1, head, body, answer)
+            for warm in range(2):  # metrics defined, caches filled, then read again after what the first wrote
+                host.request(ctx * 100 + warm, head, body, answer)
+            host.trace = [] if args.trace else None
+            r = host.request(ctx * 100 + 2, head, body, answer)
             calls = ", ".join(f"{n.removeprefix('proxy_')} {c}" for n, c in sorted(r["calls"].items(), key=lambda x: -x[1]))
             print(f"| {key} | {kind} ({r['status']}) | {len(r['entries'])} | {sum(r['calls'].values())} | {calls} |")
+            if host.trace:
+                print("\n".join(host.trace))
     return 0
 
 
