@@ -1,7 +1,14 @@
 //! A per-worker cache of verified tokens, so a client's repeated requests skip the
-//! signature check. Keyed by the SHA-256 of the token: raw tokens are never kept.
+//! signature check. Raw tokens are never kept: this cache keys a token by a 128-bit
+//! fingerprint under a secret drawn per VM (two keyed SipHash passes, a fraction of the
+//! cost of SHA-256 on a long token; no caller can aim for another token's fingerprint
+//! without the secret), and the cache every worker shares by its SHA-256, computed only
+//! when this one misses ([`TokenKey`]).
 
+use std::cell::OnceCell;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use super::keys::KeyFingerprint;
 use super::Identity;
@@ -11,6 +18,29 @@ pub const TOKEN_CACHE_CAPACITY: usize = 1024;
 
 /// SHA-256 of a token.
 pub type TokenHash = [u8; 32];
+
+/// A presented token as the caches look it up; its SHA-256 is computed on first need.
+pub struct TokenKey<'a> {
+    token: &'a [u8],
+    sha256: OnceCell<TokenHash>,
+}
+
+impl<'a> TokenKey<'a> {
+    pub fn new(token: &'a [u8]) -> TokenKey<'a> {
+        TokenKey {
+            token,
+            sha256: OnceCell::new(),
+        }
+    }
+
+    pub fn sha256(&self) -> &TokenHash {
+        self.sha256
+            .get_or_init(|| hmac_sha256::Hash::hash(self.token))
+    }
+}
+
+/// A token's key in one VM's [`TokenCache`].
+type Fingerprint = u128;
 
 /// Names a provider's verification settings (see `Provider::cache_tag`): an entry verified
 /// under other settings is not reused.
@@ -43,8 +73,8 @@ pub type Trusted<'a> = &'a dyn Fn(&Cached) -> bool;
 /// Where verified tokens are remembered between requests. Entries outside their time
 /// window, or not [`Trusted`], are never returned.
 pub trait VerifiedTokens {
-    fn get(&mut self, token: &TokenHash, now: u64, trusted: Trusted<'_>) -> Option<Identity>;
-    fn insert(&mut self, token: TokenHash, entry: Cached);
+    fn get(&mut self, token: &TokenKey<'_>, now: u64, trusted: Trusted<'_>) -> Option<Identity>;
+    fn insert(&mut self, token: &TokenKey<'_>, entry: Cached);
     /// A signature was checked (a cache miss): for the verification counter.
     fn count_verification(&mut self) {}
 }
@@ -54,11 +84,13 @@ pub trait VerifiedTokens {
 /// entries are never returned and age out through the ring.
 #[derive(Debug, Clone)]
 pub struct TokenCache {
-    entries: HashMap<TokenHash, Cached>,
+    entries: HashMap<Fingerprint, Cached>,
     /// Keys in insertion order; `next` is the slot the next new key overwrites once full.
-    ring: Vec<TokenHash>,
+    ring: Vec<Fingerprint>,
     next: usize,
     capacity: usize,
+    /// The fingerprint's secret: two SipHash keys drawn for this VM.
+    secret: [RandomState; 2],
 }
 
 impl Default for TokenCache {
@@ -76,7 +108,13 @@ impl TokenCache {
             ring: Vec::with_capacity(capacity),
             next: 0,
             capacity,
+            secret: [RandomState::new(), RandomState::new()],
         }
+    }
+
+    fn fingerprint(&self, token: &TokenKey<'_>) -> Fingerprint {
+        let [high, low] = &self.secret;
+        u128::from(high.hash_one(token.token)) << 64 | u128::from(low.hash_one(token.token))
     }
 
     pub fn len(&self) -> usize {
@@ -89,14 +127,15 @@ impl TokenCache {
 }
 
 impl VerifiedTokens for TokenCache {
-    fn get(&mut self, token: &TokenHash, now: u64, trusted: Trusted<'_>) -> Option<Identity> {
+    fn get(&mut self, token: &TokenKey<'_>, now: u64, trusted: Trusted<'_>) -> Option<Identity> {
         self.entries
-            .get(token)
+            .get(&self.fingerprint(token))
             .filter(|e| e.usable_at(now) && trusted(e))
             .map(|e| e.identity.clone())
     }
 
-    fn insert(&mut self, token: TokenHash, entry: Cached) {
+    fn insert(&mut self, token: &TokenKey<'_>, entry: Cached) {
+        let token = self.fingerprint(token);
         if let Some(old) = self.entries.get_mut(&token) {
             *old = entry;
             return;
@@ -131,6 +170,11 @@ pub(crate) mod tests {
         true
     }
 
+    /// The token `[n]` (leaked: a test's tokens live as long as it).
+    fn key(n: u8) -> TokenKey<'static> {
+        TokenKey::new(Box::leak(Box::new([n])))
+    }
+
     pub(crate) fn identity(subject: &str) -> Identity {
         Identity {
             kind: IdentityKind::Anonymous,
@@ -145,7 +189,7 @@ pub(crate) mod tests {
     #[test]
     fn entries_live_between_valid_from_and_valid_until() {
         let mut cache = TokenCache::default();
-        cache.insert([1; 32], entry("a", 100, 200));
+        cache.insert(&key(1), entry("a", 100, 200));
         for (now, hit) in [
             (99, false),
             (100, true),
@@ -153,30 +197,30 @@ pub(crate) mod tests {
             (200, false),
             (500, false),
         ] {
-            assert_eq!(cache.get(&[1; 32], now, &any).is_some(), hit, "now={now}");
+            assert_eq!(cache.get(&key(1), now, &any).is_some(), hit, "now={now}");
         }
-        assert!(cache.get(&[2; 32], 150, &any).is_none());
-        assert!(cache.get(&[1; 32], 150, &|e| e.key != [9; 32]).is_none());
+        assert!(cache.get(&key(2), 150, &any).is_none());
+        assert!(cache.get(&key(1), 150, &|e| e.key != [9; 32]).is_none());
     }
 
     #[test]
     fn evicts_the_oldest_insertion_when_full() {
         let mut cache = TokenCache::new(3);
         for i in 0..3u8 {
-            cache.insert([i; 32], entry(&i.to_string(), 0, 10));
+            cache.insert(&key(i), entry(&i.to_string(), 0, 10));
         }
-        cache.insert([1; 32], entry("1 again", 0, 10)); // replaces in place
+        cache.insert(&key(1), entry("1 again", 0, 10)); // replaces in place
         assert_eq!(cache.len(), 3);
-        cache.insert([3; 32], entry("3", 0, 10));
-        cache.insert([4; 32], entry("4", 0, 10));
+        cache.insert(&key(3), entry("3", 0, 10));
+        cache.insert(&key(4), entry("4", 0, 10));
         assert_eq!(cache.len(), 3);
         let alive: Vec<bool> = (0..5u8)
-            .map(|i| cache.get(&[i; 32], 5, &any).is_some())
+            .map(|i| cache.get(&key(i), 5, &any).is_some())
             .collect();
         assert_eq!(alive, [false, false, true, true, true]);
-        assert_eq!(cache.get(&[2; 32], 5, &any).unwrap().subject, "2");
+        assert_eq!(cache.get(&key(2), 5, &any).unwrap().subject, "2");
         for i in 5..100u8 {
-            cache.insert([i; 32], entry("x", 0, 10));
+            cache.insert(&key(i), entry("x", 0, 10));
             assert!(cache.len() <= 3 && cache.ring.len() <= 3);
         }
     }

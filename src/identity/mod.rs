@@ -26,7 +26,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use cache::{Cached, TokenCache, Trusted, VerifiedTokens, TOKEN_CACHE_CAPACITY};
+pub use cache::{Cached, TokenCache, TokenKey, Trusted, VerifiedTokens, TOKEN_CACHE_CAPACITY};
 pub use config::{AuthDto, ResourceMetadata};
 pub use jwt::{Provider, RemoteJwks};
 pub use keys::{Alg, KeySet};
@@ -294,8 +294,8 @@ impl Authenticator {
         if token.len() > self.max_token_bytes {
             return Err(invalid("token is too large"));
         }
-        let hash = hmac_sha256::Hash::hash(token);
-        if let Some(identity) = cache.get(&hash, now, &|e| self.still_trusted(e, keys)) {
+        let key = TokenKey::new(token);
+        if let Some(identity) = cache.get(&key, now, &|e| self.still_trusted(e, keys)) {
             return Ok(identity);
         }
         let token =
@@ -320,7 +320,7 @@ impl Authenticator {
         }
         let verified = verified?;
         cache.insert(
-            hash,
+            &key,
             Cached {
                 identity: verified.identity.clone(),
                 provider: provider.cache_tag,

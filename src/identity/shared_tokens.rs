@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use super::cache::{Cached, TokenCache, TokenHash, Trusted, VerifiedTokens};
+use super::cache::{Cached, TokenCache, TokenHash, TokenKey, Trusted, VerifiedTokens};
 use super::{Identity, IdentityKind};
 use crate::state::{insert_new, SharedStore, StoreError};
 
@@ -71,21 +71,24 @@ pub struct Layered<'a, S: SharedStore> {
 }
 
 impl<S: SharedStore> VerifiedTokens for Layered<'_, S> {
-    fn get(&mut self, token: &TokenHash, now: u64, trusted: Trusted<'_>) -> Option<Identity> {
+    fn get(&mut self, token: &TokenKey<'_>, now: u64, trusted: Trusted<'_>) -> Option<Identity> {
         if let Some(identity) = self.local.get(token, now, trusted) {
             return Some(identity);
         }
-        let entry = self.shared.get(token, now).filter(|e| trusted(e))?;
+        let entry = self
+            .shared
+            .get(token.sha256(), now)
+            .filter(|e| trusted(e))?;
         let identity = entry.identity.clone();
-        self.local.insert(*token, entry);
+        self.local.insert(token, entry);
         self.shared_hits += 1;
         Some(identity)
     }
 
-    fn insert(&mut self, token: TokenHash, entry: Cached) {
+    fn insert(&mut self, token: &TokenKey<'_>, entry: Cached) {
         // Best effort: a slot another worker just wrote, or a host error, only costs that
         // other worker one verification.
-        let _ = self.shared.put(&token, &entry);
+        let _ = self.shared.put(token.sha256(), &entry);
         self.local.insert(token, entry);
     }
 

@@ -141,12 +141,13 @@ fn the_local_cache_stays_in_front_and_learns_shared_hits() {
         verifications: 0,
         shared_hits: 0,
     };
-    layered(&mut worker_a).insert([1; 32], e.clone());
+    let token = TokenKey::new(b"a.b.c");
+    layered(&mut worker_a).insert(&token, e.clone());
     let mut b = layered(&mut worker_b);
-    assert!(b.get(&[1; 32], 10, &|c| c.key != e.key).is_none());
+    assert!(b.get(&token, 10, &|c| c.key != e.key).is_none());
     assert_eq!(b.shared_hits, 0);
-    assert_eq!(b.get(&[1; 32], 10, &|_| true), Some(e.identity.clone()));
-    assert_eq!(b.get(&[1; 32], 11, &|_| true), Some(e.identity.clone()));
+    assert_eq!(b.get(&token, 10, &|_| true), Some(e.identity.clone()));
+    assert_eq!(b.get(&token, 11, &|_| true), Some(e.identity.clone()));
     assert_eq!(
         b.shared_hits, 1,
         "the second read is served by the local cache"
