@@ -63,6 +63,7 @@ class GatewaySpec:
     module: Path = gw.WASM  # the Wasm module the config loads
     concurrency: int = 1  # Envoy workers (all pinned to the gateway's core)
     tokens: str = "rs256"  # the TOKEN_SETS key whose first token must be allowed (auth gateways)
+    prime: bool = False  # one tools/list through it before measuring: it knows the tools' schemas, as after a client's list
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,14 @@ def hundred_rules() -> dict:
 GUARD_ALLOWLIST = {"endpoints": ["/mcp"], "policy": {"allow": {"tools": ["echo", "add", "search", "db_*"]}}}
 
 GUARD_OBSERVED = {**GUARD_ALLOWLIST, "audit": {"enabled": True}}
+
+# Argument contracts on the four listed tools the calls name (envoy/bench/upstream.yaml gives
+# each a schema with a typed property, a bound and a required key); db_read, also called, is
+# not listed and so not checked.
+GUARD_ARGUMENTS = {**GUARD_ALLOWLIST, "contracts": {"arguments": [{"tools": ["echo", "add", "search", "db_query"], "mode": "enforce"}]}}
+
+# Every call's result scanned for credentials and e-mail addresses (held, scanned, passed).
+GUARD_RESULTS = {**GUARD_ALLOWLIST, "contracts": {"results": [{"detectors": ["secrets", "email"], "action": "redact"}]}}
 
 HUGE_BUCKET = {"capacity": 1000000000, "refill": {"tokens": 1000000000}}  # never refuses: its cost, not its 429s
 
@@ -168,6 +177,10 @@ GATEWAYS = {
                     BENCH / "guard.yaml", filter_config=GUARD_RATELIMIT),
         GatewaySpec("C-req", 'C with `"hold": "request"` (nothing reaches the upstream before the decision; needs the flag)',
                     BENCH / "guard.yaml", filter_config={**GUARD_ALLOWLIST, "hold": "request"}),
+        GatewaySpec("C-args", "C with argument contracts enforced (each call validated against its tool's inputSchema)",
+                    BENCH / "guard.yaml", filter_config=GUARD_ARGUMENTS, prime=True),
+        GatewaySpec("C-scan", "C with every result scanned for credentials and e-mail addresses (the answer held, scanned, redacted if need be)",
+                    BENCH / "guard.yaml", filter_config=GUARD_RESULTS),
         GatewaySpec("C-noflag", 'C (`"hold": "body"`, the default) without allow_on_headers_stop_iteration, as Istio and Envoy Gateway run it',
                     BENCH / "guard.yaml", flag=False),
     )
@@ -203,6 +216,7 @@ GROUPS = (
     # Features and holds against plain C: their "vs C" column is the feature's own cost.
     Group(("A", "C", "C-100", "C-audit", "C-rl", "C-req", "C-noflag"), (Workload("call300", 32), Workload("call300", 1)), ref="C"),
     Group(("A", "C", "C-100"), (Workload("denied", 32, denied=True),), ref="C"),
+    Group(("A", "C", "C-args", "C-scan"), (Workload("call300", 32), Workload("call300", 1)), ref="C"),
 )
 WORKLOAD_NOTES = (
     "Workloads: `call300` a ~300 B tools/call (varied ids and allowlisted tool names); `list` tools/list; `call64k` a 64 KiB",
@@ -276,6 +290,16 @@ def start_envoy(name: str, config: Path, admin_port: int, core: int, log_dir: Pa
     proc = procs.start(name, cmd, log_dir=log_dir)
     gw.wait_ready(proc, admin_port)
     return proc
+
+
+def prime(port: int) -> None:
+    """Lists the tools through a gateway once, as a client would before calling them."""
+    body = b'{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}'
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream", "x-bench-answer": "tools/list"}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/mcp", data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as r:
+        if b'"echo"' not in r.read():
+            raise RuntimeError("priming list: the gateway did not pass the tools")
 
 
 def cpu_ns(pid: int) -> int:
@@ -559,6 +583,8 @@ def main() -> int:
             ready_ms[spec.key] = (time.monotonic() - t0) * 1e3
             started.append(proc)
             gateways[spec.key] = Gateway(spec, proc, port, admin)
+            if spec.prime:
+                prime(port)
         cells = sum(len(g.roles) * len(g.workloads) for g in groups)
         print(f"{cells} cells x {args.rounds} rounds, about {cells * args.rounds * (args.seconds + args.warmup + 0.3) / 60:.0f} min", flush=True)
         cursor = TokenCursor(mint_tokens(TOKEN_SETS, log_dir))
