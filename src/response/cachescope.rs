@@ -35,6 +35,9 @@ pub fn privatize_cache_scope(answer: &[u8]) -> Option<Vec<u8>> {
 /// The spans of the `"public"` values of `result.cacheScope` (all of them, should the
 /// key repeat), in order; `None` for none or for an answer that does not parse.
 fn public_scopes(answer: &[u8]) -> Option<Vec<Range<usize>>> {
+    if !may_name_cache_scope(answer) {
+        return None;
+    }
     let mut r = Reader::new(answer);
     let mut spans = Vec::new();
     r.begin_object().ok()?;
@@ -61,6 +64,17 @@ fn public_scopes(answer: &[u8]) -> Option<Vec<Range<usize>>> {
     (!spans.is_empty()).then_some(spans)
 }
 
+/// Whether `answer` may have a `cacheScope` key: it spells the name out, or it has a `\u`
+/// escape, which could spell any key. Most answers do neither and skip the full read.
+fn may_name_cache_scope(answer: &[u8]) -> bool {
+    const NAME: &[u8] = b"cacheScope";
+    answer.iter().enumerate().any(|(i, b)| match b {
+        b'c' => answer.get(i..).is_some_and(|rest| rest.starts_with(NAME)),
+        b'\\' => answer.get(i + 1) == Some(&b'u'),
+        _ => false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +94,16 @@ mod tests {
                 .as_deref(),
             Some(r#"{"result":{"cacheScope":"private","cacheScope":"private"},"id":2}"#)
         );
+    }
+
+    #[test]
+    fn a_key_spelled_with_escapes_is_still_found() {
+        assert_eq!(
+            rewrite(r#"{"id":1,"result":{"\u0063acheScope":"public"}}"#).as_deref(),
+            Some(r#"{"id":1,"result":{"\u0063acheScope":"private"}}"#)
+        );
+        assert!(may_name_cache_scope(br#"{"a":"\u0041"}"#));
+        assert!(!may_name_cache_scope(br#"{"cache":"Scope","c":"\\"}"#));
     }
 
     #[test]

@@ -21,13 +21,19 @@ pub struct SyntaxError {
 
 pub type Result<T> = std::result::Result<T, SyntaxError>;
 
+/// The word of [`Reader::objects`] and the bit in it for the container at `depth + 1`.
+fn depth_bit(depth: u32) -> (usize, u64) {
+    ((depth / 64) as usize, 1 << (depth % 64))
+}
+
 /// Cursor over a JSON text given as bytes.
 pub struct Reader<'a> {
     src: &'a [u8],
     pos: usize,
     depth: u32,
-    /// Bit `d` is set when the container at depth `d + 1` is an object.
-    objects: u128,
+    /// Bit `d % 64` of word `d / 64` is set when the container at depth `d + 1` is an
+    /// object (two words, not a `u128`: wasm32 has no 128-bit shifts).
+    objects: [u64; 2],
 }
 
 impl<'a> Reader<'a> {
@@ -36,7 +42,7 @@ impl<'a> Reader<'a> {
             src,
             pos: 0,
             depth: 0,
-            objects: 0,
+            objects: [0; 2],
         }
     }
 
@@ -104,11 +110,13 @@ impl<'a> Reader<'a> {
         if self.depth >= MAX_DEPTH {
             return self.err("nesting deeper than 128 levels");
         }
-        let bit = 1u128 << self.depth;
-        if object {
-            self.objects |= bit;
-        } else {
-            self.objects &= !bit;
+        let (word, bit) = depth_bit(self.depth);
+        if let Some(word) = self.objects.get_mut(word) {
+            if object {
+                *word |= bit;
+            } else {
+                *word &= !bit;
+            }
         }
         self.depth += 1;
         self.pos += 1;
@@ -116,7 +124,11 @@ impl<'a> Reader<'a> {
     }
 
     fn in_object(&self) -> bool {
-        self.depth > 0 && self.objects & (1u128 << (self.depth - 1)) != 0
+        let Some(depth) = self.depth.checked_sub(1) else {
+            return false;
+        };
+        let (word, bit) = depth_bit(depth);
+        self.objects.get(word).is_some_and(|w| w & bit != 0)
     }
 
     /// Consumes `{`; follow with [`Reader::next_key`] until it returns `None`.
