@@ -35,14 +35,18 @@ import run  # noqa: E402  (the bench's gateway configurations)
 ROOT_ID, PLUGIN_CONFIG, REQUEST_BODY, RESPONSE_BODY = 1, 7, 0, 1
 REQUEST_HEADERS, RESPONSE_HEADERS = 0, 2
 OK, NOT_FOUND = 0, 1
+FUEL = 1 << 62
 
 
 class Host:
     """One VM: the module, its memory, and what the host holds for the current stream."""
 
     def __init__(self, wasm: Path, configuration: str) -> None:
-        engine = wasmtime.Engine()
+        config = wasmtime.Config()
+        config.consume_fuel = True  # fuel counts the module's own wasm instructions
+        engine = wasmtime.Engine(config)
         self.store = wasmtime.Store(engine)
+        self.store.set_fuel(FUEL)
         wasi = wasmtime.WasiConfig()
         self.store.set_wasi(wasi)
         module = wasmtime.Module.from_file(engine, str(wasm))
@@ -50,6 +54,7 @@ class Host:
         linker.define_wasi()
         self.calls: collections.Counter[str] = collections.Counter()
         self.trace: list[str] | None = None
+        self.fuel_mark = 0  # fuel left at the last callback entry or host call (for the trace)
         self.entry = ""
         self.shared: dict[bytes, tuple[bytes, int]] = {}
         self.metrics: dict[bytes, int] = {}
@@ -73,12 +78,20 @@ class Host:
             raise RuntimeError("the filter refused its configuration")
 
     def call(self, name: str, *args: int) -> int:
-        if name != "proxy_on_memory_allocate":
-            self.entry = name.removeprefix("proxy_on_")
-        return self.ex[name](self.store, *args)
+        if name == "proxy_on_memory_allocate":
+            return self.ex[name](self.store, *args)
+        self.entry = name.removeprefix("proxy_on_")
+        before = self.fuel_mark = self.store.get_fuel()
+        try:
+            return self.ex[name](self.store, *args)
+        finally:
+            if self.trace is not None:
+                self.trace.append(f"  {self.entry}: {before - self.store.get_fuel():,} wasm instructions in all")
 
     def _detail(self, name: str, args: tuple) -> str:
         """What a traced call asked for: the key, property path or header name it names."""
+        if name == "proxy_log":
+            return self.read(args[1], args[2]).decode(errors="replace")
         if name in ("proxy_get_shared_data", "proxy_set_shared_data", "proxy_get_property") or "header_map_value" in name:
             ptr, size = (args[0], args[1]) if "shared" in name or "property" in name else (args[1], args[2])
             return self.read(ptr, size).replace(b"\0", b".").decode(errors="replace")
@@ -103,7 +116,10 @@ class Host:
         def f(_caller, *args):
             self.calls[name] += 1
             if self.trace is not None:
-                self.trace.append(f"  {self.entry}: {name.removeprefix('proxy_')} {self._detail(name, args)}")
+                fuel = self.store.get_fuel()
+                self.trace.append(f"  {self.entry}: {name.removeprefix('proxy_')} {self._detail(name, args)}"
+                                  f" ({self.fuel_mark - fuel:,} wasm instructions before it)")
+                self.fuel_mark = fuel
             if impl is not None:
                 return impl(*args)
             return 0 if results else None
@@ -188,6 +204,7 @@ class Host:
         """Drives one stream as Envoy does for a small body that arrives with the headers'
         packet; returns the callbacks made and the host calls made in them."""
         self.calls.clear()
+        self.store.set_fuel(FUEL)
         self.local_reply = None
         self.maps = {REQUEST_HEADERS: [(k.encode(), v.encode()) for k, v in headers]}
         self.bodies = {}
@@ -210,7 +227,8 @@ class Host:
         self.call("proxy_on_log", ctx)
         self.call("proxy_on_done", ctx)
         self.call("proxy_on_delete", ctx)
-        return {"entries": entries, "calls": dict(self.calls), "status": self.local_reply or 200}
+        instructions = FUEL - self.store.get_fuel()
+        return {"entries": entries, "calls": dict(self.calls), "status": self.local_reply or 200, "instructions": instructions}
 
 
 def bench_token() -> str:
@@ -252,8 +270,8 @@ def main() -> int:
     ap.add_argument("--wasm", type=Path, help="another mcp_guard.wasm (default: the release build)")
     args = ap.parse_args()
     token = bench_token()
-    print("| gateway | request | VM entries | host calls | by function |")
-    print("|---|---|---:|---:|---|")
+    print("| gateway | request | VM entries | host calls | wasm instructions | by function |")
+    print("|---|---|---:|---:|---:|---|")
     for key in args.gateways.split(","):
         spec = run.GATEWAYS[key]
         module = args.wasm if args.wasm and spec.module == run.gw.WASM else spec.module
@@ -264,7 +282,7 @@ def main() -> int:
             host.trace = [] if args.trace else None
             r = host.request(ctx * 100 + 2, head, body, answer)
             calls = ", ".join(f"{n.removeprefix('proxy_')} {c}" for n, c in sorted(r["calls"].items(), key=lambda x: -x[1]))
-            print(f"| {key} | {kind} ({r['status']}) | {len(r['entries'])} | {sum(r['calls'].values())} | {calls} |")
+            print(f"| {key} | {kind} ({r['status']}) | {len(r['entries'])} | {sum(r['calls'].values())} | {r['instructions']:,} | {calls} |")
             if host.trace:
                 print("\n".join(host.trace))
     return 0

@@ -152,6 +152,18 @@ def full_policy() -> dict:
     }
 
 
+PROBE_TIMES = 10
+# The trivial filter's host-call probes (tests/bench/trivial-filter): what each host call the
+# filter makes costs in Envoy's V8, next to T in one group.
+PROBES = (
+    ("clock", "get_current_time_nanoseconds"),
+    ("metric", "increment_metric"),
+    ("remove_header", "remove_header_map_value"),
+    ("property", "get_property"),
+    ("shared_get", "get_shared_data"),
+    ("headers", "get_header_map_pairs"),
+)
+
 GATEWAYS = {
     g.key: g
     for g in (
@@ -160,6 +172,9 @@ GATEWAYS = {
         GatewaySpec("C", "Envoy + mcp-guard with the same tool allowlist", BENCH / "guard.yaml"),
         GatewaySpec("T", "the Wasm floor: a trivial Rust proxy-wasm filter that holds the request, copies the body once and parses it with serde_json",
                     BENCH / "trivial.yaml", module=TRIVIAL),
+        *(GatewaySpec(f"T-{probe}", f"T making {PROBE_TIMES} `{call}` host calls per request: one costs (T-{probe} - T) / {PROBE_TIMES}",
+                      BENCH / "trivial.yaml", module=TRIVIAL, filter_config={"probe": probe, "times": PROBE_TIMES})
+          for probe, call in PROBES),
         GatewaySpec("B-full", "the full policy in Envoy's native chain: `jwt_authn` (cache 1024) + `mcp` + `rbac` tool rules per JWT subject + "
                     "`local_ratelimit` one bucket per subject (never refusing)", BENCH / "native-full.yaml", auth=True, tokens="subjects"),
         GatewaySpec("C-full", "the full policy in mcp-guard: its JWT provider (cached verification), tool rules per subject, one token bucket "
@@ -216,6 +231,7 @@ GROUPS = (
     # Features and holds against plain C: their "vs C" column is the feature's own cost.
     Group(("A", "C", "C-100", "C-audit", "C-rl", "C-req", "C-noflag"), (Workload("call300", 32), Workload("call300", 1)), ref="C"),
     Group(("A", "C", "C-100"), (Workload("denied", 32, denied=True),), ref="C"),
+    Group(("A", "T", *(f"T-{probe}" for probe, _ in PROBES)), (Workload("call300", 32),), ref="T"),
     Group(("A", "C", "C-args", "C-scan"), (Workload("call300", 32), Workload("call300", 1)), ref="C"),
 )
 WORKLOAD_NOTES = (
