@@ -2,7 +2,8 @@
 //!
 //! Why not the `p256` crate jwt-simple uses: it computes `u1·G + u2·Q` with complete
 //! projective formulas and no table for `G` in that sum, ~+490 µs per token in V8. Here:
-//! - the field and the scalars are Montgomery numbers on 32-bit limbs ([`field`]);
+//! - the field and the scalars are numbers on 32-bit limbs ([`field`]): products with a
+//!   Solinas reduction modulo `p`, in Montgomery form modulo `n`;
 //! - each scalar is split into four 64-bit chunks, so that `u·P = Σ uᵢ·(2^(64i)·P)`: with
 //!   tables of odd multiples of the four points `2^(64i)·P`, the sum needs 64 doublings
 //!   instead of 256. The tables of `G` are built once per VM, those of the key `Q` when the
@@ -66,14 +67,14 @@ const GY: Limbs = [
     0x4fe3_42e2,
 ];
 
-/// A point with affine coordinates in the Montgomery domain; never the point at infinity.
+/// A point in affine coordinates; never the point at infinity.
 #[derive(Debug, Clone, Copy)]
 struct Affine {
     x: Limbs,
     y: Limbs,
 }
 
-/// A point in Jacobian coordinates `(X/Z², Y/Z³)`, Montgomery domain; `Z = 0` at infinity.
+/// A point in Jacobian coordinates `(X/Z², Y/Z³)`; `Z = 0` at infinity.
 #[derive(Debug, Clone, Copy)]
 struct Jacobian {
     x: Limbs,
@@ -96,7 +97,7 @@ impl Jacobian {
         Jacobian {
             x: a.x,
             y: a.y,
-            z: P.to_mont(&[1, 0, 0, 0, 0, 0, 0, 0]),
+            z: P.enter(&[1, 0, 0, 0, 0, 0, 0, 0]),
         }
     }
 
@@ -143,16 +144,40 @@ impl Jacobian {
     }
 
     fn to_affine(self) -> Option<Affine> {
-        if is_zero(&self.z) {
-            return None;
-        }
-        let zi = P.invert_mont(&self.z);
-        let zi2 = P.square(&zi);
-        Some(Affine {
-            x: P.mul(&self.x, &zi2),
-            y: P.mul(&self.y, &P.mul(&zi2, &zi)),
-        })
+        to_affine_all(&[self])?.into_iter().next()
     }
+}
+
+/// The affine forms of `points`, with one inversion for all (Montgomery's trick); `None`
+/// if one is the point at infinity.
+fn to_affine_all(points: &[Jacobian]) -> Option<Vec<Affine>> {
+    // prefix[i] = z₀·…·zᵢ
+    let mut prefix = Vec::with_capacity(points.len());
+    let mut product = P.enter(&[1, 0, 0, 0, 0, 0, 0, 0]);
+    for point in points {
+        product = P.mul(&product, &point.z);
+        prefix.push(product);
+    }
+    if is_zero(&product) {
+        return None;
+    }
+    // (z₀·…·zᵢ)⁻¹, from the last point down.
+    let mut inverse = P.invert(&product);
+    let mut out = Vec::with_capacity(points.len());
+    for (i, point) in points.iter().enumerate().rev() {
+        let zi = match i.checked_sub(1).and_then(|j| prefix.get(j)) {
+            Some(before) => P.mul(&inverse, before),
+            None => inverse,
+        };
+        inverse = P.mul(&inverse, &point.z);
+        let zi2 = P.square(&zi);
+        out.push(Affine {
+            x: P.mul(&point.x, &zi2),
+            y: P.mul(&point.y, &P.mul(&zi2, &zi)),
+        });
+    }
+    out.reverse();
+    Some(out)
 }
 
 /// For each chunk `i`, the odd multiples `1, 3, …, 2^(w−1) − 1` of `2^(64i)·P`.
@@ -160,29 +185,31 @@ impl Jacobian {
 struct Tables([Vec<Affine>; CHUNKS]);
 
 impl Tables {
+    /// Built in Jacobian coordinates, then made affine together: one inversion per chunk
+    /// (for `2·base`, added in affine form) and one for all.
     fn new(point: Affine, w: u32) -> Option<Tables> {
-        let mut tables: [Vec<Affine>; CHUNKS] = Default::default();
-        let mut base = point;
-        for (i, table) in tables.iter_mut().enumerate() {
-            if i > 0 {
-                let mut shifted = Jacobian::from_affine(&base);
+        let count = 1usize << (w - 2);
+        let mut points = Vec::with_capacity(CHUNKS * count);
+        let mut base = Jacobian::from_affine(&point);
+        for chunk in 0..CHUNKS {
+            if chunk > 0 {
                 for _ in 0..CHUNK_BITS {
-                    shifted = shifted.double();
+                    base = base.double();
                 }
-                base = shifted.to_affine()?;
             }
-            let twice = Jacobian::from_affine(&base).double().to_affine()?;
-            table.push(base);
-            for _ in 1..1usize << (w - 2) {
-                let last = *table.last()?;
-                table.push(
-                    Jacobian::from_affine(&last)
-                        .add_affine(&twice)
-                        .to_affine()?,
-                );
+            let twice = base.double().to_affine()?;
+            let mut multiple = base;
+            points.push(multiple);
+            for _ in 1..count {
+                multiple = multiple.add_affine(&twice);
+                points.push(multiple);
             }
         }
-        Some(Tables(tables))
+        let affine = to_affine_all(&points)?;
+        let mut tables = affine.chunks_exact(count).map(<[Affine]>::to_vec);
+        Some(Tables(std::array::from_fn(|_| {
+            tables.next().unwrap_or_default()
+        })))
     }
 }
 
@@ -192,8 +219,8 @@ fn generator() -> Option<&'static Tables> {
     TABLES
         .get_or_init(|| {
             let g = Affine {
-                x: P.to_mont(&GX),
-                y: P.to_mont(&GY),
+                x: P.enter(&GX),
+                y: P.enter(&GY),
             };
             Tables::new(g, W_G)
         })
@@ -318,10 +345,10 @@ impl Es256Key {
         if !less(&x, &P.m) || !less(&y, &P.m) {
             return None;
         }
-        let (x, y) = (P.to_mont(&x), P.to_mont(&y));
+        let (x, y) = (P.enter(&x), P.enter(&y));
         // y² = x³ − 3x + b
         let x3 = P.mul(&P.square(&x), &x);
-        let rhs = P.add(&P.sub(&x3, &P.add(&double_(&x), &x)), &P.to_mont(&B));
+        let rhs = P.add(&P.sub(&x3, &P.add(&double_(&x), &x)), &P.enter(&B));
         if P.square(&y) != rhs {
             return None;
         }
@@ -350,8 +377,8 @@ impl Es256Key {
         if !less(&z, &N.m) {
             sub_in_place(&mut z, &N.m);
         }
-        // s⁻¹·R, so that the Montgomery products below leave the domain.
-        let w = N.to_mont(&N.invert_vartime(&s));
+        // s⁻¹·R in Montgomery form: the products below by plain z and r leave the domain.
+        let w = N.invert(&N.enter(&s));
         let (u1, u2) = (N.mul(&z, &w), N.mul(&r, &w));
         let point = lincomb(generator()?, &u1, &self.q, &u2);
         if is_zero(&point.z) {
@@ -359,7 +386,7 @@ impl Es256Key {
         }
         // x = X/Z² must be r modulo n: r itself, or r + n when that is still below p.
         let zz = P.square(&point.z);
-        let is_x = |v: &Limbs| P.mul(&P.to_mont(v), &zz) == point.x;
+        let is_x = |v: &Limbs| P.mul(&P.enter(v), &zz) == point.x;
         let mut r_plus_n = r;
         let overflow = add_in_place(&mut r_plus_n, &N.m);
         (is_x(&r) || (!overflow && less(&r_plus_n, &P.m) && is_x(&r_plus_n))).then_some(())

@@ -1,19 +1,29 @@
-//! Arithmetic modulo a 256-bit odd number in Montgomery form, on eight 32-bit limbs whose
-//! products are native u32×u32→u64 wasm32 multiplications (as [`super::super::rsa`]). Both
-//! P-256 moduli use it: the field prime `p` and the group order `n`.
+//! Arithmetic modulo the two P-256 moduli, the field prime `p` and the group order `n`, on
+//! eight 32-bit limbs whose products are native u32×u32→u64 wasm32 multiplications (as
+//! [`super::super::rsa`]). Residues modulo `n` are kept in Montgomery form; those modulo `p`
+//! as they are, reduced with the special form of `p` (Solinas: sums of the product's words).
 
 use std::cmp::Ordering;
 
 /// A 256-bit number, least significant limb first.
 pub(crate) type Limbs = [u32; 8];
 
-/// A modulus with its Montgomery constants (`R = 2²⁵⁶`).
+/// A modulus and how its residues are represented.
 pub(crate) struct Modulus {
     pub m: Limbs,
-    /// `-m⁻¹ mod 2³²`.
-    m0: u32,
-    /// `R² mod m`: multiplying by it enters the Montgomery domain.
-    r2: Limbs,
+    form: Form,
+}
+
+enum Form {
+    /// Montgomery form, `a ↦ a·R` with `R = 2²⁵⁶`.
+    Montgomery {
+        /// `-m⁻¹ mod 2³²`.
+        m0: u32,
+        /// `R² mod m`: multiplying by it enters the Montgomery domain.
+        r2: Limbs,
+    },
+    /// Plain residues modulo `p`.
+    P256,
 }
 
 /// The field prime `p = 2²⁵⁶ − 2²²⁴ + 2¹⁹² + 2⁹⁶ − 1`.
@@ -28,17 +38,7 @@ pub(crate) const P: Modulus = Modulus {
         1,
         0xffff_ffff,
     ],
-    m0: 1,
-    r2: [
-        0x0000_0003,
-        0x0000_0000,
-        0xffff_ffff,
-        0xffff_fffb,
-        0xffff_fffe,
-        0xffff_ffff,
-        0xffff_fffd,
-        0x0000_0004,
-    ],
+    form: Form::P256,
 };
 
 /// The order `n` of the P-256 group.
@@ -53,22 +53,57 @@ pub(crate) const N: Modulus = Modulus {
         0,
         0xffff_ffff,
     ],
-    m0: 0xee00_bc4f,
-    r2: [
-        0xbe79_eea2,
-        0x8324_4c95,
-        0x49bd_6fa6,
-        0x4699_799c,
-        0x2b6b_ec59,
-        0x2845_b239,
-        0xf3d9_5620,
-        0x66e1_2d94,
-    ],
+    form: Form::Montgomery {
+        m0: 0xee00_bc4f,
+        r2: [
+            0xbe79_eea2,
+            0x8324_4c95,
+            0x49bd_6fa6,
+            0x4699_799c,
+            0x2b6b_ec59,
+            0x2845_b239,
+            0xf3d9_5620,
+            0x66e1_2d94,
+        ],
+    },
 };
 
 impl Modulus {
-    /// `a·b·R⁻¹ mod m` (CIOS). Inputs below `m` give an output below `m`.
+    /// The product of two residues, in their representation.
     pub fn mul(&self, a: &Limbs, b: &Limbs) -> Limbs {
+        match &self.form {
+            Form::Montgomery { m0, .. } => self.montgomery_mul(*m0, a, b),
+            Form::P256 => reduce_p256(&product(a, b)),
+        }
+    }
+
+    /// `a²`: the cross products computed once.
+    pub fn square(&self, a: &Limbs) -> Limbs {
+        match &self.form {
+            Form::Montgomery { m0, .. } => self.montgomery_mul(*m0, a, a),
+            Form::P256 => reduce_p256(&square_product(a)),
+        }
+    }
+
+    /// The representation of `a` (below `m`).
+    pub fn enter(&self, a: &Limbs) -> Limbs {
+        match &self.form {
+            Form::Montgomery { r2, .. } => self.mul(a, r2),
+            Form::P256 => *a,
+        }
+    }
+
+    /// The inverse of a represented residue, represented (zero gives zero).
+    pub fn invert(&self, a: &Limbs) -> Limbs {
+        match &self.form {
+            // a·R ↦ a⁻¹·R⁻¹ ↦ a⁻¹·R
+            Form::Montgomery { .. } => self.enter(&self.enter(&self.invert_vartime(a))),
+            Form::P256 => self.invert_vartime(a),
+        }
+    }
+
+    /// `a·b·R⁻¹ mod m` (CIOS). Inputs below `m` give an output below `m`.
+    fn montgomery_mul(&self, m0: u32, a: &Limbs, b: &Limbs) -> Limbs {
         let mut t = [0u32; 8];
         // t[8] and t[9] of the running sum.
         let mut hi = 0u32;
@@ -83,7 +118,7 @@ impl Modulus {
             hi = v as u32;
             let hi2 = (v >> 32) as u32;
             let [t0, ..] = t;
-            let q = t0.wrapping_mul(self.m0);
+            let q = t0.wrapping_mul(m0);
             let mut carry = 0u64;
             for (tj, &mj) in t.iter_mut().zip(&self.m) {
                 let v = u64::from(*tj) + u64::from(q) * u64::from(mj) + carry;
@@ -101,15 +136,6 @@ impl Modulus {
             sub_in_place(&mut t, &self.m);
         }
         t
-    }
-
-    pub fn square(&self, a: &Limbs) -> Limbs {
-        self.mul(a, a)
-    }
-
-    /// `a·R mod m` for `a` below `m`.
-    pub fn to_mont(&self, a: &Limbs) -> Limbs {
-        self.mul(a, &self.r2)
     }
 
     /// `a + b mod m`.
@@ -131,14 +157,9 @@ impl Modulus {
         out
     }
 
-    /// `a⁻¹` in the Montgomery domain (`aR ↦ a⁻¹R`).
-    pub fn invert_mont(&self, a: &Limbs) -> Limbs {
-        self.to_mont(&self.to_mont(&self.invert_vartime(a)))
-    }
-
-    /// `a⁻¹ mod m` for `a` in `1..m`, outside the Montgomery domain, by the binary extended
+    /// `a⁻¹ mod m` for `a` in `1..m`, as plain numbers, by the binary extended
     /// Euclidean algorithm (variable time: for public values only). Zero gives zero.
-    pub fn invert_vartime(&self, a: &Limbs) -> Limbs {
+    fn invert_vartime(&self, a: &Limbs) -> Limbs {
         // Invariants: x1·a ≡ u and x2·a ≡ v (mod m).
         let (mut u, mut v) = (*a, self.m);
         let (mut x1, mut x2) = ([1, 0, 0, 0, 0, 0, 0, 0], [0; 8]);
@@ -229,6 +250,107 @@ pub(crate) fn from_be(bytes: &[u8; 32]) -> Limbs {
     let mut out = [0u32; 8];
     for (limb, chunk) in out.iter_mut().zip(bytes.rchunks(4)) {
         *limb = chunk.iter().fold(0, |acc, b| (acc << 8) | u32::from(*b));
+    }
+    out
+}
+
+/// The 512-bit product of two 256-bit numbers, as sixteen limbs (schoolbook, one carry
+/// chain per row).
+fn product(a: &Limbs, b: &Limbs) -> [u32; 16] {
+    let mut out = [0u32; 16];
+    for (i, &ai) in a.iter().enumerate() {
+        let mut carry = 0u64;
+        let row = out.get_mut(i..i + 8).unwrap_or_default();
+        for (o, &bj) in row.iter_mut().zip(b) {
+            let v = u64::from(*o) + u64::from(ai) * u64::from(bj) + carry;
+            *o = v as u32;
+            carry = v >> 32;
+        }
+        if let Some(top) = out.get_mut(i + 8) {
+            *top = carry as u32;
+        }
+    }
+    out
+}
+
+/// `a²` as [`product`] computes it, each cross product once and doubled.
+fn square_product(a: &Limbs) -> [u32; 16] {
+    let mut columns = [0u64; 16];
+    for (i, &ai) in a.iter().enumerate() {
+        let mut high = 0u64;
+        for (column, &aj) in columns.iter_mut().skip(2 * i + 1).zip(a.iter().skip(i + 1)) {
+            let p = u64::from(ai) * u64::from(aj);
+            *column += 2 * (p & 0xffff_ffff) + high;
+            high = 2 * (p >> 32);
+        }
+        if let Some(column) = columns.get_mut(i + 8) {
+            *column += high;
+        }
+    }
+    for (pair, &ai) in columns.chunks_exact_mut(2).zip(a) {
+        let p = u64::from(ai) * u64::from(ai);
+        if let [low, high] = pair {
+            *low += p & 0xffff_ffff;
+            *high += p >> 32;
+        }
+    }
+    carried(columns)
+}
+
+/// Column sums as limbs.
+fn carried(columns: [u64; 16]) -> [u32; 16] {
+    let mut out = [0u32; 16];
+    let mut carry = 0u64;
+    for (o, column) in out.iter_mut().zip(columns) {
+        let v = column + carry;
+        *o = v as u32;
+        carry = v >> 32;
+    }
+    out
+}
+
+/// A 512-bit number modulo `p`: with `2²⁵⁶ ≡ 2²²⁴ − 2¹⁹² − 2⁹⁶ + 1`, each word of the result
+/// is a signed sum of the input's words (FIPS 186-4 D.2.3), carried, then folded again
+/// until nothing is left above 2²⁵⁶.
+fn reduce_p256(c: &[u32; 16]) -> Limbs {
+    let [c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15] = c.map(i64::from);
+    let mut words = [
+        c0 + c8 + c9 - c11 - c12 - c13 - c14,
+        c1 + c9 + c10 - c12 - c13 - c14 - c15,
+        c2 + c10 + c11 - c13 - c14 - c15,
+        c3 + 2 * (c11 + c12) + c13 - c15 - c8 - c9,
+        c4 + 2 * (c12 + c13) + c14 - c9 - c10,
+        c5 + 2 * (c13 + c14) + c15 - c10 - c11,
+        c6 + 3 * c14 + 2 * c15 + c13 - c8 - c9,
+        c7 + 3 * c15 + c8 - c10 - c11 - c12 - c13,
+    ];
+    let mut out = [0u32; 8];
+    loop {
+        // The value is out + top·2²⁵⁶; folding top subtracts top·p, so it ends in a few
+        // rounds, out below 2²⁵⁶.
+        let mut carry = 0i64;
+        for (o, w) in out.iter_mut().zip(words) {
+            let v = w + carry;
+            *o = v as u32;
+            carry = v >> 32;
+        }
+        if carry == 0 {
+            break;
+        }
+        let [o0, o1, o2, o3, o4, o5, o6, o7] = out.map(i64::from);
+        words = [
+            o0 + carry,
+            o1,
+            o2,
+            o3 - carry,
+            o4,
+            o5,
+            o6 - carry,
+            o7 + carry,
+        ];
+    }
+    if !less(&out, &P.m) {
+        sub_in_place(&mut out, &P.m);
     }
     out
 }

@@ -11,7 +11,7 @@ use p256::elliptic_curve::sec1::ToSec1Point as _;
 use p256::{AffinePoint, ProjectivePoint, PublicKey, Scalar};
 use rsa::BigUint;
 
-use super::field::{Modulus, N, P};
+use super::field::{N, P};
 use super::*;
 
 fn big(a: &Limbs) -> BigUint {
@@ -71,10 +71,9 @@ fn ours_sec1(point: Jacobian) -> Vec<u8> {
     let Some(a) = point.to_affine() else {
         return vec![0];
     };
-    let one = [1, 0, 0, 0, 0, 0, 0, 0];
     let mut out = vec![4];
-    out.extend(be32(&big(&P.mul(&a.x, &one))));
-    out.extend(be32(&big(&P.mul(&a.y, &one))));
+    out.extend(be32(&big(&a.x)));
+    out.extend(be32(&big(&a.y)));
     out
 }
 
@@ -92,45 +91,30 @@ fn values(m: &BigUint, seed: &mut u64) -> Vec<BigUint> {
 }
 
 #[test]
-fn montgomery_constants_fit_their_moduli() {
-    for modulus in [&P, &N] {
-        let m = big(&modulus.m);
-        let r = BigUint::from(1u8) << 256usize;
-        assert_eq!(big(&modulus.to_mont(&[1, 0, 0, 0, 0, 0, 0, 0])), &r % &m);
-        assert_eq!(big(&modulus.to_mont(&limbs(&(&r % &m)))), (&r * &r) % &m);
-    }
-}
-
-#[test]
 fn field_and_scalar_arithmetic_match_big_integers() {
     let mut seed = 0x9e37_79b9_7f4a_7c15;
-    let check = |modulus: &Modulus, seed: &mut u64| {
+    for modulus in [&P, &N] {
         let m = big(&modulus.m);
-        let r_inv = (BigUint::from(1u8) << 256usize).modpow(&(&m - 2u32), &m);
-        let vals = values(&m, seed);
+        let vals = values(&m, &mut seed);
+        // Compared through the representation: `enter` is checked by the products.
+        let enter = |v: &BigUint| modulus.enter(&limbs(v));
         for a in &vals {
-            for b in vals.iter().step_by(3) {
-                let (la, lb) = (limbs(a), limbs(b));
-                assert_eq!(big(&modulus.mul(&la, &lb)), a * b * &r_inv % &m);
-                assert_eq!(big(&modulus.add(&la, &lb)), (a + b) % &m);
-                assert_eq!(big(&modulus.sub(&la, &lb)), (a + &m - b) % &m);
+            for b in &vals {
+                let (la, lb) = (enter(a), enter(b));
+                assert_eq!(modulus.mul(&la, &lb), enter(&(a * b % &m)), "{a:x} * {b:x}");
+                assert_eq!(modulus.add(&la, &lb), enter(&((a + b) % &m)));
+                assert_eq!(modulus.sub(&la, &lb), enter(&((a + &m - b) % &m)));
             }
-            let inverse = big(&modulus.invert_vartime(&limbs(a)));
-            if *a == BigUint::from(0u8) {
-                assert_eq!(inverse, BigUint::from(0u8));
-            } else {
-                assert_eq!(inverse * a % &m, BigUint::from(1u8));
-                let mont = modulus.to_mont(&limbs(a));
-                let inv_mont = modulus.invert_mont(&mont);
-                assert_eq!(
-                    big(&modulus.mul(&mont, &inv_mont)),
-                    (BigUint::from(1u8) << 256usize) % &m
-                );
-            }
+            assert_eq!(modulus.square(&enter(a)), enter(&(a * a % &m)), "{a:x}²");
+            let inverse = modulus.invert(&enter(a));
+            let want = a.modpow(&(&m - 2u32), &m);
+            assert_eq!(inverse, enter(&want), "1 / {a:x}");
         }
-    };
-    check(&P, &mut seed);
-    check(&N, &mut seed);
+    }
+    // The Montgomery form of n: 1 enters as R mod n.
+    let r = BigUint::from(1u8) << 256usize;
+    assert_eq!(big(&N.enter(&[1, 0, 0, 0, 0, 0, 0, 0])), &r % n());
+    assert_eq!(P.enter(&[1, 0, 0, 0, 0, 0, 0, 0]), [1, 0, 0, 0, 0, 0, 0, 0]);
 }
 
 #[test]
