@@ -23,7 +23,7 @@ use jwt_simple::prelude::{JWTClaims, NoCustomClaims, VerificationOptions};
 use jwt_simple::JWTError;
 
 use super::jws;
-use field::{add_in_place, from_be, is_zero, less, sub_in_place, Limbs, N, P};
+use field::{add_in_place, from_be, is_zero, less, shift_right, sub_in_place, Limbs, N, P};
 
 mod field;
 
@@ -259,7 +259,7 @@ fn wnaf(k: &Limbs, w: u32) -> [i8; DIGITS] {
             }
             w
         };
-        shift_right(&mut k9, shift);
+        shift_right(&mut k9, shift, 0);
         pos += shift as usize;
     }
     digits
@@ -275,16 +275,6 @@ fn add_small(k: &mut [u32; 9], d: i32) {
         let v = i64::from(*limb) + carry;
         *limb = v as u32;
         carry = v >> 32;
-    }
-}
-
-/// `k >>= s` for `s` in `0..=32`.
-fn shift_right(k: &mut [u32; 9], s: u32) {
-    let mut above = 0u32;
-    for limb in k.iter_mut().rev() {
-        let wide = (u64::from(above) << 32) | u64::from(*limb);
-        above = *limb;
-        *limb = (wide >> s) as u32;
     }
 }
 

@@ -202,8 +202,8 @@ impl Modulus {
     }
 }
 
-/// `a >>= s` for `s` in `0..32`, `top` shifted in above the most significant limb.
-fn shift_right(a: &mut Limbs, s: u32, top: u32) {
+/// `a >>= s` for `s` in `0..=32`, `top` shifted in above the most significant limb.
+pub(crate) fn shift_right(a: &mut [u32], s: u32, top: u32) {
     let mut above = top;
     for limb in a.iter_mut().rev() {
         let wide = (u64::from(above) << 32) | u64::from(*limb);
