@@ -1,5 +1,6 @@
 //! JSON Web Keys (RFC 7517) turned into verifiers, one per usable algorithm: RSA keys into
-//! [`RsaVerifier`]s (their modulus prepared once, here), the others into jwt-simple's.
+//! [`RsaVerifier`]s (their modulus prepared once, here), P-256 keys into [`Es256Key`]s
+//! (their point tables built once, here), the others into jwt-simple's.
 //!
 //! jwt-simple has no JWKS parser: keys are rebuilt from their components (RSA `n`/`e`, EC
 //! `x`/`y` as an uncompressed SEC1 point, Ed25519 `x`, `oct` `k`). A key without `alg`
@@ -13,6 +14,7 @@ use jwt_simple::prelude::*;
 use jwt_simple::JWTError;
 use serde::Deserialize;
 
+use super::es256::Es256Key;
 use super::rsa::{Digest, Padding, RsaVerifier};
 
 /// JWK members are base64url; some issuers still pad them.
@@ -70,7 +72,7 @@ algorithms!(
     PS256(RsaVerifier),
     PS384(RsaVerifier),
     PS512(RsaVerifier),
-    ES256(ES256PublicKey),
+    ES256(Es256Key),
     ES384(ES384PublicKey),
     EdDSA(Ed25519PublicKey),
     HS256(HS256Key),
@@ -193,7 +195,7 @@ impl Material {
             (Alg::PS512, Material::Rsa { n, e }) => {
                 Verifier::PS512(RsaVerifier::new(n, e, Padding::Pss, Digest::Sha512)?)
             }
-            (Alg::ES256, Material::P256(p)) => Verifier::ES256(ES256PublicKey::from_bytes(p)?),
+            (Alg::ES256, Material::P256(p)) => Verifier::ES256(Es256Key::new(p)?),
             (Alg::ES384, Material::P384(p)) => Verifier::ES384(ES384PublicKey::from_bytes(p)?),
             (Alg::EdDSA, Material::Ed25519(x)) => Verifier::EdDSA(Ed25519PublicKey::from_bytes(x)?),
             (Alg::HS256, Material::Oct(k)) => Verifier::HS256(HS256Key::from_bytes(k)),

@@ -12,6 +12,7 @@ mod apikey;
 mod cache;
 pub mod challenge;
 mod config;
+mod es256;
 mod jws;
 mod jwt;
 pub(crate) mod key_store;
