@@ -14,6 +14,7 @@
 pub mod catalog;
 pub mod config;
 pub mod contract;
+pub(crate) mod fasthash;
 pub mod gate;
 pub mod identity;
 pub(crate) mod limits;

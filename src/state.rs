@@ -12,7 +12,8 @@
 //! - keys are never deleted, and there is no TTL: callers must bound their key space.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+
+use crate::fasthash::FastMap;
 
 /// Why a set failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +109,7 @@ const MEMO_ENTRIES: usize = 4096;
 /// at the time ([`Versioned`]).
 #[derive(Debug, Default)]
 pub struct ReadMemo {
-    entries: HashMap<String, (Option<u32>, Option<Entry>)>,
+    entries: FastMap<String, (Option<u32>, Option<Entry>)>,
 }
 
 /// A family of keys read far more often than written (the tools learned of one upstream),

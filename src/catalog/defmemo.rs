@@ -1,12 +1,14 @@
 //! A worker's memory of the tool definitions it has read: the same element of a
 //! `tools/list` answer comes back on every list, and reading it (canonical form, SHA-256)
-//! costs more than the rest of filtering the list. Keyed by the element's exact bytes, so
-//! a remembered definition is exactly what reading those bytes again would give.
+//! costs more than the rest of filtering the list. Found by the element's hash and checked
+//! against its exact bytes, so a remembered definition is exactly what reading those bytes
+//! again would give.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use super::tooldef::ToolDef;
+use crate::fasthash::{same_bytes, FastHash, FastMap};
 
 /// Elements longer than this are read every time (a huge definition is rare, and keeping
 /// it would crowd out the usual ones).
@@ -15,7 +17,10 @@ const MAX_ELEMENT_BYTES: usize = 16 * 1024;
 /// Remembered elements, bounded by count and by bytes; at a bound it starts over empty,
 /// which keeps the memory predictable and costs one more read per element.
 pub struct DefMemo {
-    defs: HashMap<Box<[u8]>, Rc<ToolDef>>,
+    /// By the element's hash: the element and its definition. Elements that share a hash
+    /// share the slot (the last one read keeps it).
+    defs: FastMap<u64, (Box<[u8]>, Rc<ToolDef>)>,
+    hash: FastHash,
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
@@ -24,7 +29,8 @@ pub struct DefMemo {
 impl DefMemo {
     pub fn new(max_entries: usize, max_bytes: usize) -> DefMemo {
         DefMemo {
-            defs: HashMap::new(),
+            defs: FastMap::default(),
+            hash: FastHash::default(),
             bytes: 0,
             max_entries,
             max_bytes,
@@ -33,18 +39,23 @@ impl DefMemo {
 
     /// The definition `element` holds (`None`: unreadable, see [`ToolDef::parse`]).
     pub fn read(&mut self, element: &[u8]) -> Option<Rc<ToolDef>> {
-        if let Some(def) = self.defs.get(element) {
-            return Some(def.clone());
+        let key = self.hash.hash_one(element);
+        if let Some((bytes, def)) = self.defs.get(&key) {
+            if same_bytes(bytes, element) {
+                return Some(def.clone());
+            }
         }
         let def = Rc::new(ToolDef::parse(element).ok()?);
         if element.len() <= MAX_ELEMENT_BYTES {
-            let size = element.len() + def.input_schema.as_ref().map_or(0, String::len);
+            let size = size(element, &def);
             if self.defs.len() >= self.max_entries || self.bytes + size > self.max_bytes {
                 self.defs.clear();
                 self.bytes = 0;
             }
             self.bytes += size;
-            self.defs.insert(element.into(), def.clone());
+            if let Some((bytes, old)) = self.defs.insert(key, (element.into(), def.clone())) {
+                self.bytes -= self::size(&bytes, &old);
+            }
         }
         Some(def)
     }
@@ -54,6 +65,11 @@ impl DefMemo {
     fn usage(&self) -> (usize, usize) {
         (self.defs.len(), self.bytes)
     }
+}
+
+/// What an entry counts against the memo's byte bound.
+fn size(element: &[u8], def: &ToolDef) -> usize {
+    element.len() + def.input_schema.as_ref().map_or(0, String::len)
 }
 
 #[cfg(test)]

@@ -5,11 +5,10 @@
 //! a `tools/list` answer this worker saw or from shared data
 //! ([`crate::catalog::schemas`]).
 
-use std::collections::HashMap;
-
 use crate::catalog::schemas::SharedSchemas;
 use crate::catalog::tooldef::ToolDef;
 use crate::contract::{CallCheck, Contracts, Known, SchemaCache};
+use crate::fasthash::FastMap;
 use crate::protocol::mcp_param::{ParamHeaders, SchemaError as ParamError};
 use crate::state::SharedStore;
 
@@ -38,7 +37,7 @@ impl Checks {
 #[derive(Debug, Default)]
 pub struct Compiled {
     pub contracts: SchemaCache,
-    params: HashMap<[u8; 32], Result<ParamHeaders, ParamError>>,
+    params: FastMap<[u8; 32], Result<ParamHeaders, ParamError>>,
 }
 
 /// What learning a schema found: to log once, and whether the tool may be listed.
@@ -54,7 +53,7 @@ impl Compiled {
     pub fn new(max_schemas: usize) -> Compiled {
         Compiled {
             contracts: SchemaCache::new(max_schemas),
-            params: HashMap::new(),
+            params: FastMap::default(),
         }
     }
 

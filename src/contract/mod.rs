@@ -16,10 +16,11 @@ pub mod scan;
 pub mod schema;
 pub mod validate;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde::Deserialize;
 
+use crate::fasthash::FastMap;
 use crate::policy::glob::PatternSet;
 use crate::report::reject::{push_json_string, Code, Rejection};
 
@@ -250,7 +251,7 @@ pub const MAX_CACHE_BYTES: usize = 16 << 20;
 /// pins use), per worker VM, bounded in entries and bytes; the oldest go first.
 #[derive(Debug, Default)]
 pub struct SchemaCache {
-    entries: HashMap<[u8; 32], (Result<Schema, SchemaError>, usize)>,
+    entries: FastMap<[u8; 32], (Result<Schema, SchemaError>, usize)>,
     order: VecDeque<[u8; 32]>,
     bytes: usize,
     max_entries: usize,

@@ -3,7 +3,6 @@
 //! Envoy's access logs read (`%FILTER_STATE(wasm.mcp_guard.decision:PLAIN)%`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
@@ -11,6 +10,7 @@ use proxy_wasm::types::{LogLevel, MetricType};
 use super::host;
 use super::log;
 use crate::config::Config;
+use crate::fasthash::FastMap;
 use crate::gate::RequestHead;
 use crate::identity::{Identity, IdentityKind};
 use crate::protocol::jsonrpc::{Seen, Target};
@@ -20,9 +20,9 @@ use crate::report::observe::{AuditRecord, Observe, Outcome, RequestLabels};
 /// is defined once per VM (the host gives every VM the same metric for a name).
 #[derive(Default)]
 pub struct Metrics {
-    ids: RefCell<HashMap<String, u32>>,
+    ids: RefCell<FastMap<String, u32>>,
     /// The request counters by label combination: no name is built once one is known.
-    requests: RefCell<HashMap<RequestLabels, Option<u32>>>,
+    requests: RefCell<FastMap<RequestLabels, Option<u32>>>,
     /// Decisions seen, for sampling their timing.
     decisions: Cell<u32>,
 }

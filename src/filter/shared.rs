@@ -5,7 +5,6 @@
 //! gateway sends for calls it cannot judge yet ([`crate::catalog::fetch`]).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -23,6 +22,7 @@ use crate::catalog::tooldef::ToolDef;
 use crate::catalog::toolstate::{version_key, UpstreamTools};
 use crate::config::Config;
 use crate::contract::calls::{Compiled, SchemaNews};
+use crate::fasthash::FastMap;
 use crate::identity::key_store::{FetchPolicy, KeyStore};
 use crate::identity::shared_tokens::{Layered, SharedTokens};
 use crate::identity::{KeySet, TokenCache};
@@ -101,7 +101,7 @@ pub struct Shared {
     list_waiters: RefCell<Vec<ListWaiter>>,
     /// Cluster → when this worker last learned its complete `tools/list` (one entry per
     /// cluster the routes name).
-    listed: RefCell<HashMap<String, u64>>,
+    listed: RefCell<FastMap<String, u64>>,
 }
 
 /// The tools of one upstream as the glue reads and writes them: every access goes through
@@ -140,7 +140,7 @@ impl Shared {
             listings: RefCell::new(Vec::new()),
             next_listing: Cell::new(0),
             list_waiters: RefCell::new(Vec::new()),
-            listed: RefCell::new(HashMap::new()),
+            listed: RefCell::default(),
             limiter: Limiter::new(&config.rate_limits),
             config,
         }

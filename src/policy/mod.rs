@@ -29,9 +29,8 @@ pub(crate) mod config;
 pub mod glob;
 pub mod subscriptions;
 
-use std::collections::HashMap;
-
 use crate::catalog::tooldef::{Effective, Hints};
+use crate::fasthash::FastMap;
 use crate::identity::{Identity, IdentityKind};
 use crate::policy::arguments::Arguments;
 use crate::policy::glob::{Glob, PatternSet};
@@ -216,7 +215,7 @@ pub struct Policy {
     everyone: Vec<usize>,
     authenticated: Vec<usize>,
     /// Literal patterns by their text: one hash lookup per identity value.
-    exact: HashMap<String, Vec<(Selector, usize)>>,
+    exact: FastMap<String, Vec<(Selector, usize)>>,
     /// Patterns with wildcards, tried against the identity values of their selector.
     globs: Vec<(Selector, Glob, usize)>,
     /// Argument constraints per tool, for every caller.

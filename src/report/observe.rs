@@ -8,10 +8,11 @@
 //! literally in the configuration (policy lists, argument constraints, `metrics.tools`),
 //! `other`, or `none` for messages that name no tool.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Deserialize;
 
+use crate::fasthash::FastMap;
 use crate::protocol::jsonrpc::{Seen, Target};
 use crate::report::reject::{push_json_string, Code};
 
@@ -149,7 +150,7 @@ pub struct Audit {
 #[derive(Debug, Clone, Default)]
 pub struct Observe {
     /// Tool names with their own label value, and their index in `tool_names`.
-    tools: HashMap<String, u32>,
+    tools: FastMap<String, u32>,
     tool_names: Vec<String>,
     pub audit: Option<Audit>,
 }
