@@ -295,7 +295,10 @@ def rewrite(spec: GatewaySpec, port: int, admin_port: int, upstream_port: int, o
                 if not spec.flag:
                     del hf["typed_config"]["config"]["allow_on_headers_stop_iteration"]
                 if spec.filter_config is not None:
-                    hf["typed_config"]["config"]["configuration"]["value"] = json.dumps(spec.filter_config)
+                    hf["typed_config"]["config"]["configuration"] = {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": json.dumps(spec.filter_config),
+                    }
     out = out_dir / f"{spec.key}.yaml"
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return out
@@ -516,7 +519,7 @@ def goal_lines(results: Results) -> list[str]:
     return lines
 
 
-def report(results: Results, rounds: int, seconds: float, extra: dict[str, str], micro: str, problems: list[str]) -> str:
+def report(results: Results, rounds: int, seconds: float, extra: dict[str, str], micro: str, calls: str, problems: list[str]) -> str:
     lines = [
         f"Command: `make bench` (BENCH_ROUNDS={rounds}, BENCH_SECONDS={seconds:g}). Envoy under test: `--concurrency 1` (4 for the `-4w` gateways), pinned to core 0;",
         "wrk (1 thread) and the upstream (Envoy `direct_response`) share core 1. Each group of rows is measured in alternating order",
@@ -555,6 +558,7 @@ def report(results: Results, rounds: int, seconds: float, extra: dict[str, str],
     lines += [f"- {k}: {v}" for k, v in extra.items()]
     if problems:
         lines += ["", "### Problems seen", ""] + [f"- {p}" for p in problems]
+    lines += ["", "### Host calls and wasm instructions per request (`make hostcalls`, the same modules on wasmtime)", "", calls.strip()]
     lines += ["", "### Pure core (native, `cargo bench --bench core`)", "", micro.strip()]
     return "\n".join(lines)
 
@@ -630,7 +634,10 @@ def main() -> int:
         micro = "(skipped)" if args.only else subprocess.run(
             ["cargo", "bench", "-q", "-p", "mcp-guard", "--bench", "core"], capture_output=True, text=True, cwd=procs.REPO, check=True
         ).stdout
-        text = report(results, args.rounds, args.seconds, extra, micro, problems)
+        calls = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("hostcalls.py"))], capture_output=True, text=True, cwd=procs.REPO, check=True
+        ).stdout
+        text = report(results, args.rounds, args.seconds, extra, micro, calls, problems)
         write_report(args.out, text)
         print(text)
         return 1 if problems else 0
