@@ -136,22 +136,14 @@ impl Config {
         } else {
             text
         };
-        let mut de = serde_json::Deserializer::from_slice(text);
-        let dto: ConfigDto = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            ConfigError {
-                // An empty top-level key renders as an empty path.
-                path: if path == "." || path.is_empty() {
-                    "configuration".into()
-                } else {
-                    path
-                },
-                message: e.into_inner().to_string(),
-            }
-        })?;
-        de.end().map_err(|e| ConfigError {
-            path: "configuration".into(),
+        let dto: ConfigDto = crate::located::from_slice(text).map_err(|e| ConfigError {
             message: e.to_string(),
+            // The document itself has an empty path (so has an empty top-level key).
+            path: if e.path.is_empty() {
+                "configuration".into()
+            } else {
+                e.path
+            },
         })?;
         dto.compile()
     }

@@ -17,6 +17,7 @@ pub mod contract;
 pub mod gate;
 pub mod identity;
 pub(crate) mod limits;
+mod located;
 pub mod policy;
 pub mod posture;
 pub mod protocol;
