@@ -47,11 +47,15 @@ impl DeError {
         }))
     }
 
+    #[cold]
+    #[inline(never)]
     fn at(mut self, offset: usize) -> DeError {
         self.0.offset.get_or_insert(offset);
         self
     }
 
+    #[cold]
+    #[inline(never)]
     fn within(mut self, path: &Path<'_>) -> DeError {
         if self.0.path.is_none() {
             self.0.path = Some(path.to_string());
@@ -132,7 +136,10 @@ impl<'a> De<'a> {
         }
     }
 
-    fn invalid_type<V, E: de::Expected>(&self, expected: &E) -> Result<V, DeError> {
+    /// The error for a value of the wrong type (cold and shared: every visitor refuses).
+    #[cold]
+    #[inline(never)]
+    fn refuse(&self, expected: &dyn de::Expected) -> DeError {
         let unexpected = match &self.node.kind {
             Kind::Scalar(Value::Null) => de::Unexpected::Unit,
             Kind::Scalar(Value::Bool(b)) => de::Unexpected::Bool(*b),
@@ -145,7 +152,7 @@ impl<'a> De<'a> {
             Kind::Array(_) | Kind::Scalar(Value::Array(_)) => de::Unexpected::Seq,
             Kind::Object(_) | Kind::Scalar(Value::Object(_)) => de::Unexpected::Map,
         };
-        Err(<DeError as de::Error>::invalid_type(unexpected, expected).at(self.refused_at()))
+        <DeError as de::Error>::invalid_type(unexpected, expected).at(self.refused_at())
     }
 
     /// Visits a scalar as serde_json's `deserialize_any` does.
@@ -161,10 +168,10 @@ impl<'a> De<'a> {
                 (Some(u), _, _) => visitor.visit_u64(u),
                 (_, Some(i), _) => visitor.visit_i64(i),
                 (_, _, Some(f)) => visitor.visit_f64(f),
-                _ => self.invalid_type(&visitor),
+                _ => Err(self.refuse(&visitor)),
             },
             Value::String(s) => visitor.visit_str(s),
-            Value::Array(_) | Value::Object(_) => self.invalid_type(&visitor),
+            Value::Array(_) | Value::Object(_) => Err(self.refuse(&visitor)),
         }
     }
 
@@ -200,6 +207,8 @@ impl<'a> De<'a> {
 
     /// Where serde_json stands when a visitor fails with the reader at `cursor`: it skips
     /// whitespace and consumes the container's closing bracket if that comes next.
+    #[cold]
+    #[inline(never)]
     fn closed_at(&self, cursor: usize, close: u8) -> usize {
         let rest = self.text.get(cursor..).unwrap_or_default();
         let blank = rest
@@ -231,7 +240,7 @@ macro_rules! typed {
                 Kind::Scalar(value @ $accepts) => {
                     self.visit_scalar(value, visitor).map_err(|e| e.at(self.node.end))
                 }
-                _ => self.invalid_type(&visitor),
+                _ => Err(self.refuse(&visitor)),
             }
         }
     )*};
@@ -281,14 +290,14 @@ impl<'de, 'a> de::Deserializer<'de> for De<'a> {
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match &self.node.kind {
             Kind::Array(items) => self.visit_seq(items, visitor),
-            _ => self.invalid_type(&visitor),
+            _ => Err(self.refuse(&visitor)),
         }
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match &self.node.kind {
             Kind::Object(members) => self.visit_map(members, visitor),
-            _ => self.invalid_type(&visitor),
+            _ => Err(self.refuse(&visitor)),
         }
     }
 
