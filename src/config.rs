@@ -136,22 +136,14 @@ impl Config {
         } else {
             text
         };
-        let mut de = serde_json::Deserializer::from_slice(text);
-        let dto: ConfigDto = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            ConfigError {
-                // An empty top-level key renders as an empty path.
-                path: if path == "." || path.is_empty() {
-                    "configuration".into()
-                } else {
-                    path
-                },
-                message: e.into_inner().to_string(),
-            }
-        })?;
-        de.end().map_err(|e| ConfigError {
-            path: "configuration".into(),
+        let dto: ConfigDto = crate::located::from_slice(text).map_err(|e| ConfigError {
             message: e.to_string(),
+            // The document itself has an empty path (so has an empty top-level key).
+            path: if e.path.is_empty() {
+                "configuration".into()
+            } else {
+                e.path
+            },
         })?;
         dto.compile()
     }
@@ -331,6 +323,15 @@ mod tests {
             // Found by the config fuzz target: an empty key once gave an empty path.
             (r#"{"":1}"#, "configuration: unknown field ``, expected one of `endpoints`, `hold`, `pass_paths`, `other_paths`, `max_body_bytes`, `get_stream`, `delete_session`, `policy`, `auth`, `upstream`, `metrics`, `audit`, `tools`, `rate_limits`, `ownership`, `contracts` at line 1 column 3"),
             (r#"not json"#, "configuration: expected ident at line 1 column 2"),
+            // A syntax error names the value being read where the reader stopped.
+            (r#"{"policy":{"rules":[{"name" "a"}]}}"#, "policy.rules[0]: expected `:` at line 1 column 29"),
+            (r#"{"auth":{"jwt_providers":[{"name":"a","issuer":"x"#, "auth.jwt_providers[0].issuer: EOF while parsing a string at line 1 column 49"),
+            (r#"{"endpoints":["/mcp",]}"#, "endpoints: trailing comma at line 1 column 22"),
+            // Numbers and enums read as serde_json reads them; a struct only from an object.
+            (r#"{"max_body_bytes":18446744073709551616}"#, "max_body_bytes: invalid type: floating point `1.8446744073709552e+19`, expected u64 at line 1 column 38"),
+            (r#"{"hold":{"request":1}}"#, "hold.request: invalid type: integer `1`, expected unit at line 1 column 20"),
+            (r#"{"hold":{"body":null,"x":1}}"#, "hold: expected value at line 1 column 20"),
+            (r#"{"tools":[256]}"#, "tools: invalid type: sequence, expected struct ToolsDto at line 1 column 9"),
             (r#"{"policy":{"rules":[{"name":"a","who":{"roles":["ok","["]}}]}}"#, r#"policy.rules[0].who.roles[1]: invalid pattern "[": unclosed or empty '['"#),
             (r#"{"policy":{"rules":[{"name":"a"},{"name":"b"},{"name":"c","allow":{"tools":["["]}}]}}"#, r#"policy.rules[2].allow.tools[0]: invalid pattern "[": unclosed or empty '['"#),
             (r#"{"policy":{"rules":[{"name":"a","allow":{"methods":["x["],"tools":["t"]}}]}}"#, r#"policy.rules[0].allow.methods[0]: invalid pattern "x[": unclosed or empty '['"#),

@@ -18,6 +18,7 @@ pub(crate) mod fasthash;
 pub mod gate;
 pub mod identity;
 pub(crate) mod limits;
+mod located;
 pub mod policy;
 pub mod posture;
 pub mod protocol;

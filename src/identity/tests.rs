@@ -836,9 +836,8 @@ fn with(object: &Value, key: &str, value: &str) -> Value {
 /// The error the whole configuration would report, with this section at `auth`.
 fn config_error(auth: Value) -> String {
     let text = auth.to_string();
-    let mut de = serde_json::Deserializer::from_str(&text);
-    match serde_path_to_error::deserialize::<_, AuthDto>(&mut de) {
-        Err(e) => format!("auth.{}: {}", e.path(), e.inner()),
+    match crate::located::from_slice::<AuthDto>(text.as_bytes()) {
+        Err(e) => format!("auth.{}: {}", e.path, e.message),
         Ok(dto) => dto.compile("auth").unwrap_err().to_string(),
     }
 }
