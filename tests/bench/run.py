@@ -519,6 +519,14 @@ def goal_lines(results: Results) -> list[str]:
     return lines
 
 
+def tail_output(cmd: list[str], problems: list[str]) -> str:
+    """The output of one of the report's extra commands; a failure is noted in `problems`."""
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=procs.REPO)
+    if out.returncode != 0:
+        problems.append(f"`{' '.join(cmd)}` failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+    return out.stdout
+
+
 def report(results: Results, rounds: int, seconds: float, extra: dict[str, str], micro: str, calls: str, problems: list[str]) -> str:
     lines = [
         f"Command: `make bench` (BENCH_ROUNDS={rounds}, BENCH_SECONDS={seconds:g}). Envoy under test: `--concurrency 1` (4 for the `-4w` gateways), pinned to core 0;",
@@ -631,12 +639,9 @@ def main() -> int:
         extra.update({f"Envoy RSS after the run, {key}": f"{rss_kib(g.proc.pid)} KiB" for key, g in gateways.items()})
         # Envoy's start includes compiling the module and starting its VMs (main thread, one worker).
         extra.update({f"Envoy start to ready, {key}": f"{ms:.0f} ms" for key, ms in ready_ms.items()})
-        micro = "(skipped)" if args.only else subprocess.run(
-            ["cargo", "bench", "-q", "-p", "mcp-guard", "--bench", "core"], capture_output=True, text=True, cwd=procs.REPO, check=True
-        ).stdout
-        calls = subprocess.run(
-            [sys.executable, str(Path(__file__).with_name("hostcalls.py"))], capture_output=True, text=True, cwd=procs.REPO, check=True
-        ).stdout
+        # The rounds are the run's worth: a failing extra is reported, never allowed to lose them.
+        micro = "(skipped)" if args.only else tail_output(["cargo", "bench", "-q", "-p", "mcp-guard", "--bench", "core"], problems)
+        calls = tail_output([sys.executable, str(Path(__file__).with_name("hostcalls.py"))], problems)
         text = report(results, args.rounds, args.seconds, extra, micro, calls, problems)
         write_report(args.out, text)
         print(text)
