@@ -184,28 +184,41 @@ impl Upstream {
         .map(String::as_str)
     }
 
-    /// Edits for an authenticated request routed to `cluster`. `credential_headers` are the
-    /// headers the client authenticated with (API key header, custom token headers).
-    pub fn edits(&self, identity: &Identity, credential_headers: &[String]) -> HeaderEdits {
+    /// Edits for an authenticated request. `credential_headers` are the headers the client
+    /// authenticated with (API key header, custom token headers); `present` tells which
+    /// headers the request carries: only those are removed (each removal is a host call).
+    pub fn edits(
+        &self,
+        identity: &Identity,
+        credential_headers: &[String],
+        present: impl Fn(&str) -> bool,
+    ) -> HeaderEdits {
         let mut edits = HeaderEdits::default();
-        edits
-            .remove
-            .extend(self.identity_header_names().map(str::to_owned));
-        if self.remove_client_authorization {
-            edits.remove.push("authorization".into());
-            edits.remove.extend(credential_headers.iter().cloned());
-        }
-        let mut set = |name: &Option<String>, value: String| {
-            if let Some(name) = name {
-                edits.set.push((name.clone(), header_value(&value)));
+        let credentials = self
+            .remove_client_authorization
+            .then(|| {
+                std::iter::once("authorization")
+                    .chain(credential_headers.iter().map(String::as_str))
+            })
+            .into_iter()
+            .flatten();
+        for name in self.identity_header_names().chain(credentials) {
+            if present(name) && !edits.remove.iter().any(|r| r == name) {
+                edits.remove.push(name.to_owned());
             }
-        };
-        set(&self.subject, identity.subject.clone());
-        set(&self.roles, identity.roles.join(","));
-        set(&self.scopes, identity.scopes.join(" "));
-        set(&self.method, identity.kind.to_string());
-        edits.remove.sort();
-        edits.remove.dedup();
+        }
+        // Values are built only for the headers configured.
+        let values: [(&Option<String>, &dyn Fn() -> String); 4] = [
+            (&self.subject, &|| identity.subject.clone()),
+            (&self.roles, &|| identity.roles.join(",")),
+            (&self.scopes, &|| identity.scopes.join(" ")),
+            (&self.method, &|| identity.kind.to_string()),
+        ];
+        for (name, value) in values {
+            if let Some(name) = name {
+                edits.set.push((name.clone(), header_value(&value())));
+            }
+        }
         edits
     }
 
@@ -277,16 +290,36 @@ mod tests {
         };
         identity.subject = "alice\r\nx-evil: 1".into();
         identity.roles = vec!["dev".into(), "ops".into()];
-        let edits = up.edits(&identity, &["x-api-key".into()]);
+        let edits = up.edits(&identity, &["x-api-key".into()], |_| true);
         assert_eq!(
             edits.remove,
             [
+                "x-mcp-subject",
+                "x-mcp-roles",
+                "x-mcp-auth",
                 "authorization",
                 "x-api-key",
-                "x-mcp-auth",
-                "x-mcp-roles",
-                "x-mcp-subject"
             ]
+        );
+        let only_sent = up.edits(&identity, &["x-api-key".into()], |h| h == "authorization");
+        assert_eq!(
+            only_sent.remove,
+            ["authorization"],
+            "absent headers cost no removal"
+        );
+        assert_eq!(
+            only_sent.set, edits.set,
+            "identity headers are set all the same"
+        );
+        let twice = up.edits(&identity, &["authorization".into()], |_| true);
+        assert_eq!(
+            twice
+                .remove
+                .iter()
+                .filter(|h| *h == "authorization")
+                .count(),
+            1,
+            "a header named twice is removed once"
         );
         assert_eq!(
             edits.set,
@@ -310,7 +343,7 @@ mod tests {
     fn routing_headers_name_method_and_tool_and_are_owned() {
         let up = upstream(r#"{"routing_headers":{"method":"X-MCP-Method","tool":"x-mcp-tool"}}"#)
             .unwrap();
-        let edits = up.edits(&Identity::anonymous(), &[]);
+        let edits = up.edits(&Identity::anonymous(), &[], |_| true);
         assert!(edits.remove.contains(&"x-mcp-method".to_owned()));
         assert!(edits.remove.contains(&"x-mcp-tool".to_owned()));
         let call =
@@ -347,7 +380,7 @@ mod tests {
     fn client_authorization_may_be_kept() {
         let up = upstream(r#"{"remove_client_authorization":false}"#).unwrap();
         assert!(up
-            .edits(&Identity::anonymous(), &["x-api-key".into()])
+            .edits(&Identity::anonymous(), &["x-api-key".into()], |_| true)
             .remove
             .is_empty());
     }

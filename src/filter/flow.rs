@@ -334,15 +334,13 @@ impl Flow {
                     .auth
                     .as_ref()
                     .map_or(&[][..], |a| a.header_names());
-                let mut edits = self
-                    .shared
-                    .config
-                    .upstream
-                    .edits(&identity, credential_headers);
-                // Removing an absent header would cost a host call on every request.
-                edits
-                    .remove
-                    .retain(|name| self.head.values(name).next().is_some());
+                let mut edits =
+                    self.shared
+                        .config
+                        .upstream
+                        .edits(&identity, credential_headers, |name| {
+                            self.head.values(name).next().is_some()
+                        });
                 self.unseal_task_header(&identity, &mut edits);
                 match self.unseal_session(&identity, &mut edits) {
                     Ok(session) => self.upstream_session = session,

@@ -1,17 +1,18 @@
 //! A per-worker cache of verified tokens, so a client's repeated requests skip the
 //! signature check. Raw tokens are never kept: this cache keys a token by a 128-bit
-//! fingerprint under a secret drawn per VM (two keyed SipHash passes, a fraction of the
-//! cost of SHA-256 on a long token; no caller can aim for another token's fingerprint
-//! without the secret), and the cache every worker shares by its SHA-256, computed only
-//! when this one misses ([`TokenKey`]).
+//! fingerprint under a secret drawn per VM (SipHash-2-4's 128-bit output, one pass, a
+//! fraction of the cost of SHA-256 on a long token; no caller can aim for another token's
+//! fingerprint without the secret), and the cache every worker shares by its SHA-256,
+//! computed only when this one misses ([`TokenKey`]).
 
 use std::cell::OnceCell;
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 use super::keys::KeyFingerprint;
+use super::sip128::{sip128, SipKey};
 use super::Identity;
+use crate::fasthash::{FastHash, FastMap};
 
 /// Entries a [`TokenCache`] holds by default.
 pub const TOKEN_CACHE_CAPACITY: usize = 1024;
@@ -84,13 +85,14 @@ pub trait VerifiedTokens {
 /// entries are never returned and age out through the ring.
 #[derive(Debug, Clone)]
 pub struct TokenCache {
-    entries: HashMap<Fingerprint, Cached>,
+    /// Fingerprints are outputs of a keyed PRF: the fast hasher is enough for the table.
+    entries: FastMap<Fingerprint, Cached>,
     /// Keys in insertion order; `next` is the slot the next new key overwrites once full.
     ring: Vec<Fingerprint>,
     next: usize,
     capacity: usize,
-    /// The fingerprint's secret: two SipHash keys drawn for this VM.
-    secret: [RandomState; 2],
+    /// The fingerprint's secret, drawn for this VM.
+    secret: SipKey,
 }
 
 impl Default for TokenCache {
@@ -104,17 +106,18 @@ impl TokenCache {
     pub fn new(capacity: usize) -> TokenCache {
         let capacity = capacity.max(1);
         TokenCache {
-            entries: HashMap::with_capacity(capacity),
+            entries: FastMap::with_capacity_and_hasher(capacity, FastHash::default()),
             ring: Vec::with_capacity(capacity),
             next: 0,
             capacity,
-            secret: [RandomState::new(), RandomState::new()],
+            // std's per-map random keys, drawn from the host's random source: a keyed hash
+            // of a constant under each is a fresh secret word.
+            secret: SipKey([RandomState::new(), RandomState::new()].map(|r| r.hash_one(0u8))),
         }
     }
 
     fn fingerprint(&self, token: &TokenKey<'_>) -> Fingerprint {
-        let [high, low] = &self.secret;
-        u128::from(high.hash_one(token.token)) << 64 | u128::from(low.hash_one(token.token))
+        sip128(self.secret, token.token)
     }
 
     pub fn len(&self) -> usize {

@@ -20,6 +20,7 @@ mod keys;
 pub mod ownership;
 mod rsa;
 pub mod shared_tokens;
+mod sip128;
 
 use std::collections::BTreeMap;
 use std::fmt;

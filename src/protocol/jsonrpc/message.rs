@@ -205,24 +205,56 @@ struct Params<'a> {
     arguments: Option<Range<usize>>,
 }
 
-/// Collects the keys of one object to find a repeated key (compared after unescaping).
+/// Finds a repeated key among one object's keys (compared after unescaping). The keys the
+/// reader expects are noted by a bit each; any other key, and an expected one seen again,
+/// goes to a list that is only sorted when there is one (a request's objects rarely have
+/// keys the filter does not read, so the list is rarely even allocated).
 #[derive(Default)]
-struct Keys<'a>(Vec<Cow<'a, str>>);
+struct Keys<'a> {
+    seen: u32,
+    others: Vec<Cow<'a, str>>,
+}
 
 impl<'a> Keys<'a> {
-    fn push(&mut self, key: Cow<'a, str>) {
-        self.0.push(key);
+    /// Notes `key`; returns its index in `known` (at most 32 names), if it is one.
+    fn note(&mut self, key: Cow<'a, str>, known: &[&str]) -> Option<usize> {
+        let index = known.iter().position(|k| *k == key.as_ref());
+        match index.map(|i| 1u32 << i) {
+            Some(bit) if self.seen & bit == 0 => self.seen |= bit,
+            // Both copies go to the list, where the repeat is found as for any other key.
+            Some(_) => self.others.extend([key.clone(), key]),
+            None => self.others.push(key),
+        }
+        index
     }
 
-    /// A repeated key, if any; sorting keeps large objects O(n log n).
+    /// A repeated key, if any (the first in sorted order); sorting keeps large objects
+    /// O(n log n).
     fn duplicate(mut self, object: &str) -> Option<String> {
-        self.0.sort_unstable();
-        self.0.windows(2).find_map(|w| match w {
+        if self.others.len() < 2 {
+            return None;
+        }
+        self.others.sort_unstable();
+        self.others.windows(2).find_map(|w| match w {
             [a, b] if a == b => Some(format!("duplicate key {a:?} in {object}")),
             _ => None,
         })
     }
 }
+
+/// The members of a message the reader uses; [`read_member`] matches their indices.
+const MESSAGE_KEYS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
+/// The members of `params` the reader uses; [`read_params`] matches their indices.
+const PARAMS_KEYS: [&str; 6] = [
+    "name",
+    "uri",
+    "protocolVersion",
+    "taskId",
+    "_meta",
+    "arguments",
+];
+/// The member of `params._meta` the reader uses.
+const META_KEYS: [&str; 1] = [META_PROTOCOL_VERSION];
 
 /// Reads one message object; `index` is its position in a batch, for error reasons;
 /// `header` the revision the request's header declares.
@@ -250,17 +282,16 @@ fn read_member<'a>(
     r.begin_object()?;
     let mut first = true;
     while let Some(key) = r.next_key(&mut first)? {
-        keys.push(key.clone());
-        match key.as_ref() {
-            "jsonrpc" => jsonrpc = Field::read(r)?,
-            "id" => id = Some(read_id(r)?),
-            "method" => method = Field::read(r)?,
-            "params" => params = Some(read_params(r, &mut duplicate)?),
-            "result" => {
+        match keys.note(key, &MESSAGE_KEYS) {
+            Some(0) => jsonrpc = Field::read(r)?,
+            Some(1) => id = Some(read_id(r)?),
+            Some(2) => method = Field::read(r)?,
+            Some(3) => params = Some(read_params(r, &mut duplicate)?),
+            Some(4) => {
                 has_result = true;
                 r.skip_value()?;
             }
-            "error" => {
+            Some(5) => {
                 has_error = true;
                 r.skip_value()?;
             }
@@ -375,7 +406,11 @@ fn read_id(r: &mut Reader<'_>) -> Result<(Range<usize>, bool), SyntaxError> {
             r.read_string()?;
             true
         }
-        Some(b'-' | b'0'..=b'9') => !r.read_number()?.contains(['.', 'e', 'E']),
+        // Byte by byte: a `char` pattern costs hundreds of wasm instructions per call.
+        Some(b'-' | b'0'..=b'9') => !r
+            .read_number()?
+            .bytes()
+            .any(|b| matches!(b, b'.' | b'e' | b'E')),
         _ => {
             r.skip_value()?;
             false
@@ -385,12 +420,18 @@ fn read_id(r: &mut Reader<'_>) -> Result<(Range<usize>, bool), SyntaxError> {
 }
 
 /// Walks an object the filter reads (any other value is skipped), handing each member's
-/// value to `member` and noting a repeated key in `duplicate`.
+/// value to `member` with the index of its key in `known` (`None` for another key), and
+/// noting a repeated key in `duplicate`.
 fn read_object<'a>(
     r: &mut Reader<'a>,
     name: &str,
+    known: &[&str],
     duplicate: &mut Option<String>,
-    mut member: impl FnMut(&mut Reader<'a>, &str, &mut Option<String>) -> Result<(), SyntaxError>,
+    mut member: impl FnMut(
+        &mut Reader<'a>,
+        Option<usize>,
+        &mut Option<String>,
+    ) -> Result<(), SyntaxError>,
 ) -> Result<(), SyntaxError> {
     if r.peek() != Some(b'{') {
         return r.skip_value();
@@ -399,8 +440,8 @@ fn read_object<'a>(
     r.begin_object()?;
     let mut first = true;
     while let Some(key) = r.next_key(&mut first)? {
-        member(r, &key, duplicate)?;
-        keys.push(key);
+        let index = keys.note(key, known);
+        member(r, index, duplicate)?;
     }
     if let Some(d) = keys.duplicate(name) {
         duplicate.get_or_insert(d);
@@ -414,15 +455,15 @@ fn read_params<'a>(
     duplicate: &mut Option<String>,
 ) -> Result<Params<'a>, SyntaxError> {
     let mut p = Params::default();
-    read_object(r, "params", duplicate, |r, key, duplicate| {
+    read_object(r, "params", &PARAMS_KEYS, duplicate, |r, key, duplicate| {
         match key {
-            "name" => p.name = Field::read(r)?,
-            "uri" => p.uri = Field::read(r)?,
-            "protocolVersion" => p.protocol_version = Field::read(r)?,
-            "taskId" => p.task_id = Field::read(r)?,
-            "_meta" => {
-                read_object(r, "params._meta", duplicate, |r, key, _| {
-                    if key == META_PROTOCOL_VERSION {
+            Some(0) => p.name = Field::read(r)?,
+            Some(1) => p.uri = Field::read(r)?,
+            Some(2) => p.protocol_version = Field::read(r)?,
+            Some(3) => p.task_id = Field::read(r)?,
+            Some(4) => {
+                read_object(r, "params._meta", &META_KEYS, duplicate, |r, key, _| {
+                    if key.is_some() {
                         p.meta_protocol_version = Field::read(r)?;
                         Ok(())
                     } else {
@@ -430,7 +471,7 @@ fn read_params<'a>(
                     }
                 })?;
             }
-            "arguments" => {
+            Some(5) => {
                 let start = r.offset_after_ws();
                 r.skip_value()?;
                 p.arguments = Some(start..r.offset());

@@ -353,7 +353,8 @@ impl<'a> Reader<'a> {
             }
             self.digits();
         }
-        if let Some(b'e' | b'E') = self.byte() {
+        let exponent = matches!(self.byte(), Some(b'e' | b'E'));
+        if exponent {
             self.pos += 1;
             if let Some(b'+' | b'-') = self.byte() {
                 self.pos += 1;
@@ -366,9 +367,7 @@ impl<'a> Reader<'a> {
         let text = self.slice(start, self.pos);
         // Upstreams disagree on numbers beyond f64 (serde_json refuses them, Python reads
         // infinity): refuse them too. Only long or exponent numbers can get there.
-        if (text.len() > 300 || text.contains(['e', 'E']))
-            && text.parse::<f64>().is_ok_and(f64::is_infinite)
-        {
+        if (text.len() > 300 || exponent) && text.parse::<f64>().is_ok_and(f64::is_infinite) {
             return self.err("number out of range");
         }
         Ok(text)
