@@ -59,7 +59,8 @@ impl<'c> Gate<'c> {
     }
 
     pub fn on_head(&self, head: &RequestHead) -> HeadVerdict {
-        let canonical = match path::canonical(&head.path) {
+        let raw_path = head.path();
+        let canonical = match path::canonical(&raw_path) {
             Ok(canonical) => canonical,
             Err(e) => {
                 let path = head.path_only();
@@ -69,7 +70,7 @@ impl<'c> Gate<'c> {
         if !self.config.endpoints.is_match(&canonical.path) {
             return self.off_endpoint(head, &canonical);
         }
-        let rule = match head.method.as_str() {
+        let rule = match head.method().as_ref() {
             "POST" => return self.on_post_head(head),
             "GET" => ("GET stream", self.config.get_stream),
             "DELETE" => ("DELETE session", self.config.delete_session),
@@ -110,7 +111,7 @@ impl<'c> Gate<'c> {
     }
 
     fn on_post_head(&self, head: &RequestHead) -> HeadVerdict {
-        if let Some(enc) = head.content_encoding.as_deref() {
+        if let Some(enc) = head.content_encoding() {
             if !enc.trim().eq_ignore_ascii_case("identity") {
                 return reject(
                     Code::UnsupportedMediaType,
@@ -120,7 +121,7 @@ impl<'c> Gate<'c> {
                 );
             }
         }
-        if let Err(reason) = check_content_type(head.content_type.as_deref()) {
+        if let Err(reason) = check_content_type(head.content_type().as_deref()) {
             return reject(Code::UnsupportedMediaType, reason);
         }
         match head.content_length {
@@ -168,7 +169,7 @@ impl<'c> Gate<'c> {
             BodyRule::MustBeEmpty => {
                 return Err(Rejection::new(
                     Code::InvalidRequest,
-                    format!("{} on an MCP endpoint must not carry a body", head.method),
+                    format!("{} on an MCP endpoint must not carry a body", head.method()),
                 ))
             }
             BodyRule::JsonRpc if body.is_empty() => {

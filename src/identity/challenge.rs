@@ -38,7 +38,7 @@ pub(crate) fn metadata_reply(
     let metadata = auth?.resource_metadata.as_ref()?;
     let path = head.path_only();
     let asked = path == WELL_KNOWN || path == metadata.well_known_path;
-    (asked && head.method == "GET").then(|| LocalReply {
+    (asked && head.method() == "GET").then(|| LocalReply {
         status: 200,
         content_type: "application/json",
         body: metadata.document.clone(),

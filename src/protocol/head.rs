@@ -1,16 +1,20 @@
 //! The HTTP request head as the pipeline reads it: method, path, content type and
 //! encoding, length, the MCP routing headers, and every header as received.
 
+use std::borrow::Cow;
+
 use crate::protocol::revision::RoutingHeaders;
 
-/// The request head as the gate sees it: the few fields it decides on, parsed once, and
+/// The request head as the gate sees it: the few fields it decides on, found once, and
 /// every header as received (moved in from the host, not copied).
 #[derive(Debug, Clone, Default)]
 pub struct RequestHead {
-    pub method: String,
-    pub path: String,
-    pub content_type: Option<String>,
-    pub content_encoding: Option<String>,
+    /// Where in `headers` the fields the gate reads are (the last copy of each): read in
+    /// place, so a request's head costs no allocation of its own.
+    method: Option<usize>,
+    path: Option<usize>,
+    content_type: Option<usize>,
+    content_encoding: Option<usize>,
     pub content_length: Option<u64>,
     pub routing: RoutingHeaders,
     /// The request has no body (headers ended the stream).
@@ -29,19 +33,46 @@ impl RequestHead {
             end_of_stream,
             ..RequestHead::default()
         };
-        for (name, value) in &headers {
-            let text = || String::from_utf8_lossy(value).into_owned();
+        for (i, (name, value)) in headers.iter().enumerate() {
             match name.as_str() {
-                ":method" => head.method = text(),
-                ":path" => head.path = text(),
-                "content-type" => head.content_type = Some(text()),
-                "content-encoding" => head.content_encoding = Some(text()),
-                "content-length" => head.content_length = text().trim().parse().ok(),
+                ":method" => head.method = Some(i),
+                ":path" => head.path = Some(i),
+                "content-type" => head.content_type = Some(i),
+                "content-encoding" => head.content_encoding = Some(i),
+                "content-length" => {
+                    head.content_length = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.trim().parse().ok())
+                }
                 _ => head.routing.observe(name, value),
             }
         }
         head.headers = headers;
         head
+    }
+
+    /// The value of the header at `at`, as text (invalid UTF-8 replaced).
+    fn text(&self, at: Option<usize>) -> Option<Cow<'_, str>> {
+        let (_, value) = self.headers.get(at?)?;
+        Some(String::from_utf8_lossy(value))
+    }
+
+    /// `:method`.
+    pub fn method(&self) -> Cow<'_, str> {
+        self.text(self.method).unwrap_or_default()
+    }
+
+    /// `:path`, query string included.
+    pub fn path(&self) -> Cow<'_, str> {
+        self.text(self.path).unwrap_or_default()
+    }
+
+    pub fn content_type(&self) -> Option<Cow<'_, str>> {
+        self.text(self.content_type)
+    }
+
+    pub fn content_encoding(&self) -> Option<Cow<'_, str>> {
+        self.text(self.content_encoding)
     }
 
     /// Every value of header `name` (lower case), in order.
@@ -53,8 +84,15 @@ impl RequestHead {
     }
 
     /// The request path without query string or fragment.
-    pub fn path_only(&self) -> &str {
-        self.path.split(['?', '#']).next().unwrap_or_default()
+    pub fn path_only(&self) -> Cow<'_, str> {
+        let cut = |path: &str| path.find(['?', '#']).map_or(path.len(), |end| end);
+        match self.path() {
+            Cow::Borrowed(path) => Cow::Borrowed(path.get(..cut(path)).unwrap_or_default()),
+            Cow::Owned(mut path) => {
+                path.truncate(cut(&path));
+                Cow::Owned(path)
+            }
+        }
     }
 }
 
