@@ -33,6 +33,22 @@ pub trait SharedStore {
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
 }
 
+/// Appends `<len>:<value>` to a shared-data key: parts are length-prefixed so that no two
+/// run together. Built by hand: keys are made on every request, and `format!` costs
+/// several times the pushes in wasm.
+pub fn push_key_part(key: &mut String, value: &str) {
+    push_decimal(key, value.len());
+    key.push(':');
+    key.push_str(value);
+}
+
+fn push_decimal(out: &mut String, n: usize) {
+    if n >= 10 {
+        push_decimal(out, n / 10);
+    }
+    out.push(char::from(b'0' + (n % 10) as u8));
+}
+
 /// Key of the entry the glue writes once at start so that no other entry ever has version
 /// [`ABSENT_CAS`] (the host's first version is 1).
 pub const RESERVE_KEY: &str = "mcp-guard/reserve";

@@ -12,7 +12,9 @@
 use std::collections::HashMap;
 
 use crate::catalog::tooldef::{Hints, ToolDef, MAX_NAME_BYTES};
-use crate::state::{add_to_count, insert_new, SharedStore, StoreError, CAS_ATTEMPTS};
+use crate::state::{
+    add_to_count, insert_new, push_key_part, SharedStore, StoreError, CAS_ATTEMPTS,
+};
 
 /// Default `tools.max_tools_per_upstream`.
 pub const DEFAULT_MAX_TOOLS: u32 = 256;
@@ -205,20 +207,27 @@ impl<S: SharedStore> ToolLookup for UpstreamTools<'_, S> {
 
 /// The key every write of `upstream`'s tool entries bumps (see [`UpstreamTools`]).
 pub fn version_key(upstream: &str) -> String {
-    format!("mcp-guard/tools-version/{}:{upstream}", upstream.len())
+    let mut key = String::with_capacity(32 + upstream.len());
+    key.push_str("mcp-guard/tools-version/");
+    push_key_part(&mut key, upstream);
+    key
 }
 
 impl<S: SharedStore> UpstreamTools<'_, S> {
     fn key(&self, tool: &str) -> String {
-        format!(
-            "mcp-guard/tool/{}:{}/{tool}",
-            self.upstream.len(),
-            self.upstream
-        )
+        let mut key = String::with_capacity(32 + self.upstream.len() + tool.len());
+        key.push_str("mcp-guard/tool/");
+        push_key_part(&mut key, self.upstream);
+        key.push('/');
+        key.push_str(tool);
+        key
     }
 
     fn count_key(&self) -> String {
-        format!("mcp-guard/tools/{}:{}", self.upstream.len(), self.upstream)
+        let mut key = String::with_capacity(32 + self.upstream.len());
+        key.push_str("mcp-guard/tools/");
+        push_key_part(&mut key, self.upstream);
+        key
     }
 
     fn judge(&self, tool: &str, record: Option<&Record>) -> ToolStatus {

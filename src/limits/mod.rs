@@ -27,6 +27,7 @@ use crate::protocol::head::RequestHead;
 use crate::protocol::jsonrpc::{Kind, Message, Target};
 use crate::report::reject::{push_json_string, Code, Rejection};
 use crate::section::Access;
+use crate::state::push_key_part;
 use bucket::Shape;
 
 pub use config::RateLimitsDto;
@@ -219,9 +220,10 @@ impl Limit {
     /// The shared-data key of the bucket for `key` (values length-prefixed, so that no two
     /// keys run together).
     pub fn store_key(&self, key: &[String]) -> String {
-        let mut out = self.prefix.clone();
+        let mut out = String::with_capacity(self.prefix.len() + 24 * key.len());
+        out.push_str(&self.prefix);
         for value in key {
-            let _ = write!(out, "{}:{value}", value.len());
+            push_key_part(&mut out, value);
         }
         out
     }
