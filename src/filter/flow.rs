@@ -48,7 +48,7 @@ use crate::policy::Decision;
 use crate::protocol::jsonrpc::{Seen, Target};
 use crate::protocol::revision::Header;
 use crate::protocol::revisions::Revision;
-use crate::report::observe::{self, Outcome};
+use crate::report::observe::Outcome;
 use crate::report::reject::{Code, Rejection};
 use crate::response::listfilter::ListKind;
 use crate::upstream::HeaderEdits;
@@ -88,7 +88,7 @@ pub struct Flow {
     /// Set when an approved `subscriptions/listen` stream is to be filtered for the caller.
     listen: Option<ListenStream>,
     /// An approved single `tools/call`: its duration histogram and when the filter let it go.
-    call: Option<(String, u64)>,
+    call: Option<(Option<u32>, u64)>,
     /// An approved request held for the Rate Limit Service.
     limiting: Option<Held>,
     /// A request held for the upstream's `tools/list` (a cold gateway): the body to judge
@@ -699,7 +699,7 @@ impl Flow {
         )] = approved.decisions.as_slice()
         {
             let started = timed.unwrap_or_else(|| now.us());
-            self.call = Some((config.observe.call_duration_metric(tool), started));
+            self.call = Some((shared.metrics.call_duration(&config.observe, tool), started));
         }
         if !self.headers_released {
             self.inject();
@@ -951,16 +951,16 @@ impl Flow {
 
     /// The stream ended: an approved tool call's duration is recorded.
     pub fn on_log(&mut self) {
-        if let Some((metric, started_us)) = self.call.take() {
+        if let Some((Some(metric), started_us)) = self.call.take() {
             let ms = host::now_us().saturating_sub(started_us) / 1000;
-            self.shared.metrics.record(metric, ms);
+            self.shared.metrics.record_id(metric, ms);
         }
     }
 
     fn reject(&mut self, rejection: &Rejection) -> Action {
         self.state = State::Rejected;
         let metrics = &self.shared.metrics;
-        metrics.count(observe::rejection_metric(rejection.code));
+        metrics.count_rejection(rejection.code);
         let (seen, rule) = match rejection.about.as_deref() {
             Some((seen, rule)) => (Some(seen), rule.as_deref()),
             None => (None, None),

@@ -14,15 +14,19 @@ use crate::fasthash::FastMap;
 use crate::gate::RequestHead;
 use crate::identity::{Identity, IdentityKind};
 use crate::protocol::jsonrpc::{Seen, Target};
-use crate::report::observe::{AuditRecord, Observe, Outcome, RequestLabels};
+use crate::report::observe::{self, AuditRecord, Observe, Outcome, RequestLabels, Tool};
+use crate::report::reject::Code;
 
 /// Metric ids by name, defined on first use: `define_metric` is a host call, so each name
 /// is defined once per VM (the host gives every VM the same metric for a name).
 #[derive(Default)]
 pub struct Metrics {
     ids: RefCell<FastMap<String, u32>>,
-    /// The request counters by label combination: no name is built once one is known.
+    /// Metrics named by a few labels, cached by the labels: no name is built (nor hashed)
+    /// once a combination is known.
     requests: RefCell<FastMap<RequestLabels, Option<u32>>>,
+    call_durations: RefCell<FastMap<Tool, Option<u32>>>,
+    rejections: RefCell<FastMap<Code, Option<u32>>>,
     /// Decisions seen, for sampling their timing.
     decisions: Cell<u32>,
 }
@@ -75,17 +79,52 @@ impl Metrics {
         }
     }
 
+    /// The id of the metric `labels` name in `cache`, defined as `name()` on first use.
+    fn labelled<K: Copy + Eq + std::hash::Hash>(
+        &self,
+        cache: &RefCell<FastMap<K, Option<u32>>>,
+        labels: K,
+        kind: MetricType,
+        name: impl FnOnce() -> String,
+    ) -> Option<u32> {
+        let known = cache.borrow().get(&labels).copied();
+        known.unwrap_or_else(|| {
+            let id = self.id(kind, name());
+            cache.borrow_mut().insert(labels, id);
+            id
+        })
+    }
+
     /// Counts one message under `labels`.
     pub fn count_request(&self, observe: &Observe, labels: RequestLabels) {
-        let known = self.requests.borrow().get(&labels).copied();
-        let id = known.unwrap_or_else(|| {
-            let id = self.id(MetricType::Counter, observe.request_metric(labels));
-            self.requests.borrow_mut().insert(labels, id);
-            id
+        let id = self.labelled(&self.requests, labels, MetricType::Counter, || {
+            observe.request_metric(labels)
         });
         if let Some(id) = id {
             let _ = hostcalls::increment_metric(id, 1);
         }
+    }
+
+    /// Counts a refusal by its reason.
+    pub fn count_rejection(&self, code: Code) {
+        let id = self.labelled(&self.rejections, code, MetricType::Counter, || {
+            observe::rejection_metric(code)
+        });
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    /// The duration histogram of calls to `tool` (its id, for [`Metrics::record_id`]).
+    pub fn call_duration(&self, observe: &Observe, tool: &Target<'_>) -> Option<u32> {
+        let label = observe.tool(Some(tool));
+        self.labelled(&self.call_durations, label, MetricType::Histogram, || {
+            observe.call_duration_metric(label)
+        })
+    }
+
+    pub fn record_id(&self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
     }
 
     /// Whether to time this decision (one in [`DECISION_TIME_SAMPLE`]).

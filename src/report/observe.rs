@@ -175,8 +175,9 @@ enum Method {
     Unknown,
 }
 
+/// A tool's metric label, as a small number: what the glue caches per-tool metrics under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Tool {
+pub enum Tool {
     /// Index in `Observe::tool_names`.
     Named(u32),
     Other,
@@ -252,7 +253,7 @@ impl Observe {
     }
 
     /// The tool label of `target`: its name when configured, `other`, or `none`.
-    fn tool(&self, target: Option<&Target<'_>>) -> Tool {
+    pub fn tool(&self, target: Option<&Target<'_>>) -> Tool {
         match target {
             Some(Target::Tool(tool)) => self
                 .tools
@@ -314,9 +315,9 @@ impl Observe {
     }
 
     /// The histogram of a tool call's duration: `mcp_guard.call_duration_ms.mcp_tool=…`.
-    pub fn call_duration_metric(&self, tool: &Target<'_>) -> String {
+    pub fn call_duration_metric(&self, tool: Tool) -> String {
         let mut name = String::from("mcp_guard.call_duration_ms.mcp_tool=");
-        self.push_tool(&mut name, self.tool(Some(tool)));
+        self.push_tool(&mut name, tool);
         name
     }
 }

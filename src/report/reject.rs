@@ -5,7 +5,7 @@ use std::fmt::Write;
 use crate::protocol::jsonrpc::Seen;
 
 /// Why the filter refused a request; fixes the JSON-RPC code and the HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
     /// The body is not valid JSON.
     ParseError,
