@@ -204,7 +204,7 @@ impl Upstream {
         set(&self.roles, identity.roles.join(","));
         set(&self.scopes, identity.scopes.join(" "));
         set(&self.method, identity.kind.to_string());
-        edits.remove.sort();
+        crate::sort::sort(&mut edits.remove);
         edits.remove.dedup();
         edits
     }

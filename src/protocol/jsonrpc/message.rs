@@ -216,7 +216,7 @@ impl<'a> Keys<'a> {
 
     /// A repeated key, if any; sorting keeps large objects O(n log n).
     fn duplicate(mut self, object: &str) -> Option<String> {
-        self.0.sort_unstable();
+        crate::sort::sort(&mut self.0);
         self.0.windows(2).find_map(|w| match w {
             [a, b] if a == b => Some(format!("duplicate key {a:?} in {object}")),
             _ => None,
