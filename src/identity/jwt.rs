@@ -102,8 +102,11 @@ pub(crate) fn unverified_claims(token: &str) -> Result<Map<String, Value>, AuthE
     let json = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| invalid("malformed token: payload is not base64url"))?;
-    serde_json::from_slice(&json)
-        .map_err(|_| invalid("malformed token: payload is not a JSON object"))
+    // Read as a Value (the filter's one serde_json reader of slices), then its object.
+    match serde_json::from_slice(&json) {
+        Ok(Value::Object(claims)) => Ok(claims),
+        _ => Err(invalid("malformed token: payload is not a JSON object")),
+    }
 }
 
 impl Provider {
