@@ -197,12 +197,14 @@ impl Provider {
             Some(other) => strings(other),
             None => Vec::new(),
         };
-        let other = self
-            .claims
-            .other
-            .iter()
-            .filter_map(|(name, path)| Some((name.clone(), strings(lookup(claims, path)?))))
-            .collect();
+        // Inserted one by one, already in key order: collecting into a BTreeMap would link a
+        // std sort (several KB of wasm) to order them again.
+        let mut other = BTreeMap::new();
+        for (name, path) in &self.claims.other {
+            if let Some(value) = lookup(claims, path) {
+                other.insert(name.clone(), strings(value));
+            }
+        }
         Ok(Identity {
             kind: IdentityKind::Jwt {
                 provider: self.name.clone(),
