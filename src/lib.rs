@@ -25,6 +25,7 @@ pub mod protocol;
 pub mod report;
 pub mod response;
 mod section;
+pub(crate) mod sort;
 pub(crate) mod state;
 pub(crate) mod upstream;
 

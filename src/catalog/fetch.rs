@@ -279,7 +279,7 @@ impl ListFetch {
         };
         let message: Value =
             serde_json::from_slice(&answer).map_err(|e| format!("unreadable answer: {e}"))?;
-        let expected: Value = serde_json::from_str(&self.id()).unwrap_or_default();
+        let expected: Value = serde_json::from_slice(self.id().as_bytes()).unwrap_or_default();
         if message.get("id") != Some(&expected) {
             return Err("the answer is not the answer to the list request".into());
         }
@@ -309,7 +309,7 @@ impl ListFetch {
         let mut framer = SseFramer::default();
         let mut events = framer.push(body);
         events.push(framer.finish());
-        let expected: Value = serde_json::from_str(&self.id()).unwrap_or_default();
+        let expected: Value = serde_json::from_slice(self.id().as_bytes()).unwrap_or_default();
         events
             .iter()
             .filter_map(|event| event_data(event))

@@ -196,7 +196,9 @@ fn members(reader: &mut Reader<'_>) -> Result<Vec<(String, String)>, SyntaxError
     while let Some(key) = reader.next_key(&mut first)? {
         members.push((key.into_owned(), canonical(reader)?));
     }
-    members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+    crate::sort::sort_by(&mut members, |(a, _), (b, _)| {
+        a.encode_utf16().lt(b.encode_utf16())
+    });
     if members.windows(2).any(|pair| match pair {
         [(a, _), (b, _)] => a == b,
         _ => false,

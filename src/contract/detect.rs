@@ -156,7 +156,9 @@ fn one_pass(enabled: &[(usize, Builtin)], text: &str, found: &mut Vec<Found>) {
         .iter()
         .filter_map(|(prefix, b)| index_of(*b).map(|i| (*prefix, i, *b)))
         .collect();
-    anchors.sort_by_key(|(prefix, _, _)| prefix.as_bytes().first().copied());
+    crate::sort::sort_by(&mut anchors, |(a, _, _), (b, _, _)| {
+        a.as_bytes().first() < b.as_bytes().first()
+    });
     // Byte → 1 + the index of the first anchor starting with it; OTHER: no anchor, but it
     // may start a card or an IBAN; 0: nothing starts with it.
     const OTHER: u8 = u8::MAX;
@@ -285,11 +287,8 @@ pub fn find_all(detectors: &[Detector], text: &str, counts: &mut [u32]) -> Vec<F
             *count = count.saturating_add(1);
         }
     }
-    found.sort_by(|a, b| {
-        a.span
-            .start
-            .cmp(&b.span.start)
-            .then(b.span.end.cmp(&a.span.end))
+    crate::sort::sort_by(&mut found, |a, b| {
+        (a.span.start, b.span.end) < (b.span.start, a.span.end)
     });
     let mut merged: Vec<Found> = Vec::with_capacity(found.len());
     for f in found {

@@ -158,7 +158,7 @@ pub fn canonical_key(value: &Value, out: &mut String) {
         }
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
+            crate::sort::sort(&mut keys);
             out.push('{');
             for key in keys {
                 crate::report::reject::push_json_string(out, key);

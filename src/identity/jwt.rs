@@ -102,8 +102,11 @@ pub(crate) fn unverified_claims(token: &str) -> Result<Map<String, Value>, AuthE
     let json = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| invalid("malformed token: payload is not base64url"))?;
-    serde_json::from_slice(&json)
-        .map_err(|_| invalid("malformed token: payload is not a JSON object"))
+    // Read as a Value (the filter's one serde_json reader of slices), then its object.
+    match serde_json::from_slice(&json) {
+        Ok(Value::Object(claims)) => Ok(claims),
+        _ => Err(invalid("malformed token: payload is not a JSON object")),
+    }
 }
 
 impl Provider {
@@ -194,12 +197,14 @@ impl Provider {
             Some(other) => strings(other),
             None => Vec::new(),
         };
-        let other = self
-            .claims
-            .other
-            .iter()
-            .filter_map(|(name, path)| Some((name.clone(), strings(lookup(claims, path)?))))
-            .collect();
+        // Inserted one by one, already in key order: collecting into a BTreeMap would link a
+        // std sort (several KB of wasm) to order them again.
+        let mut other = BTreeMap::new();
+        for (name, path) in &self.claims.other {
+            if let Some(value) = lookup(claims, path) {
+                other.insert(name.clone(), strings(value));
+            }
+        }
         Ok(Identity {
             kind: IdentityKind::Jwt {
                 provider: self.name.clone(),

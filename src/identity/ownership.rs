@@ -309,7 +309,7 @@ pub fn seal_task_ids(message: &[u8], sealer: &Sealer, owner: &Identity) -> Optio
     .flatten()
     .collect();
     for ids in [&mut listed, &mut owned] {
-        ids.sort_unstable();
+        crate::sort::sort(ids);
         ids.dedup();
     }
     // An id both listed and named elsewhere is sealed as listed: never given back.

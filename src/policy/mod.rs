@@ -311,7 +311,7 @@ impl Policy {
                     .map(|(_, _, id)| id),
             );
         }
-        ids.sort_unstable();
+        crate::sort::sort(&mut ids);
         ids.dedup();
         Applicable { policy: self, ids }
     }

@@ -192,7 +192,7 @@ impl Observe {
         policy_tools: impl IntoIterator<Item = String>,
     ) -> Observe {
         let mut tool_names: Vec<String> = metrics.tools.into_iter().chain(policy_tools).collect();
-        tool_names.sort();
+        crate::sort::sort(&mut tool_names);
         tool_names.dedup();
         let tools = (0..)
             .zip(&tool_names)

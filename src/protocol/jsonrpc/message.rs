@@ -234,7 +234,7 @@ impl<'a> Keys<'a> {
         if self.others.len() < 2 {
             return None;
         }
-        self.others.sort_unstable();
+        crate::sort::sort(&mut self.others);
         self.others.windows(2).find_map(|w| match w {
             [a, b] if a == b => Some(format!("duplicate key {a:?} in {object}")),
             _ => None,
