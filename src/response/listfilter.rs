@@ -202,30 +202,31 @@ fn locate(json: &[u8], kind: ListKind) -> Result<Located, SyntaxError> {
         reason: "not a list result",
     };
     reader.begin_object()?;
-    let mut seen: Vec<Cow<'_, str>> = Vec::new();
+    // Keys are compared as bytes: no text conversion per key.
+    let mut seen: Vec<Cow<'_, [u8]>> = Vec::new();
     let mut first = true;
-    while let Some(key) = reader.next_key(&mut first)? {
+    while let Some(key) = reader.next_key_bytes(&mut first)? {
         if seen.contains(&key) {
             return Err(shape(reader.offset()));
         }
         match key.as_ref() {
-            "id" => {
+            b"id" => {
                 let start = reader.offset_after_ws();
                 reader.skip_value()?;
                 located.id = Some(start..reader.offset());
             }
-            "result" => {
+            b"result" => {
                 if reader.peek() != Some(b'{') {
                     return Err(shape(reader.offset()));
                 }
                 reader.begin_object()?;
-                let mut inner_seen: Vec<Cow<'_, str>> = Vec::new();
+                let mut inner_seen: Vec<Cow<'_, [u8]>> = Vec::new();
                 let mut inner_first = true;
-                while let Some(inner) = reader.next_key(&mut inner_first)? {
+                while let Some(inner) = reader.next_key_bytes(&mut inner_first)? {
                     if inner_seen.contains(&inner) {
                         return Err(shape(reader.offset()));
                     }
-                    if inner == kind.member() {
+                    if *inner == *kind.member().as_bytes() {
                         located.list = Some(read_list(&mut reader, kind)?);
                     } else {
                         reader.skip_value()?;
@@ -255,8 +256,9 @@ fn read_list(
         if reader.peek() == Some(b'{') {
             reader.begin_object()?;
             let mut member_first = true;
-            while let Some(member) = reader.next_key(&mut member_first)? {
-                if member == kind.key() && reader.peek() == Some(b'"') {
+            while let Some(member) = reader.next_key_bytes(&mut member_first)? {
+                let named = *member == *kind.key().as_bytes();
+                if named && reader.peek() == Some(b'"') {
                     // A repeated name is ambiguous: the element is dropped.
                     value = Some(match value {
                         None => Some(reader.read_string()?),
@@ -266,7 +268,7 @@ fn read_list(
                         }
                     });
                 } else {
-                    if member == kind.key() {
+                    if named {
                         value = Some(None);
                     }
                     reader.skip_value()?;

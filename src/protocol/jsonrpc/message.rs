@@ -212,13 +212,13 @@ struct Params<'a> {
 #[derive(Default)]
 struct Keys<'a> {
     seen: u32,
-    others: Vec<Cow<'a, str>>,
+    others: Vec<Cow<'a, [u8]>>,
 }
 
 impl<'a> Keys<'a> {
     /// Notes `key`; returns its index in `known` (at most 32 names), if it is one.
-    fn note(&mut self, key: Cow<'a, str>, known: &[&str]) -> Option<usize> {
-        let index = known.iter().position(|k| *k == key.as_ref());
+    fn note(&mut self, key: Cow<'a, [u8]>, known: &[&str]) -> Option<usize> {
+        let index = known.iter().position(|k| k.as_bytes() == key.as_ref());
         match index.map(|i| 1u32 << i) {
             Some(bit) if self.seen & bit == 0 => self.seen |= bit,
             // Both copies go to the list, where the repeat is found as for any other key.
@@ -236,7 +236,10 @@ impl<'a> Keys<'a> {
         }
         crate::sort::sort(&mut self.others);
         self.others.windows(2).find_map(|w| match w {
-            [a, b] if a == b => Some(format!("duplicate key {a:?} in {object}")),
+            [a, b] if a == b => Some(format!(
+                "duplicate key {:?} in {object}",
+                String::from_utf8_lossy(a)
+            )),
             _ => None,
         })
     }
@@ -281,7 +284,7 @@ fn read_member<'a>(
 
     r.begin_object()?;
     let mut first = true;
-    while let Some(key) = r.next_key(&mut first)? {
+    while let Some(key) = r.next_key_bytes(&mut first)? {
         match keys.note(key, &MESSAGE_KEYS) {
             Some(0) => jsonrpc = Field::read(r)?,
             Some(1) => id = Some(read_id(r)?),
@@ -439,7 +442,7 @@ fn read_object<'a>(
     let mut keys = Keys::default();
     r.begin_object()?;
     let mut first = true;
-    while let Some(key) = r.next_key(&mut first)? {
+    while let Some(key) = r.next_key_bytes(&mut first)? {
         let index = keys.note(key, known);
         member(r, index, duplicate)?;
     }

@@ -141,20 +141,44 @@ impl<'a> Reader<'a> {
 
     /// The next key of the current object (cursor then sits on its value), or `None` at `}`.
     pub fn next_key(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>> {
+        if !self.key_follows(first)? {
+            return Ok(None);
+        }
+        let key = self.read_string()?;
+        self.consume(b':', "expected ':' after key")?;
+        Ok(Some(key))
+    }
+
+    /// [`Reader::next_key`] as the key's UTF-8 bytes (decoded when escaped), for callers
+    /// that only compare keys: a key then costs no conversion to text.
+    pub fn next_key_bytes(&mut self, first: &mut bool) -> Result<Option<Cow<'a, [u8]>>> {
+        if !self.key_follows(first)? {
+            return Ok(None);
+        }
+        let mut decoded = String::new();
+        let (start, end, escaped) = self.scan_string(Some(&mut decoded))?;
+        self.consume(b':', "expected ':' after key")?;
+        Ok(Some(if escaped {
+            Cow::Owned(decoded.into_bytes())
+        } else {
+            Cow::Borrowed(self.src.get(start..end).unwrap_or_default())
+        }))
+    }
+
+    /// Consumes what comes before a key (`,` after the first); `false` at the object's end.
+    fn key_follows(&mut self, first: &mut bool) -> Result<bool> {
         match self.peek() {
             Some(b'}') => {
                 self.pos += 1;
                 self.depth -= 1;
-                return Ok(None);
+                return Ok(false);
             }
             Some(b',') if !*first => self.pos += 1,
             _ if !*first => return self.err("expected ',' or '}' in object"),
             _ => {}
         }
         *first = false;
-        let key = self.read_string()?;
-        self.consume(b':', "expected ':' after key")?;
-        Ok(Some(key))
+        Ok(true)
     }
 
     /// Consumes `[`; follow with [`Reader::next_element`] until it returns `false`.
