@@ -123,6 +123,7 @@ impl Metrics {
         })
     }
 
+    /// Records `value` in a histogram whose id is known (see [`Metrics::call_duration`]).
     pub fn record_id(&self, id: u32, value: u64) {
         let _ = hostcalls::record_metric(id, value);
     }
