@@ -28,5 +28,6 @@ mod section;
 pub(crate) mod sort;
 pub(crate) mod state;
 pub(crate) mod upstream;
+pub(crate) mod words;
 
 pub mod filter;

@@ -207,27 +207,27 @@ impl<S: SharedStore> ToolLookup for UpstreamTools<'_, S> {
 
 /// The key every write of `upstream`'s tool entries bumps (see [`UpstreamTools`]).
 pub fn version_key(upstream: &str) -> String {
-    let mut key = String::with_capacity(32 + upstream.len());
-    key.push_str("mcp-guard/tools-version/");
+    upstream_key("mcp-guard/tools-version/", upstream, 0)
+}
+
+/// `<prefix><len>:<upstream>`, with room for `more` bytes.
+fn upstream_key(prefix: &str, upstream: &str, more: usize) -> String {
+    let mut key = String::with_capacity(prefix.len() + 8 + upstream.len() + more);
+    key.push_str(prefix);
     push_key_part(&mut key, upstream);
     key
 }
 
 impl<S: SharedStore> UpstreamTools<'_, S> {
     fn key(&self, tool: &str) -> String {
-        let mut key = String::with_capacity(32 + self.upstream.len() + tool.len());
-        key.push_str("mcp-guard/tool/");
-        push_key_part(&mut key, self.upstream);
+        let mut key = upstream_key("mcp-guard/tool/", self.upstream, 1 + tool.len());
         key.push('/');
         key.push_str(tool);
         key
     }
 
     fn count_key(&self) -> String {
-        let mut key = String::with_capacity(32 + self.upstream.len());
-        key.push_str("mcp-guard/tools/");
-        push_key_part(&mut key, self.upstream);
-        key
+        upstream_key("mcp-guard/tools/", self.upstream, 0)
     }
 
     fn judge(&self, tool: &str, record: Option<&Record>) -> ToolStatus {

@@ -13,6 +13,7 @@
 use std::ops::Range;
 
 use crate::protocol::jsonrpc::Reader;
+use crate::words;
 
 /// What replaces a public scope.
 const PRIVATE: &[u8] = b"\"private\"";
@@ -91,18 +92,11 @@ fn may_name_cache_scope(answer: &[u8]) -> bool {
 
 /// The first position at or after `from` holding `a` or `b`, eight bytes at a time.
 fn find_either(bytes: &[u8], from: usize, a: u8, b: u8) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let mut at = from;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        // Only the lowest flag is exact (borrows run upwards): it is the one used.
-        let flags = has_zero(w ^ (ONES * u64::from(a))) | has_zero(w ^ (ONES * u64::from(b)));
+    while let Some(w) = words::word_at(bytes, at) {
+        let flags = words::equal(w, a) | words::equal(w, b);
         if flags != 0 {
-            return Some(at + (flags.trailing_zeros() / 8) as usize);
+            return Some(at + words::first_flagged(flags));
         }
         at += 8;
     }

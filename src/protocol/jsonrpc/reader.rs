@@ -9,6 +9,8 @@
 
 use std::borrow::Cow;
 
+use crate::words;
+
 /// Deepest nesting accepted; deeper bodies are refused rather than guessed at.
 pub const MAX_DEPTH: u32 = 128;
 
@@ -264,22 +266,13 @@ impl<'a> Reader<'a> {
     /// Advances over string bytes that need no attention (printable ASCII other than `"`
     /// and `\`), eight at a time.
     fn skip_plain_string_bytes(&mut self) {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGH: u64 = 0x8080_8080_8080_8080;
-        let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-        while let Some(chunk) = self.src.get(self.pos..self.pos + 8) {
-            let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-                return;
-            };
-            let w = u64::from_le_bytes(bytes);
-            // Flags `"`, `\`, bytes below 0x20 and non-ASCII; only the lowest flag is exact,
-            // which is the one used.
-            let special = has_zero(w ^ (ONES * u64::from(b'"')))
-                | has_zero(w ^ (ONES * u64::from(b'\\')))
-                | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
-                | (w & HIGH);
+        while let Some(w) = words::word_at(self.src, self.pos) {
+            let special = words::equal(w, b'"')
+                | words::equal(w, b'\\')
+                | words::below(w, 0x20)
+                | words::non_ascii(w);
             if special != 0 {
-                self.pos += (special.trailing_zeros() / 8) as usize;
+                self.pos += words::first_flagged(special);
                 return;
             }
             self.pos += 8;
