@@ -25,6 +25,7 @@ use crate::response::listfilter::ListRequest;
 use verdict::check_headers_of;
 
 pub use crate::protocol::head::RequestHead;
+pub use crate::protocol::headers::HeaderMap;
 pub use crate::report::reject::LocalReply;
 pub(crate) use verdict::Parsed;
 pub use verdict::{Approved, BodyRule, HeadVerdict, TaskRequest};

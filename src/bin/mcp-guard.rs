@@ -32,7 +32,7 @@ mod cli {
     use mcp_guard::catalog::tooldef::{hex, ToolDef};
     use mcp_guard::catalog::toolstate::{NoTools, Record, ToolLookup, ToolStatus, ToolsConfig};
     use mcp_guard::config::Config;
-    use mcp_guard::gate::{Gate, HeadVerdict, RequestHead};
+    use mcp_guard::gate::{Gate, HeadVerdict, HeaderMap, RequestHead};
     use mcp_guard::identity::challenge::{AuthStep, Peer};
     use mcp_guard::identity::{Identity, KeyLookup, KeySet, TokenCache};
     use mcp_guard::policy::glob::Glob;
@@ -562,7 +562,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
         raw: &serde_json::Value,
         path: &str,
         body: &[u8],
-    ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    ) -> Result<HeaderMap, Error> {
         let mut given = Vec::new();
         for header in &options.headers {
             let Some((name, value)) = header.split_once(':') else {
@@ -591,10 +591,7 @@ FILE may be `-` for stdin. Exit codes: 0 ok/passes, 1 usage or configuration err
             }
         }
         headers.extend(given);
-        Ok(headers
-            .into_iter()
-            .map(|(n, v)| (n, v.into_bytes()))
-            .collect())
+        Ok(HeaderMap::from_pairs(&headers))
     }
 
     /// `jwt:corp, subject "alice", roles ["dev"], scopes ["mcp:tools"]`.

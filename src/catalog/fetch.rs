@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::toolstate::{Pin, PinState, ToolLookup, ToolStatus, UpstreamTools};
 use crate::contract::{Contracts, Mode};
+use crate::protocol::headers::HeaderMap;
 use crate::protocol::jsonrpc::{Message, Target};
 use crate::protocol::revisions::{requires_routing_headers, Revision};
 use crate::report::reject::{push_json_string, Code, Rejection};
@@ -170,16 +171,13 @@ pub struct Page {
 impl ListFetch {
     /// A fetch for a request the client sent with `headers` (names in lower case).
     pub fn for_request(
-        headers: &[(String, Vec<u8>)],
+        headers: &HeaderMap,
         stateless: bool,
         credentials: Vec<(String, String)>,
     ) -> ListFetch {
         let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, v)| std::str::from_utf8(v).ok())
-                .map(str::to_owned)
+            let value = headers.values(name).next()?;
+            std::str::from_utf8(value).ok().map(str::to_owned)
         };
         let session_header = |name: &str| header(name).filter(|_| !stateless);
         ListFetch {

@@ -9,6 +9,7 @@ use crate::catalog::schemas::SharedSchemas;
 use crate::catalog::tooldef::ToolDef;
 use crate::contract::{CallCheck, Contracts, Known, SchemaCache};
 use crate::fasthash::FastMap;
+use crate::protocol::headers::HeaderMap;
 use crate::protocol::mcp_param::{ParamHeaders, SchemaError as ParamError};
 use crate::state::SharedStore;
 
@@ -139,7 +140,7 @@ impl Compiled {
         tool: &str,
         hash: Option<&[u8; 32]>,
         arguments: Option<&[u8]>,
-        headers: Option<&[(String, Vec<u8>)]>,
+        headers: Option<&HeaderMap>,
         id: Option<&str>,
     ) -> CallCheck {
         if let (Some(Ok(params)), Some(headers)) = (hash.and_then(|h| self.params.get(h)), headers)

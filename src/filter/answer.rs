@@ -155,18 +155,11 @@ impl Answer {
             return Action::Continue;
         }
         // One read of the whole map: each host call costs more than the lookups.
-        let headers = match hostcalls::get_map_bytes(MapType::HttpResponseHeaders) {
+        let headers = match host::header_map(MapType::HttpResponseHeaders) {
             Ok(headers) => headers,
-            Err(status) => {
-                return self.refuse(format!("cannot read the answer's headers: {status:?}"))
-            }
+            Err(e) => return self.refuse(format!("cannot read the answer's headers: {e}")),
         };
-        let values = |name: &'static str| {
-            headers
-                .iter()
-                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| String::from_utf8_lossy(v))
-        };
+        let values = |name: &'static str| headers.values(name).map(String::from_utf8_lossy);
         if !values(":status").eq(["200"]) {
             return Action::Continue;
         }

@@ -143,11 +143,9 @@ impl Flow {
 
     pub fn on_headers(this: &Rc<RefCell<Flow>>, end_of_stream: bool) -> Action {
         let mut flow = this.borrow_mut();
-        let pairs = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+        let pairs = match host::header_map(MapType::HttpRequestHeaders) {
             Ok(pairs) => pairs,
-            Err(status) => {
-                return flow.internal(&format!("cannot read request headers: {status:?}"))
-            }
+            Err(e) => return flow.internal(&format!("cannot read request headers: {e}")),
         };
         flow.head = RequestHead::new(pairs, end_of_stream);
         let gate = flow.gate();
@@ -799,7 +797,7 @@ impl Flow {
         }
         let upstream = tools.upstream;
         // Headers mirror one call: a batch member's arguments have none.
-        let headers = (approved.decisions.len() == 1).then_some(self.head.headers.as_slice());
+        let headers = (approved.decisions.len() == 1).then_some(&self.head.headers);
         for (seen, _) in &approved.decisions {
             let (Some("tools/call"), Some(Target::Tool(tool))) =
                 (seen.method.as_deref(), &seen.target)

@@ -8,7 +8,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType, Status};
 
 use super::log;
-use crate::gate::LocalReply;
+use crate::gate::{HeaderMap, LocalReply};
 use crate::report::reject::Rejection;
 use crate::state::{SharedStore, StoreError};
 use crate::upstream::HeaderEdits;
@@ -100,13 +100,48 @@ pub fn property(path: &[&str]) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// A header map in one read, kept as the host's buffer: the SDK's readers copy every
+/// name and value (see [`HeaderMap`]).
+pub fn header_map(map: MapType) -> Result<HeaderMap, String> {
+    let serialized = serialized_map(map).map_err(|status| format!("status {status}"))?;
+    HeaderMap::parse(serialized).map_err(str::to_owned)
+}
+
+/// The host's serialization of header map `map` (`proxy_get_header_map_pairs`), or the
+/// host's status code when it refuses. The crate's one `unsafe`: the SDK offers this
+/// call only behind a copy of every header.
+#[allow(unsafe_code)]
+fn serialized_map(map: MapType) -> Result<Vec<u8>, u32> {
+    #[link(wasm_import_module = "env")]
+    extern "C" {
+        fn proxy_get_header_map_pairs(
+            map_type: u32,
+            return_map_data: *mut *mut u8,
+            return_map_size: *mut usize,
+        ) -> u32;
+    }
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer and a size it allocated through the SDK's
+    // `proxy_on_memory_allocate` (a boxed `[u8]` of exactly `size` bytes, alignment 1),
+    // whose ownership passes to us; it is taken back once, with that length as capacity,
+    // exactly as the SDK's own readers do.
+    unsafe {
+        match proxy_get_header_map_pairs(map as u32, &mut data, &mut size) {
+            0 if data.is_null() => Ok(Vec::new()),
+            0 => Ok(Vec::from_raw_parts(data, size, size)),
+            status => Err(status),
+        }
+    }
+}
+
 /// Body bytes Envoy has received for the current request so far, whether or not it has
 /// handed them to the filter: `request.total_size` (a little-endian int64: bytes received
 /// plus the header map's size) less the size of the request headers as they are now.
 pub fn request_body_bytes_received() -> Option<u64> {
     let total = hostcalls::get_property(vec!["request", "total_size"]).ok()??;
     let total = u64::from_le_bytes(total.get(..8)?.try_into().ok()?);
-    let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
+    let headers = header_map(MapType::HttpRequestHeaders).ok()?;
     let header_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
     Some(total.saturating_sub(header_bytes as u64))
 }

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use crate::protocol::headers::HeaderMap;
 use crate::protocol::revision::RoutingHeaders;
 
 /// The request head as the gate sees it: the few fields it decides on, found once, and
@@ -19,27 +20,26 @@ pub struct RequestHead {
     pub routing: RoutingHeaders,
     /// The request has no body (headers ended the stream).
     pub end_of_stream: bool,
-    /// All headers, names in lower case (pseudo-headers included); values are bytes because
-    /// HTTP allows non-UTF-8 octets in them.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// All headers, names in lower case (pseudo-headers included).
+    pub headers: HeaderMap,
     /// The route's upstream cluster, set by the glue only when learned tools or a rate-limit
     /// key need it.
     pub upstream: Option<String>,
 }
 
 impl RequestHead {
-    pub fn new(headers: Vec<(String, Vec<u8>)>, end_of_stream: bool) -> RequestHead {
+    pub fn new(headers: HeaderMap, end_of_stream: bool) -> RequestHead {
         let mut head = RequestHead {
             end_of_stream,
             ..RequestHead::default()
         };
         for (i, (name, value)) in headers.iter().enumerate() {
-            match name.as_str() {
-                ":method" => head.method = Some(i),
-                ":path" => head.path = Some(i),
-                "content-type" => head.content_type = Some(i),
-                "content-encoding" => head.content_encoding = Some(i),
-                "content-length" => {
+            match name {
+                b":method" => head.method = Some(i),
+                b":path" => head.path = Some(i),
+                b"content-type" => head.content_type = Some(i),
+                b"content-encoding" => head.content_encoding = Some(i),
+                b"content-length" => {
                     head.content_length = std::str::from_utf8(value)
                         .ok()
                         .and_then(|v| v.trim().parse().ok())
@@ -53,8 +53,7 @@ impl RequestHead {
 
     /// The value of the header at `at`, as text (invalid UTF-8 replaced).
     fn text(&self, at: Option<usize>) -> Option<Cow<'_, str>> {
-        let (_, value) = self.headers.get(at?)?;
-        Some(String::from_utf8_lossy(value))
+        Some(String::from_utf8_lossy(self.headers.value(at?)?))
     }
 
     /// `:method`.
@@ -77,10 +76,7 @@ impl RequestHead {
 
     /// Every value of header `name` (lower case), in order.
     pub fn values<'h>(&'h self, name: &'h str) -> impl Iterator<Item = &'h [u8]> + 'h {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers.values(name)
     }
 
     /// The request path without query string or fragment.
@@ -105,12 +101,12 @@ impl RequestHead {
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> RequestHead {
-        let pairs = [(":method", method), (":path", path)]
+        let pairs: Vec<(&str, &str)> = [(":method", method), (":path", path)]
             .iter()
             .chain(headers)
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .copied()
             .collect();
-        RequestHead::new(pairs, end_of_stream)
+        RequestHead::new(HeaderMap::from_pairs(&pairs), end_of_stream)
     }
 }
 

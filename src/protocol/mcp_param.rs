@@ -15,6 +15,7 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use crate::policy::arguments::{find, Found, Item};
+use crate::protocol::headers::HeaderMap;
 use crate::protocol::jsonrpc::Reader;
 use crate::protocol::revision::decode_header_value;
 use crate::report::reject::{Code, Rejection};
@@ -135,11 +136,7 @@ impl ParamHeaders {
 
     /// Checks the headers (`headers`: every request header, names in lower case) against
     /// `arguments` (the `tools/call`'s `params.arguments` text, `None` when absent).
-    pub fn check(
-        &self,
-        arguments: Option<&[u8]>,
-        headers: &[(String, Vec<u8>)],
-    ) -> Result<(), Mismatch> {
+    pub fn check(&self, arguments: Option<&[u8]>, headers: &HeaderMap) -> Result<(), Mismatch> {
         self.0
             .iter()
             .try_for_each(|param| check_one(param, arguments, headers))
@@ -149,14 +146,14 @@ impl ParamHeaders {
 fn check_one(
     param: &ParamHeader,
     arguments: Option<&[u8]>,
-    headers: &[(String, Vec<u8>)],
+    headers: &HeaderMap,
 ) -> Result<(), Mismatch> {
     let fail = |reason: String| Mismatch {
         header: format!("Mcp-Param-{}", param.name),
         reason,
     };
     let key = param.header_key();
-    let mut sent = headers.iter().filter(|(n, _)| *n == key).map(|(_, v)| v);
+    let mut sent = headers.values(&key);
     let header = sent.next();
     if sent.next().is_some() {
         return Err(fail("appears more than once".into()));
@@ -318,12 +315,8 @@ mod tests {
     type Headers<'a> = &'a [(&'a str, &'a [u8])];
 
     fn check(args: Option<&str>, headers: Headers<'_>) -> Result<(), String> {
-        let headers: Vec<(String, Vec<u8>)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_vec()))
-            .collect();
         params()
-            .check(args.map(str::as_bytes), &headers)
+            .check(args.map(str::as_bytes), &HeaderMap::from_pairs(headers))
             .map_err(|m| m.rejection(None).reason)
     }
 

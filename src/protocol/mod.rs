@@ -6,6 +6,7 @@
 //! imports no other stage.
 
 pub(crate) mod head;
+pub mod headers;
 pub mod jsonrpc;
 pub mod mcp_param;
 pub mod path;

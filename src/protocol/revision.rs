@@ -45,11 +45,11 @@ pub struct RoutingHeaders {
 impl RoutingHeaders {
     /// Records `name: value` if it is a routing header (`name` in lower case, as HTTP/2 and
     /// Envoy deliver it).
-    pub fn observe(&mut self, name: &str, value: &[u8]) {
+    pub fn observe(&mut self, name: &[u8], value: &[u8]) {
         match name {
-            "mcp-method" => self.method.add(value),
-            "mcp-name" => self.name.add(value),
-            "mcp-protocol-version" => self.protocol_version.add(value),
+            b"mcp-method" => self.method.add(value),
+            b"mcp-name" => self.name.add(value),
+            b"mcp-protocol-version" => self.protocol_version.add(value),
             _ => {}
         }
     }
@@ -203,7 +203,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> RoutingHeaders {
         let mut h = RoutingHeaders::default();
         for (k, v) in pairs {
-            h.observe(k, v.as_bytes());
+            h.observe(k.as_bytes(), v.as_bytes());
         }
         h
     }
@@ -320,7 +320,7 @@ mod tests {
     #[test]
     fn non_utf8_header_is_refused() {
         let mut h = RoutingHeaders::default();
-        h.observe("mcp-name", b"\xff");
+        h.observe(b"mcp-name", b"\xff");
         let body = parse_body(SESSION_CALL.as_bytes()).unwrap();
         assert_eq!(
             check_headers(&body, &h),

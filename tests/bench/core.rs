@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mcp_guard::catalog::tooldef::ToolDef;
 use mcp_guard::catalog::toolstate::NoTools;
 use mcp_guard::config::Config;
-use mcp_guard::gate::{BodyRule, Gate, RequestHead};
+use mcp_guard::gate::{BodyRule, Gate, HeaderMap, RequestHead};
 use mcp_guard::identity::{Identity, IdentityKind};
 use mcp_guard::protocol::jsonrpc::parse_body;
 
@@ -83,14 +83,11 @@ fn main() {
     }
 
     let head = RequestHead::new(
-        [
+        HeaderMap::from_pairs(&[
             (":method", "POST"),
             (":path", "/mcp"),
             ("content-type", "application/json"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-        .collect(),
+        ]),
         false,
     );
     let tools: Vec<String> = (0..100).map(|i| format!("team{i}_*")).collect();
@@ -270,7 +267,7 @@ fn contract_cases(budget: Duration, head: &RequestHead, caller: &Identity) {
         def.input_schema.as_deref().map(str::as_bytes),
         checks,
     );
-    let headers = vec![("mcp-param-text".to_owned(), "x".repeat(150).into_bytes())];
+    let headers = HeaderMap::from_pairs(&[("mcp-param-text", "x".repeat(150))]);
     let t = measure(budget, || {
         let verdict = compiled.check_call(
             &config.contracts,

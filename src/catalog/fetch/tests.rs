@@ -179,9 +179,8 @@ fn after_a_complete_list_a_pin_no_definition_verifies_refuses_the_call_as_unknow
 }
 
 /// A client's request headers, as the filter reads them.
-fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-    let pairs = pairs.iter().map(|&(n, v)| (n.to_owned(), v.into()));
-    pairs.collect()
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    HeaderMap::from_pairs(pairs)
 }
 
 #[test]
@@ -239,7 +238,7 @@ fn answer(id: &str, cursor: Option<&str>) -> String {
 
 #[test]
 fn pages_are_followed_by_cursor_and_bounded() {
-    let mut fetch = ListFetch::for_request(&[], true, Vec::new());
+    let mut fetch = ListFetch::for_request(&HeaderMap::default(), true, Vec::new());
     let page = fetch
         .read(
             Some("200"),
@@ -269,7 +268,7 @@ fn pages_are_followed_by_cursor_and_bounded() {
         .unwrap();
     assert_eq!(fetch.advance(last.next_cursor), Ok(false));
     // A server that never stops paging fails the fetch.
-    let mut endless = ListFetch::for_request(&[], true, Vec::new());
+    let mut endless = ListFetch::for_request(&HeaderMap::default(), true, Vec::new());
     let mut pages = 1;
     while endless.advance(Some("more".into())) == Ok(true) {
         pages += 1;
@@ -279,7 +278,7 @@ fn pages_are_followed_by_cursor_and_bounded() {
 
 #[test]
 fn an_sse_answer_is_read_from_its_event() {
-    let fetch = ListFetch::for_request(&[], false, Vec::new());
+    let fetch = ListFetch::for_request(&HeaderMap::default(), false, Vec::new());
     let stream = format!(
         "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}}\n\n: note\ndata: {}\n\n",
         answer("mcp-guard-tools-0", None)
@@ -299,7 +298,7 @@ fn an_sse_answer_is_read_from_its_event() {
 
 #[test]
 fn anything_but_a_list_result_fails_the_fetch() {
-    let fetch = ListFetch::for_request(&[], true, Vec::new());
+    let fetch = ListFetch::for_request(&HeaderMap::default(), true, Vec::new());
     let json = "application/json";
     let ok = answer("mcp-guard-tools-0", None);
     assert!(fetch.read(Some("200"), json, ok.as_bytes()).is_ok());

@@ -34,11 +34,8 @@ fn def(element: &str) -> ToolDef {
     ToolDef::parse(element.as_bytes()).unwrap()
 }
 
-fn headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-    pairs
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-        .collect()
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    HeaderMap::from_pairs(pairs)
 }
 
 #[test]
@@ -145,7 +142,7 @@ fn unknown_schemas_check_no_headers_and_follow_the_contract_mode() {
             "t",
             hash,
             Some(b"{}"),
-            Some(&[]),
+            Some(&HeaderMap::default()),
             Some("1"),
         )
     };
