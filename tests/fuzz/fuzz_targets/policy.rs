@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use mcp_guard::identity::Identity;
 use mcp_guard::config::Config;
-use mcp_guard::gate::{BodyRule, Gate, RequestHead};
+use mcp_guard::gate::{BodyRule, Gate, HeaderMap, RequestHead};
 use mcp_guard::catalog::toolstate::NoTools;
 use serde_json::Value;
 
@@ -32,11 +32,11 @@ fn denied_tool(name: &str) -> bool {
 fuzz_target!(|body: &[u8]| {
     let gate = Gate { config: &CONFIG };
     let head = RequestHead::new(
-        vec![
-            (":method".into(), b"POST".to_vec()),
-            (":path".into(), b"/mcp".to_vec()),
-            ("content-type".into(), b"application/json".to_vec()),
-        ],
+        HeaderMap::from_pairs(&[
+            (":method", "POST"),
+            (":path", "/mcp"),
+            ("content-type", "application/json"),
+        ]),
         false,
     );
     let Ok(approved) = gate.approve(
