@@ -125,14 +125,6 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn in_object(&self) -> bool {
-        let Some(depth) = self.depth.checked_sub(1) else {
-            return false;
-        };
-        let (word, bit) = depth_bit(depth);
-        self.objects.get(word).is_some_and(|w| w & bit != 0)
-    }
-
     /// Consumes `{`; follow with [`Reader::next_key`] until it returns `None`.
     pub fn begin_object(&mut self) -> Result<()> {
         match self.peek() {
@@ -355,6 +347,14 @@ impl<'a> Reader<'a> {
     pub fn read_number(&mut self) -> Result<&'a str> {
         self.skip_ws();
         let start = self.pos;
+        self.number()?;
+        Ok(self.slice(start, self.pos))
+    }
+
+    /// Validates the number at the cursor (RFC 8259, and within f64's range) and moves
+    /// past it; its text is converted only when it could be out of range.
+    fn number(&mut self) -> Result<()> {
+        let start = self.pos;
         if self.byte() == Some(b'-') {
             self.pos += 1;
         }
@@ -381,13 +381,17 @@ impl<'a> Reader<'a> {
             }
             self.digits();
         }
-        let text = self.slice(start, self.pos);
         // Upstreams disagree on numbers beyond f64 (serde_json refuses them, Python reads
         // infinity): refuse them too. Only long or exponent numbers can get there.
-        if (text.len() > 300 || exponent) && text.parse::<f64>().is_ok_and(f64::is_infinite) {
+        if (self.pos - start > 300 || exponent)
+            && self
+                .slice(start, self.pos)
+                .parse::<f64>()
+                .is_ok_and(f64::is_infinite)
+        {
             return self.err("number out of range");
         }
-        Ok(text)
+        Ok(())
     }
 
     fn digits(&mut self) {
@@ -396,83 +400,167 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn literal(&mut self, word: &'static str) -> Result<()> {
-        if self.src.get(self.pos..self.pos + word.len()) == Some(word.as_bytes()) {
-            self.pos += word.len();
-            Ok(())
-        } else {
-            self.err("invalid literal")
-        }
-    }
-
     /// Validates and skips one complete value of any kind, without recursion or allocation.
+    ///
+    /// The answers and arguments it walks are mostly structure and short ASCII strings, so
+    /// that path keeps the cursor, depth and container kinds in locals (a method call per
+    /// token, storing the cursor through `self`, cost half again as much in wasm); escapes,
+    /// non-ASCII bytes and numbers go through the same checks as the rest of the reader.
     pub fn skip_value(&mut self) -> Result<()> {
+        let src = self.src;
         let base = self.depth;
+        let (mut pos, mut depth, mut objects) = (self.pos, self.depth, self.objects);
+        // Leaves the walk with the cursor where it stopped, as the other readers do.
+        macro_rules! fail {
+            ($reason:expr) => {{
+                self.pos = pos;
+                return self.err($reason);
+            }};
+        }
+        macro_rules! ws {
+            () => {
+                while let Some(b' ' | b'\t' | b'\n' | b'\r') = src.get(pos) {
+                    pos += 1;
+                }
+            };
+        }
+        // The string whose opening quote is at `pos`.
+        macro_rules! string {
+            () => {{
+                pos += 1;
+                loop {
+                    self.pos = pos;
+                    self.skip_plain_string_bytes();
+                    pos = self.pos;
+                    match src.get(pos) {
+                        Some(b'"') => {
+                            pos += 1;
+                            break;
+                        }
+                        Some(b'\\') => {
+                            self.pos = pos + 1;
+                            self.escape()?;
+                            pos = self.pos;
+                        }
+                        Some(&lead @ 0x80..) => {
+                            self.pos = pos;
+                            pos += self.utf8_sequence(lead)?;
+                        }
+                        Some(0..=0x1f) => fail!("control character in string"),
+                        Some(_) => pos += 1,
+                        None => fail!("unterminated string"),
+                    }
+                }
+            }};
+        }
+        // A member's key and colon, after whitespace.
+        macro_rules! key {
+            () => {{
+                ws!();
+                match src.get(pos) {
+                    Some(b'"') => string!(),
+                    None => fail!("unexpected end of input"),
+                    Some(_) => fail!("expected a string"),
+                }
+                ws!();
+                if src.get(pos) != Some(&b':') {
+                    fail!("expected ':' after key");
+                }
+                pos += 1;
+            }};
+        }
+        // Opens a container at `pos`: `true` when it is empty (and closed again).
+        macro_rules! open {
+            ($object:expr, $close:expr) => {{
+                if depth >= MAX_DEPTH {
+                    fail!("nesting deeper than 128 levels");
+                }
+                let (word, bit) = depth_bit(depth);
+                if let Some(word) = objects.get_mut(word) {
+                    if $object {
+                        *word |= bit;
+                    } else {
+                        *word &= !bit;
+                    }
+                }
+                depth += 1;
+                pos += 1;
+                ws!();
+                let empty = src.get(pos) == Some(&$close);
+                if empty {
+                    pos += 1;
+                    depth -= 1;
+                }
+                empty
+            }};
+        }
         loop {
             // A value starts here.
-            match self.peek() {
+            ws!();
+            match src.get(pos) {
                 Some(b'{') => {
-                    self.open(true)?;
-                    if self.peek() == Some(b'}') {
-                        self.pos += 1;
-                        self.depth -= 1;
-                    } else {
-                        self.member_key()?;
+                    if !open!(true, b'}') {
+                        key!();
                         continue;
                     }
                 }
                 Some(b'[') => {
-                    self.open(false)?;
-                    if self.peek() == Some(b']') {
-                        self.pos += 1;
-                        self.depth -= 1;
-                    } else {
+                    if !open!(false, b']') {
                         continue;
                     }
                 }
-                Some(b'"') => {
-                    self.scan_string(None)?;
-                }
+                Some(b'"') => string!(),
                 Some(b'-' | b'0'..=b'9') => {
-                    self.read_number()?;
+                    self.pos = pos;
+                    self.number()?;
+                    pos = self.pos;
                 }
-                Some(b't') => self.literal("true")?,
-                Some(b'f') => self.literal("false")?,
-                Some(b'n') => self.literal("null")?,
-                None => return self.err("unexpected end of input"),
-                Some(_) => return self.err("expected a value"),
+                Some(b't') => self.literal_at(&mut pos, b"true")?,
+                Some(b'f') => self.literal_at(&mut pos, b"false")?,
+                Some(b'n') => self.literal_at(&mut pos, b"null")?,
+                None => fail!("unexpected end of input"),
+                Some(_) => fail!("expected a value"),
             }
             // A value ended: close containers until the next value starts or we are done.
             loop {
-                if self.depth == base {
+                if depth == base {
+                    (self.pos, self.depth, self.objects) = (pos, depth, objects);
                     return Ok(());
                 }
-                let object = self.in_object();
-                match self.peek() {
+                let (word, bit) = depth_bit(depth - 1);
+                let object = objects.get(word).is_some_and(|w| w & bit != 0);
+                ws!();
+                match src.get(pos) {
                     Some(b',') => {
-                        self.pos += 1;
+                        pos += 1;
                         if object {
-                            self.member_key()?;
+                            key!();
                         }
                         break;
                     }
                     Some(b'}') if object => {
-                        self.pos += 1;
-                        self.depth -= 1;
+                        pos += 1;
+                        depth -= 1;
                     }
                     Some(b']') if !object => {
-                        self.pos += 1;
-                        self.depth -= 1;
+                        pos += 1;
+                        depth -= 1;
                     }
-                    _ => return self.err("expected ',' or a closing bracket"),
+                    _ => fail!("expected ',' or a closing bracket"),
                 }
             }
         }
     }
 
-    fn member_key(&mut self) -> Result<()> {
-        self.scan_string(None)?;
-        self.consume(b':', "expected ':' after key")
+    /// The literal `word` at `*pos` (advanced past it).
+    fn literal_at(&mut self, pos: &mut usize, word: &'static [u8]) -> Result<()> {
+        if self.src.get(*pos..*pos + word.len()) == Some(word) {
+            *pos += word.len();
+            Ok(())
+        } else {
+            self.pos = *pos;
+            self.err("invalid literal")
+        }
     }
 }
 
