@@ -58,11 +58,7 @@ pub(crate) fn authenticate(
     let Some(auth) = auth else {
         return AuthStep::Authenticated(Identity::anonymous());
     };
-    let mut credentials = Credentials {
-        peer_uri_sans: peer.uri_sans.clone(),
-        peer_dns_sans: peer.dns_sans.clone(),
-        ..Credentials::default()
-    };
+    let mut headers = Vec::new();
     for name in auth.header_names() {
         let mut values = head.values(name);
         if let Some(value) = values.next() {
@@ -73,9 +69,14 @@ pub(crate) fn authenticate(
                     &AuthError::InvalidToken(format!("{name} header appears more than once")),
                 );
             }
-            credentials.headers.insert(name.clone(), value.to_vec());
+            headers.push((name.as_str(), value));
         }
     }
+    let credentials = Credentials {
+        headers: &headers,
+        peer_uri_sans: &peer.uri_sans,
+        peer_dns_sans: &peer.dns_sans,
+    };
     let result = auth
         .authenticate(&credentials, keys, cache, now)
         .and_then(|identity| auth.check_scopes(&identity).map(|()| identity));

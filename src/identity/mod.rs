@@ -148,20 +148,24 @@ impl fmt::Display for AuthError {
 
 impl std::error::Error for AuthError {}
 
-/// What the glue read from a request.
-#[derive(Debug, Clone, Default)]
-pub struct Credentials {
-    /// Values of the headers in [`Authenticator::header_names`] that are present.
-    pub headers: BTreeMap<String, Vec<u8>>,
+/// What the glue read from a request, borrowed from it (a token is not copied).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// Values of the headers in [`Authenticator::header_names`] that are present (each
+    /// once: a repeated one is refused before).
+    pub headers: &'a [(&'a str, &'a [u8])],
     /// URI SANs of the verified TLS peer certificate (empty without mTLS).
-    pub peer_uri_sans: Vec<String>,
+    pub peer_uri_sans: &'a [String],
     /// DNS SANs of the verified TLS peer certificate.
-    pub peer_dns_sans: Vec<String>,
+    pub peer_dns_sans: &'a [String],
 }
 
-impl Credentials {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.get(name).map(Vec::as_slice)
+impl<'a> Credentials<'a> {
+    fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -231,7 +235,7 @@ impl Authenticator {
     /// `cache` until their `exp`; `keys` supplies the fetched keys of remote providers.
     pub fn authenticate(
         &self,
-        credentials: &Credentials,
+        credentials: &Credentials<'_>,
         keys: &dyn KeyLookup,
         cache: &mut dyn VerifiedTokens,
         now: u64,
@@ -250,7 +254,7 @@ impl Authenticator {
         }
         let peer = self
             .peer_identity
-            .and_then(|p| p.subject(&credentials.peer_uri_sans, &credentials.peer_dns_sans));
+            .and_then(|p| p.subject(credentials.peer_uri_sans, credentials.peer_dns_sans));
         match peer {
             Some(subject) => Ok(Identity::bare(IdentityKind::Peer, subject)),
             None if self.allow_anonymous => Ok(Identity::anonymous()),

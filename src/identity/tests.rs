@@ -175,18 +175,28 @@ fn compile(config: Value) -> Authenticator {
         .unwrap()
 }
 
-fn bearer(token: &str) -> Credentials {
+/// Credentials as the glue lends them (leaked: a test's requests live as long as it).
+fn presented(
+    headers: &[(&'static str, &str)],
+    uri_sans: &[&str],
+    dns_sans: &[&str],
+) -> Credentials<'static> {
+    let leak = |s: &str| -> &'static [u8] { Box::leak(s.as_bytes().into()) };
+    let headers: Vec<(&str, &[u8])> = headers.iter().map(|&(n, v)| (n, leak(v))).collect();
+    let sans =
+        |s: &[&str]| -> &'static [String] { Box::leak(s.iter().map(|s| s.to_string()).collect()) };
     Credentials {
-        headers: [(
-            "authorization".to_owned(),
-            format!("Bearer {token}").into_bytes(),
-        )]
-        .into(),
-        ..Credentials::default()
+        headers: Box::leak(headers.into()),
+        peer_uri_sans: sans(uri_sans),
+        peer_dns_sans: sans(dns_sans),
     }
 }
 
-fn run(auth: &Authenticator, credentials: &Credentials) -> Result<Identity, AuthError> {
+fn bearer(token: &str) -> Credentials<'static> {
+    presented(&[("authorization", &format!("Bearer {token}"))], &[], &[])
+}
+
+fn run(auth: &Authenticator, credentials: &Credentials<'_>) -> Result<Identity, AuthError> {
     auth.authenticate(credentials, &Vec::new(), &mut TokenCache::default(), NOW)
 }
 
@@ -477,14 +487,11 @@ fn credential_order_api_key_bearer_peer_anonymous() {
         }))
     };
     let creds = |api_key: Option<&str>, authorization: Option<&str>, uri: &[&str], dns: &[&str]| {
-        Credentials {
-            headers: [("x-api-key", api_key), ("authorization", authorization)]
-                .into_iter()
-                .filter_map(|(k, v)| Some((k.to_owned(), v?.as_bytes().to_vec())))
-                .collect(),
-            peer_uri_sans: uri.iter().map(|s| s.to_string()).collect(),
-            peer_dns_sans: dns.iter().map(|s| s.to_string()).collect(),
-        }
+        let headers: Vec<(&str, &str)> = [("x-api-key", api_key), ("authorization", authorization)]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+        presented(&headers, uri, dns)
     };
     let bearer = format!("Bearer {token}");
     let kind = |r: Result<Identity, AuthError>| r.map(|id| (id.kind.to_string(), id.subject));

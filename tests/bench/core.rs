@@ -176,12 +176,10 @@ fn auth_cases(budget: Duration) {
         ("EdDSA", ed.sign(claims())),
     ] {
         let token = token.expect("sign");
+        let value = format!("Bearer {token}");
+        let headers = [("authorization", value.as_bytes())];
         let credentials = Credentials {
-            headers: [(
-                "authorization".into(),
-                format!("Bearer {token}").into_bytes(),
-            )]
-            .into(),
+            headers: &headers,
             ..Credentials::default()
         };
         auth.authenticate(&credentials, &keys, &mut cache, now)
