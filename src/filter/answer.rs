@@ -160,7 +160,7 @@ impl Answer {
             Err(e) => return self.refuse(format!("cannot read the answer's headers: {e}")),
         };
         let values = |name: &'static str| headers.values(name).map(String::from_utf8_lossy);
-        if !values(":status").eq(["200"]) {
+        if !headers.values(":status").eq([&b"200"[..]]) {
             return Action::Continue;
         }
         // The request went upstream without Accept-Encoding, so an encoded answer is one
