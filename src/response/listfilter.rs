@@ -107,17 +107,18 @@ pub fn visible(rules: &Applicable<'_>, kind: ListKind, value: &str, hints: &Effe
     }
 }
 
-/// One element of the list: its span and name (`None`: not one readable string).
-struct Element {
+/// One element of the list: its span and name (`None`: not one readable string), borrowed
+/// from the answer unless escaped.
+struct Element<'a> {
     span: Range<usize>,
-    name: Option<String>,
+    name: Option<Cow<'a, str>>,
 }
 
 /// What a JSON-RPC answer holds, as far as filtering cares.
-struct Located {
+struct Located<'a> {
     id: Option<Range<usize>>,
     /// Offset just after the array's `[`, and its elements.
-    list: Option<(usize, Vec<Element>)>,
+    list: Option<(usize, Vec<Element<'a>>)>,
 }
 
 /// Rewrites `json` if it is the answer to `request` and some element must go; `None`
@@ -191,7 +192,7 @@ fn same_id_text(a: &str, b: &str) -> bool {
 
 /// Walks the whole answer (it must be valid JSON with no repeated top-level or `result`
 /// member) and records the id's span and the list's elements.
-fn locate(json: &[u8], kind: ListKind) -> Result<Located, SyntaxError> {
+fn locate(json: &[u8], kind: ListKind) -> Result<Located<'_>, SyntaxError> {
     let mut reader = Reader::new(json);
     let mut located = Located {
         id: None,
@@ -242,10 +243,10 @@ fn locate(json: &[u8], kind: ListKind) -> Result<Located, SyntaxError> {
     Ok(located)
 }
 
-fn read_list(
-    reader: &mut Reader<'_>,
+fn read_list<'a>(
+    reader: &mut Reader<'a>,
     kind: ListKind,
-) -> Result<(usize, Vec<Element>), SyntaxError> {
+) -> Result<(usize, Vec<Element<'a>>), SyntaxError> {
     reader.begin_array()?;
     let open = reader.offset();
     let mut elements = Vec::new();
@@ -280,7 +281,7 @@ fn read_list(
         // An element without a readable name cannot be judged: it is dropped.
         elements.push(Element {
             span: start..reader.offset(),
-            name: value.flatten().map(Cow::into_owned),
+            name: value.flatten(),
         });
     }
     Ok((open, elements))
