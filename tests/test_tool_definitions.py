@@ -222,3 +222,41 @@ def test_trust_on_first_use(sse_server: procs.McpServer, log_dir: Path) -> None:
         drift_and_recover(g, sse_server, None)
     finally:
         g.stop()
+
+
+def test_a_drift_one_worker_sees_refuses_the_tool_on_the_other(sse_server: procs.McpServer, log_dir: Path) -> None:
+    """Worker A has read echo's record; worker B then sees echo's definition drift. A's next
+    call of echo is refused at once, without A listing again: a worker's memo of the records
+    follows the upstream's version entry, which B's write bumped (an empty entry, which the
+    host hands over as no data with a version)."""
+    config = {"tools": {"pins": {"*": {"*": "trust_on_first_use"}}}}
+    g = start_balanced_gateway(sse_server.port, config, "envoy-pins-workers", log_dir)
+
+    async def drift_on_the_other_worker() -> list[Any]:
+        out: list[Any] = []
+        async with _Session(g.url, None, MODE, 10) as a:
+            out.append({t.name for t in (await a.list_tools()).tools})
+            out.append((await a.call_tool("echo", {"text": "hi"})).content[0].text)  # type: ignore[union-attr]
+            old = sse_server.mutate("echo", CHANGED)
+            try:
+                # A's connection stays open: this list lands on the other worker.
+                [line] = await list_tools(g.url, None, mode=MODE, timeout=10)
+                out.append(set(line["tools"]))
+                try:
+                    await a.call_tool("echo", {"text": "hi"})
+                    out.append("called")
+                except MCPError as exc:
+                    out.append(exc.code)
+            finally:
+                sse_server.mutate("echo", old)
+        return out
+
+    try:
+        before = worker_connections(g)
+        out = anyio.run(drift_on_the_other_worker)
+        after = worker_connections(g)
+        assert sorted(after[w] - before.get(w, 0) for w in after) == [1, 1], (before, after)
+        assert out == [ALL_TOOLS, "hi", ALL_TOOLS - {"echo"}, -32003]
+        assert drift_count(g) == 1
+    finally:
+        g.stop()

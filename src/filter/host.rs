@@ -152,8 +152,10 @@ pub struct HostStore;
 impl SharedStore for HostStore {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
         match hostcalls::get_shared_data(key) {
-            Ok((Some(value), Some(cas))) => Some((value, cas)),
-            Ok(_) => None,
+            // An empty value comes back as no data with a version: the entry exists (the
+            // version entries of `state::Versioned` and the reservation are empty).
+            Ok((value, Some(cas))) => Some((value.unwrap_or_default(), cas)),
+            Ok((_, None)) => None,
             Err(status) => {
                 log(
                     LogLevel::Error,

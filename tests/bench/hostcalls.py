@@ -102,8 +102,13 @@ class Host:
         return bytes(self.memory.read(self.store, ptr, ptr + size))
 
     def give(self, data: bytes, ret_ptr: int, ret_size: int) -> int:
-        """Copies `data` into memory the module allocates and writes its address and size."""
-        ptr = self.call("proxy_on_memory_allocate", max(1, len(data)))
+        """Copies `data` into memory the module allocates and writes its address and size;
+        empty data is a null pointer, as Envoy hands it over (no allocation)."""
+        if not data:
+            self.memory.write(self.store, struct.pack("<I", 0), ret_ptr)
+            self.memory.write(self.store, struct.pack("<I", 0), ret_size)
+            return OK
+        ptr = self.call("proxy_on_memory_allocate", len(data))
         self.memory.write(self.store, data, ptr)
         self.memory.write(self.store, struct.pack("<I", ptr), ret_ptr)
         self.memory.write(self.store, struct.pack("<I", len(data)), ret_size)
