@@ -152,7 +152,9 @@ impl<'a, S: SharedStore> Versioned<'a, S> {
         }
     }
 
-    fn version(&self) -> Option<u32> {
+    /// The family's version as this instance read it (once, at its first use; again after
+    /// its own write): `None` while nothing of the family was ever written.
+    pub fn version(&self) -> Option<u32> {
         if let Some(version) = self.version.get() {
             return version;
         }

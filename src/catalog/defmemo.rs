@@ -2,12 +2,14 @@
 //! `tools/list` answer comes back on every list, and reading it (canonical form, SHA-256)
 //! costs more than the rest of filtering the list. Found by the element's hash and checked
 //! against its exact bytes, so a remembered definition is exactly what reading those bytes
-//! again would give.
+//! again would give. Each also keeps what learning it last concluded for an upstream, so
+//! an unchanged element of an unchanged upstream is not learned again on every list.
 
+use std::cell::RefCell;
 use std::hash::BuildHasher;
 use std::rc::Rc;
 
-use super::tooldef::ToolDef;
+use super::tooldef::{Hints, ToolDef};
 use crate::fasthash::{same_bytes, FastHash, FastMap};
 
 /// Elements longer than this are read every time (a huge definition is rare, and keeping
@@ -19,7 +21,7 @@ const MAX_ELEMENT_BYTES: usize = 16 * 1024;
 pub struct DefMemo {
     /// By the element's hash: the element and its definition. Elements that share a hash
     /// share the slot (the last one read keeps it).
-    defs: FastMap<u64, (Box<[u8]>, Rc<ToolDef>)>,
+    defs: FastMap<u64, (Box<[u8]>, Rc<Remembered>)>,
     hash: FastHash,
     bytes: usize,
     max_entries: usize,
@@ -38,14 +40,17 @@ impl DefMemo {
     }
 
     /// The definition `element` holds (`None`: unreadable, see [`ToolDef::parse`]).
-    pub fn read(&mut self, element: &[u8]) -> Option<Rc<ToolDef>> {
+    pub fn read(&mut self, element: &[u8]) -> Option<Rc<Remembered>> {
         let key = self.hash.hash_one(element);
         if let Some((bytes, def)) = self.defs.get(&key) {
             if same_bytes(bytes, element) {
                 return Some(def.clone());
             }
         }
-        let def = Rc::new(ToolDef::parse(element).ok()?);
+        let def = Rc::new(Remembered {
+            def: ToolDef::parse(element).ok()?,
+            listed: RefCell::new(None),
+        });
         if element.len() <= MAX_ELEMENT_BYTES {
             let size = size(element, &def);
             if self.defs.len() >= self.max_entries || self.bytes + size > self.max_bytes {
@@ -68,8 +73,44 @@ impl DefMemo {
 }
 
 /// What an entry counts against the memo's byte bound.
-fn size(element: &[u8], def: &ToolDef) -> usize {
+fn size(element: &[u8], remembered: &Remembered) -> usize {
+    let def = &remembered.def;
     element.len() + def.input_schema.as_ref().map_or(0, String::len)
+}
+
+/// A remembered definition, with what learning it last concluded.
+#[derive(Debug)]
+pub struct Remembered {
+    pub def: ToolDef,
+    listed: RefCell<Option<Listed>>,
+}
+
+/// What learning an element from `upstream`'s list concluded (`visible`: its hints, or
+/// `None` when every caller is kept from it), true while the upstream's tools are at
+/// `version`: every write of one of its records bumps that version.
+#[derive(Debug)]
+struct Listed {
+    upstream: String,
+    version: Option<u32>,
+    visible: Option<Hints>,
+}
+
+impl Remembered {
+    /// What learning this element from `upstream` at `version` concluded, if it was.
+    pub fn listed(&self, upstream: &str, version: Option<u32>) -> Option<Option<Hints>> {
+        let listed = self.listed.borrow();
+        let listed = listed.as_ref()?;
+        (listed.upstream == upstream && listed.version == version).then_some(listed.visible)
+    }
+
+    /// Keeps what learning this element from `upstream` at `version` concluded.
+    pub fn remember_listed(&self, upstream: &str, version: Option<u32>, visible: Option<Hints>) {
+        *self.listed.borrow_mut() = Some(Listed {
+            upstream: upstream.to_owned(),
+            version,
+            visible,
+        });
+    }
 }
 
 #[cfg(test)]
@@ -84,7 +125,7 @@ mod tests {
         let mut memo = DefMemo::new(8, 1 << 20);
         for element in [ECHO, ADD, ECHO, ADD] {
             assert_eq!(
-                *memo.read(element).unwrap(),
+                memo.read(element).unwrap().def,
                 ToolDef::parse(element).unwrap()
             );
         }
@@ -97,7 +138,23 @@ mod tests {
         let a = memo.read(ECHO).unwrap();
         let other = br#"{"name":"echo","inputSchema":{"type":"string"}}"#;
         let b = memo.read(other).unwrap();
-        assert_ne!(a.sha256, b.sha256);
+        assert_ne!(a.def.sha256, b.def.sha256);
+    }
+
+    #[test]
+    fn a_listing_is_remembered_per_upstream_and_version() {
+        let mut memo = DefMemo::new(8, 1 << 20);
+        let echo = memo.read(ECHO).unwrap();
+        assert_eq!(echo.listed("mcp", Some(3)), None);
+        echo.remember_listed("mcp", Some(3), Some(Hints::UNKNOWN));
+        let again = memo.read(ECHO).unwrap();
+        assert_eq!(again.listed("mcp", Some(3)), Some(Some(Hints::UNKNOWN)));
+        // Another upstream, or a record written since: learned again.
+        assert_eq!(again.listed("other", Some(3)), None);
+        assert_eq!(again.listed("mcp", Some(4)), None);
+        assert_eq!(again.listed("mcp", None), None);
+        again.remember_listed("mcp", Some(4), None);
+        assert_eq!(echo.listed("mcp", Some(4)), Some(None));
     }
 
     #[test]

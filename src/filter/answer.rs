@@ -506,8 +506,18 @@ impl Shared {
         name: &str,
         element: &[u8],
     ) -> Option<Hints> {
-        let def = self.defs.borrow_mut().read(element);
-        let def = def.as_deref().filter(|d| d.name == name);
+        let remembered = self.defs.borrow_mut().read(element);
+        // Learned before from this upstream, which has not written a record since: the
+        // same record, the same conclusion (an element's name is part of its bytes).
+        let version = tools.store.version();
+        if let Some(visible) = remembered
+            .as_ref()
+            .and_then(|r| r.listed(tools.upstream, version))
+        {
+            return visible;
+        }
+        let def = remembered.as_ref().map(|r| &r.def);
+        let def = def.filter(|d| d.name == name);
         let learned = tools.learn_def(name, def);
         if learned.drifted_now {
             self.report_drift(tools.upstream, name);
@@ -519,6 +529,12 @@ impl Shared {
             }
             _ => true,
         };
-        (usable && learned.status.pin.refusal().is_none()).then_some(learned.status.hints)
+        let visible =
+            (usable && learned.status.pin.refusal().is_none()).then_some(learned.status.hints);
+        // Kept only if this learning wrote nothing: a write bumps the version.
+        if let Some(remembered) = remembered.filter(|_| tools.store.version() == version) {
+            remembered.remember_listed(tools.upstream, version, visible);
+        }
+        visible
     }
 }
