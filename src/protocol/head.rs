@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use crate::protocol::headers::HeaderMap;
+use crate::protocol::path::query_start;
 use crate::protocol::revision::RoutingHeaders;
 
 /// The request head as the gate sees it: the few fields it decides on, found once, and
@@ -81,11 +82,10 @@ impl RequestHead {
 
     /// The request path without query string or fragment.
     pub fn path_only(&self) -> Cow<'_, str> {
-        let cut = |path: &str| path.find(['?', '#']).map_or(path.len(), |end| end);
         match self.path() {
-            Cow::Borrowed(path) => Cow::Borrowed(path.get(..cut(path)).unwrap_or_default()),
+            Cow::Borrowed(path) => Cow::Borrowed(path.get(..query_start(path)).unwrap_or_default()),
             Cow::Owned(mut path) => {
-                path.truncate(cut(&path));
+                path.truncate(query_start(&path));
                 Cow::Owned(path)
             }
         }

@@ -43,9 +43,7 @@ pub struct Canonical<'a> {
 /// case (ASCII, plus `ſ` and the Kelvin sign, which JavaScript's case-insensitive Unicode
 /// matching folds to `s` and `k`). A path already in that form is borrowed, not copied.
 pub fn canonical(path: &str) -> Result<Canonical<'_>, PathError> {
-    // Byte by byte: a `char` pattern costs hundreds of wasm instructions per call.
-    let end = path.bytes().position(|b| matches!(b, b'?' | b'#'));
-    let path = path.get(..end.unwrap_or(path.len())).unwrap_or_default();
+    let path = path.get(..query_start(path)).unwrap_or_default();
     if is_canonical(path) {
         return Ok(Canonical {
             path: Cow::Borrowed(path),
@@ -58,6 +56,14 @@ pub fn canonical(path: &str) -> Result<Canonical<'_>, PathError> {
         path: Cow::Owned(path),
         climbed,
     })
+}
+
+/// Where a request path's query or fragment starts (its length without either). Byte by
+/// byte: a `char` pattern costs hundreds of wasm instructions per call.
+pub fn query_start(path: &str) -> usize {
+    path.bytes()
+        .position(|b| matches!(b, b'?' | b'#'))
+        .unwrap_or(path.len())
 }
 
 /// The canonical form of a configured path pattern: the same segment rules, no decoding

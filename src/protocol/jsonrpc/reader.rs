@@ -215,12 +215,19 @@ impl<'a> Reader<'a> {
     /// Walks a string literal, validating escapes; when `out` is given and the string has
     /// escapes, the decoded text is written to it. Returns the raw span and whether any
     /// escape was seen.
-    fn scan_string(&mut self, mut out: Option<&mut String>) -> Result<(usize, usize, bool)> {
+    fn scan_string(&mut self, out: Option<&mut String>) -> Result<(usize, usize, bool)> {
         match self.peek() {
             Some(b'"') => self.pos += 1,
             None => return self.err("unexpected end of input"),
             Some(_) => return self.err("expected a string"),
         }
+        self.string_after_quote(out)
+    }
+
+    /// [`Reader::scan_string`] from just after the opening quote. Inlined: it is the inner
+    /// loop of [`Reader::skip_value`] as well.
+    #[inline(always)]
+    fn string_after_quote(&mut self, mut out: Option<&mut String>) -> Result<(usize, usize, bool)> {
         let start = self.pos;
         let mut run = start;
         let mut escaped = false;
@@ -424,33 +431,12 @@ impl<'a> Reader<'a> {
                 }
             };
         }
-        // The string whose opening quote is at `pos`.
+        // The string whose opening quote is at `pos`, by the reader's own string loop.
         macro_rules! string {
             () => {{
-                pos += 1;
-                loop {
-                    self.pos = pos;
-                    self.skip_plain_string_bytes();
-                    pos = self.pos;
-                    match src.get(pos) {
-                        Some(b'"') => {
-                            pos += 1;
-                            break;
-                        }
-                        Some(b'\\') => {
-                            self.pos = pos + 1;
-                            self.escape()?;
-                            pos = self.pos;
-                        }
-                        Some(&lead @ 0x80..) => {
-                            self.pos = pos;
-                            pos += self.utf8_sequence(lead)?;
-                        }
-                        Some(0..=0x1f) => fail!("control character in string"),
-                        Some(_) => pos += 1,
-                        None => fail!("unterminated string"),
-                    }
-                }
+                self.pos = pos + 1;
+                self.string_after_quote(None)?;
+                pos = self.pos;
             }};
         }
         // A member's key and colon, after whitespace.
